@@ -83,6 +83,9 @@ class PromptEncoder:
         if isinstance(prompts, str):
             raise TypeError("encode takes a list of prompts; wrap a single prompt in a list")
         full = self.tokenizer(prompts, add_special_tokens=True)["input_ids"]
+        # Decoder LMs add no special tokens: the empty prompt would have none. It reads as one BOS token.
+        filler = self.tokenizer.bos_token or self.tokenizer.eos_token
+        prompts = [p if ids else filler for p, ids in zip(prompts, full)]
         batch = self.tokenizer(
             prompts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt"
         ).to(self.device)

@@ -56,6 +56,8 @@ def test_smollm2_cache_matches_the_gguf_model(tmp_path, monkeypatch):
     assert (tmp_path / "smollm2-135m-instruct" / "model.safetensors").exists()
     out = enc.encode(PROMPTS)
     assert out.states.shape[0] == 3 and enc.hidden_size == 576
+    empty = enc.encode([""])  # no special tokens of its own: the empty prompt still gets one state
+    assert empty.mask.sum() == 1 and torch.isfinite(empty.states).all()
 
     from transformers import AutoModel, AutoTokenizer
 

@@ -73,6 +73,53 @@ def _world(args: argparse.Namespace) -> int:
     return 0
 
 
+def _diffusion(args: argparse.Namespace) -> int:
+    import dataclasses
+    import platform
+
+    import torch
+
+    from pipeline import diffusion
+    from pipeline.encoders import load_encoder
+    from train.diffusion import DiffusionTask, build_pool
+    from train.loop import TrainConfig, run_training
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    encoder = load_encoder(args.encoder, device=device)
+    cfg = dataclasses.replace(diffusion.SIZES[args.size], cond_dim=encoder.hidden_size)
+    unet = diffusion.build_unet(cfg)
+    has_checkpoint = (Path(args.out) / "checkpoint" / "state.pt").exists()
+    if args.init and not has_checkpoint:  # warm start from shipped weights on a fresh machine
+        unet, cfg, _ = diffusion.load(args.init)
+        unet = unet.float().train()
+        print(f"initialised from {args.init}")
+    print(f"UNet: {sum(p.numel() for p in unet.parameters()) / 1e6:.1f}M params, encoder {args.encoder}")
+    pool = build_pool(encoder, size=args.pool_size, seed=args.seed)
+    card = {
+        "command": "python -m train " + " ".join(args.argv),
+        "hardware": torch.cuda.get_device_name()
+        if device == "cuda"
+        else f"{platform.processor() or 'cpu'}, {torch.get_num_threads()} threads",
+        "encoder": args.encoder,
+    }
+    task = DiffusionTask(
+        unet, cfg, encoder, pool, workers=args.workers, eval_per_category=args.eval_per_category, card=card
+    )
+    train_cfg = TrainConfig(
+        out=args.out,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        checkpoint_every=args.checkpoint_every,
+        eval_every=args.eval_every,
+        seed=args.seed,
+    )
+    run_training(task, train_cfg)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -99,7 +146,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(fn=_world)
 
+    p = sub.add_parser("diffusion", help="train (or resume) the embedded diffusion model")
+    p.add_argument("--out", default="runs/diffusion", help="run folder; an existing checkpoint there is resumed")
+    p.add_argument("--steps", type=int, default=20000)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--encoder", default="minilm", help="minilm, smollm2, or a transformers id/folder")
+    p.add_argument("--pool-size", type=int, default=20000, help="captions whose states are cached")
+    p.add_argument("--workers", type=int, default=0, help="render processes (use several on a GPU host)")
+    p.add_argument("--init", help="model folder to start from when the run has no checkpoint yet")
+    p.add_argument("--size", choices=["small", "tiny"], default="small", help="UNet size (pipeline/diffusion.py SIZES)")
+    p.add_argument("--eval-per-category", type=int, default=20, help="evaluator items per category, per eval")
+    p.add_argument("--checkpoint-every", type=int, default=250)
+    p.add_argument("--eval-every", type=int, default=2000)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(fn=_diffusion)
+
     args = parser.parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else argv  # recorded in model cards
     return args.fn(args)
 
 

@@ -90,6 +90,8 @@ def find_objects(image: Image.Image) -> list[Found]:
             continue
         # Shape from the contour at 35% of the peak: close to the drawn outline for soft (blurred) objects.
         filled = ndimage.binary_fill_holes((labels == i) & (distance >= 0.35 * distance[component].max()))
+        if not filled.any():
+            continue
         ys, xs = np.nonzero(filled)
         # Colour: vote among the component's strongest pixels (the core of soft or anti-aliased edges).
         d = distance[component]

@@ -1,0 +1,92 @@
+"""Command line for scripts: `python -m pipeline generate ...`.
+
+python -m pipeline generate "a red circle above a blue square" --seed 0 --out out.png
+python -m pipeline generate --prompts prompts.txt --out-dir DIR --seed 0    # DIR/0000.png, 0001.png, ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from pipeline import Wordbrush
+    from pipeline.recipe import save_png
+
+    if (args.prompt is None) == (args.prompts is None):
+        print("give either a prompt or --prompts FILE", file=sys.stderr)
+        return 2
+    if args.prompts:
+        prompts = [line.strip() for line in Path(args.prompts).read_text().splitlines() if line.strip()]
+        if not args.out_dir:
+            print("--prompts needs --out-dir", file=sys.stderr)
+            return 2
+    else:
+        prompts = [args.prompt]
+    t0 = time.time()
+    wb = Wordbrush.load(args.model, generator=args.generator, device=args.device)
+    print(
+        f"loaded {args.model} ({wb.generator.kind}, encoder {wb.encoder.name}) in {time.time() - t0:.1f}s",
+        file=sys.stderr,
+    )
+    try:
+        if args.prompts:
+            out_dir = Path(args.out_dir)
+            out_dir.mkdir(parents=True, exist_ok=True)
+            for start in tqdm(range(0, len(prompts), args.batch_size), desc="batches", unit="batch"):
+                chunk = prompts[start : start + args.batch_size]
+                # Line i of the file gets seed + i, whatever batch it lands in.
+                seeds = [args.seed + start + i for i in range(len(chunk))] if args.seed != -1 else [-1] * len(chunk)
+                result = wb.text_to_image(chunk, seed=seeds, steps=args.steps, guidance=args.guidance)
+                for i, (image, recipe) in enumerate(zip(result.images, result.recipes)):
+                    save_png(image, recipe, out_dir / f"{start + i:04d}.png")
+            print(f"wrote {len(prompts)} images to {out_dir}", file=sys.stderr)
+        else:
+            result = wb.text_to_image(
+                prompts[0], seed=args.seed, steps=args.steps, guidance=args.guidance, num_images=args.num_images
+            )
+            out = Path(args.out)
+            for j, (image, recipe) in enumerate(zip(result.images, result.recipes)):
+                path = out if args.num_images == 1 else out.with_name(f"{out.stem}-{j:02d}{out.suffix}")
+                save_png(image, recipe, path)
+                print(f"wrote {path} (seed {recipe.seed})", file=sys.stderr)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="shapes", help="preset name, model folder or hub id (default: shapes)")
+    p.add_argument("--generator", choices=["diffusion", "gan"], default=None, help="default: the model's own")
+    p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the generator's)")
+    p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale")
+    p.add_argument("--seed", type=int, default=0, help="-1 for a random seed")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("generate", help="text to image")
+    p.add_argument("prompt", nargs="?", help="the prompt (or use --prompts)")
+    p.add_argument("--prompts", help="a text file, one prompt per line")
+    p.add_argument("--out", default="out.png", help="output PNG for a single prompt")
+    p.add_argument("--out-dir", help="output folder for --prompts: 0000.png, 0001.png, ...")
+    p.add_argument("--num-images", type=int, default=1, help="images for a single prompt (seed, seed+1, ...)")
+    p.add_argument("--batch-size", type=int, default=16, help="prompts per forward pass with --prompts")
+    _common(p)
+    p.set_defaults(fn=_generate)
+    args = parser.parse_args(argv)
+    return args.fn(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

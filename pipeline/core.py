@@ -1,0 +1,170 @@
+"""The pipeline API: one object holds the prompt encoder and a generator, and answers typed calls.
+
+from pipeline import Wordbrush
+wb = Wordbrush.load()                                   # the embedded default, offline
+result = wb.text_to_image("a red circle above a blue square", seed=0)
+result.images[0].save("out.png")                        # result.recipes[0] says how it was made
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from pipeline import diffusion
+from pipeline.encoders import PromptEncoder, load_encoder
+from pipeline.presets import DEFAULT_MODEL, resolve_model
+from pipeline.recipe import Recipe
+
+MAX_IMAGES = 16  # per call: more is a batch job for the CLI
+MAX_SEED = 2**63 - 1
+MAX_GUIDANCE = 30.0
+
+
+@dataclass
+class Result:
+    images: list[Image.Image]  # native resolution, RGB
+    recipes: list[Recipe]  # one per image
+
+
+class DiffusionGenerator:
+    """The diffusion model behind the common generator call `generate(cond, uncond, seeds=..., ...)`."""
+
+    kind = "diffusion"
+    default_steps = 12
+    default_guidance = 3.0
+
+    def __init__(self, unet, cfg: diffusion.DiffusionConfig):
+        self.unet, self.cfg = unet, cfg
+        self.resolution = cfg.resolution
+
+    def generate(self, cond, uncond, *, seeds, steps, guidance, callback=None, init=None, strength=1.0) -> torch.Tensor:
+        return diffusion.sample(
+            self.unet, self.cfg, cond, uncond, seeds=seeds, steps=steps, guidance=guidance,
+            callback=callback, init=init, strength=strength,
+        )  # fmt: skip
+
+
+def local_folder(source: str) -> Path:
+    """A model folder on disk: `source` itself, or a hub repository downloaded to the local cache."""
+    path = Path(source)
+    if path.is_dir():
+        return path
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id=source))
+    except Exception as err:  # offline, unknown id, no access: one clear message
+        raise ValueError(
+            f"model {source!r} is neither a folder nor a downloadable hub repository ({err.__class__.__name__}); "
+            f"pass a preset name, a local model folder or a hub id"
+        ) from err
+
+
+class Wordbrush:
+    """A prompt encoder and a generator, loaded once and shared by the UI, the CLI and scripts."""
+
+    def __init__(self, encoder: PromptEncoder, generator: DiffusionGenerator, *, model: str):
+        self.encoder, self.generator, self.model = encoder, generator, model
+        self._uncond = encoder.encode([""])
+
+    @classmethod
+    def load(cls, model: str = DEFAULT_MODEL, *, generator: str | None = None, device: str = "auto") -> Wordbrush:
+        """Load a preset name, a Wordbrush model folder or a hub id, on CUDA when there is one."""
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        source, kind = resolve_model(model, generator)
+        folder = local_folder(source)
+        meta = diffusion.read_meta(folder)
+        if kind != meta["generator"]:
+            raise ValueError(f"{folder} holds a {meta['generator']!r} generator, not {kind!r}")
+        encoder = load_encoder(meta["encoder"], device=device)
+        unet, cfg, _ = diffusion.load(folder, device=device)
+        return cls(encoder, DiffusionGenerator(unet, cfg), model=model)
+
+    def text_to_image(
+        self,
+        prompt: str | list[str],
+        *,
+        seed: int | list[int] = 0,
+        steps: int | None = None,
+        guidance: float | None = None,
+        num_images: int = 1,
+        callback=None,
+    ) -> Result:
+        """`num_images` images per prompt; image j of a prompt uses seed + j. All run as one batch.
+        seed=-1 picks a random seed (the recipe records it)."""
+        # 1. Check inputs
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        seeds = [seed] * len(prompts) if isinstance(seed, int) else list(seed)
+        steps = self.generator.default_steps if steps is None else steps
+        guidance = self.generator.default_guidance if guidance is None else guidance
+        check_request(prompts, seeds, steps=steps, guidance=guidance, num_images=num_images)
+        seeds = [random.randrange(2**32) if s == -1 else s for s in seeds]
+        batch_prompts = [p for p in prompts for _ in range(num_images)]
+        batch_seeds = [s + j for s in seeds for j in range(num_images)]
+
+        # 2. Encode the prompts
+        cond = self.encoder.encode(batch_prompts)
+
+        # 3. Generate
+        x = self.generator.generate(
+            cond, self._uncond, seeds=batch_seeds, steps=steps, guidance=guidance, callback=callback
+        )
+
+        # 4. Images and their recipes
+        images = to_pil(x)
+        recipes = [
+            Recipe(
+                prompt=p,
+                seed=s,
+                steps=steps,
+                guidance=guidance,
+                model=self.model,
+                generator=self.generator.kind,
+                encoder=self.encoder.name,
+                width=self.generator.resolution,
+                height=self.generator.resolution,
+                encoded_prompt=self.encoded_text(p, truncated),
+            )
+            for p, s, truncated in zip(batch_prompts, batch_seeds, cond.truncated)
+        ]
+        return Result(images, recipes)
+
+    def encoded_text(self, prompt: str, truncated: bool) -> str:
+        """The prompt as the language model saw it: its tokens, cut at the encoder's limit."""
+        if not truncated:
+            return prompt
+        ids = self.encoder.tokenizer(prompt, truncation=True, max_length=self.encoder.max_tokens)["input_ids"]
+        return self.encoder.tokenizer.decode(ids, skip_special_tokens=True)
+
+
+def check_request(prompts: list[str], seeds: list[int], *, steps: int, guidance: float, num_images: int) -> None:
+    """Raise ValueError with a teaching message for input the generators cannot honour."""
+    if not prompts:
+        raise ValueError("no prompt given; pass a prompt such as 'a red circle above a blue square'")
+    for p in prompts:
+        if not isinstance(p, str) or not p.strip():
+            raise ValueError("the prompt is empty; describe the image, e.g. 'three green triangles'")
+    if len(seeds) != len(prompts):
+        raise ValueError(f"{len(seeds)} seeds for {len(prompts)} prompts; give one seed, or one per prompt")
+    for s in seeds:
+        if not isinstance(s, int) or isinstance(s, bool) or not (s == -1 or 0 <= s <= MAX_SEED):
+            raise ValueError(f"seed must be an integer from 0 to 2**63-1, or -1 for a random seed; got {s!r}")
+    if not isinstance(steps, int) or not 1 <= steps <= diffusion.MAX_STEPS:
+        raise ValueError(f"steps must be between 1 and {diffusion.MAX_STEPS}, got {steps!r}")
+    if not 0.0 <= guidance <= MAX_GUIDANCE:
+        raise ValueError(f"guidance must be between 0 and {MAX_GUIDANCE:g}, got {guidance!r}")
+    if not 1 <= num_images <= MAX_IMAGES:
+        raise ValueError(f"num_images must be between 1 and {MAX_IMAGES}, got {num_images!r}")
+
+
+def to_pil(x: torch.Tensor) -> list[Image.Image]:
+    """(B, 3, H, W) in [0, 1] -> RGB images."""
+    arr = (x.permute(0, 2, 3, 1).float().numpy() * 255).round().clip(0, 255).astype(np.uint8)
+    return [Image.fromarray(a) for a in arr]

@@ -1,0 +1,221 @@
+"""The embedded diffusion generator: a pixel-space UNet2DConditionModel that cross-attends to the
+language model's per-token states, trained with v-prediction, sampled with DPM-Solver++ and
+classifier-free guidance.
+
+The sampler is one loop of `denoise_step`, the numbered recipe of STYLE.md:
+
+    1. check inputs   2. prepare noise from per-image seeds   3. denoise (guided)   4. map to [0, 1]
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from diffusers import DDPMScheduler, DPMSolverMultistepScheduler, UNet2DConditionModel
+
+from pipeline.encoders import EncodedPrompts
+
+MAX_STEPS = 200  # more steps than this buys nothing at 32 px and only ties up the server
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    """The UNet's shape. Attention sits at 8 x 8 and in the middle block only: the CPU latency budget."""
+
+    resolution: int = 32  # pixels; the shapes world's native size
+    channels: tuple[int, ...] = (64, 128, 192)  # per resolution level: 32, 16, 8 px
+    attention: tuple[bool, ...] = (False, False, True)  # cross-attention at each level
+    layers_per_block: int = 1  # resnet blocks per level
+    head_dim: int = 32  # attention head size
+    cond_dim: int = 384  # the prompt encoder's hidden size
+    prediction_type: str = "v_prediction"  # samples cleanly in few steps (epsilon needed thresholding)
+    train_timesteps: int = 1000
+    beta_schedule: str = "squaredcos_cap_v2"  # cosine schedule: suits low-resolution pixel diffusion
+
+
+# Named UNet sizes, read by the training CLI and the tests.
+SIZES: dict[str, DiffusionConfig] = {
+    "small": DiffusionConfig(),  # 10.7M params: the shipped model (CPU: ~35 ms per guided step)
+    "tiny": DiffusionConfig(channels=(16, 32), attention=(False, True), head_dim=8),  # tests and smoke runs
+}
+
+
+def build_unet(cfg: DiffusionConfig) -> UNet2DConditionModel:
+    """A fresh UNet for `cfg`; the pooled prompt vector joins the time embedding as a class embedding."""
+    downs = tuple("CrossAttnDownBlock2D" if a else "DownBlock2D" for a in cfg.attention)
+    ups = tuple("CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(cfg.attention))
+    return UNet2DConditionModel(
+        sample_size=cfg.resolution,
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=cfg.channels,
+        layers_per_block=cfg.layers_per_block,
+        down_block_types=downs,
+        up_block_types=ups,
+        mid_block_type="UNetMidBlock2DCrossAttn",
+        cross_attention_dim=cfg.cond_dim,
+        attention_head_dim=cfg.head_dim,
+        norm_num_groups=16,
+        class_embed_type="projection",
+        projection_class_embeddings_input_dim=cfg.cond_dim,
+    )
+
+
+def training_scheduler(cfg: DiffusionConfig) -> DDPMScheduler:
+    return DDPMScheduler(
+        num_train_timesteps=cfg.train_timesteps,
+        beta_schedule=cfg.beta_schedule,
+        prediction_type=cfg.prediction_type,
+        clip_sample=False,
+    )
+
+
+def sampling_scheduler(cfg: DiffusionConfig) -> DPMSolverMultistepScheduler:
+    """DPM-Solver++(2M), the default sampler (Lu et al., 2022)."""
+    return DPMSolverMultistepScheduler(
+        num_train_timesteps=cfg.train_timesteps,
+        beta_schedule=cfg.beta_schedule,
+        prediction_type=cfg.prediction_type,
+        algorithm_type="dpmsolver++",
+        solver_order=2,
+        thresholding=True,  # clip the predicted clean image to [-1, 1] at every step
+        sample_max_value=1.0,
+        lower_order_final=True,
+    )
+
+
+Callback = Callable[[int, int, torch.Tensor], None]  # (step, total, current x0 estimate in [0, 1])
+
+
+def seeded_noise(seeds: list[int], shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """One noise tensor per seed, each from its own generator: an image depends on its seed only,
+    never on the batch it ran in."""
+    noise = [torch.randn(shape, generator=torch.Generator().manual_seed(s)) for s in seeds]
+    return torch.stack(noise).to(device)
+
+
+def denoise_step(
+    unet: UNet2DConditionModel,
+    x: torch.Tensor,
+    t: torch.Tensor,
+    cond: EncodedPrompts,
+    uncond: EncodedPrompts,
+    guidance: float,
+) -> torch.Tensor:
+    """One guided model evaluation: conditional and unconditional halves in a single batch, mixed by
+    classifier-free guidance (Ho & Salimans, 2022). Returns the model output (v) for x."""
+    if guidance == 1.0:
+        return unet(x, t, cond.states, class_labels=cond.pooled, encoder_attention_mask=cond.mask).sample
+    both = unet(
+        torch.cat([x, x]),
+        torch.cat([t, t]),
+        _cat_states(uncond.states, cond.states),
+        class_labels=torch.cat([uncond.pooled, cond.pooled]),
+        encoder_attention_mask=_cat_masks(uncond.mask, cond.mask),
+    ).sample
+    out_uncond, out_cond = both.chunk(2)
+    return out_uncond + guidance * (out_cond - out_uncond)
+
+
+def _cat_states(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Concatenate (B, T, D) states of different lengths T by zero-padding the shorter."""
+    t = max(a.shape[1], b.shape[1])
+    return torch.cat([torch.nn.functional.pad(s, (0, 0, 0, t - s.shape[1])) for s in (a, b)])
+
+
+def _cat_masks(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    t = max(a.shape[1], b.shape[1])
+    return torch.cat([torch.nn.functional.pad(m, (0, t - m.shape[1])) for m in (a, b)])
+
+
+@torch.inference_mode()
+def sample(
+    unet: UNet2DConditionModel,
+    cfg: DiffusionConfig,
+    cond: EncodedPrompts,
+    uncond: EncodedPrompts,
+    *,
+    seeds: list[int],
+    steps: int = 12,
+    guidance: float = 3.0,
+    init: torch.Tensor | None = None,
+    strength: float = 1.0,
+    callback: Callback | None = None,
+) -> torch.Tensor:
+    """Images (B, 3, H, W) in [0, 1] for B prompts. With `init` (B, 3, H, W) in [0, 1] and
+    strength < 1, start from `init` noised to that strength instead of pure noise (SDEdit)."""
+    # 1. Check inputs
+    if not 1 <= steps <= MAX_STEPS:
+        raise ValueError(f"steps must be between 1 and {MAX_STEPS}, got {steps}")
+    if len(seeds) != cond.states.shape[0]:
+        raise ValueError(f"{len(seeds)} seeds for {cond.states.shape[0]} prompts; give one seed per prompt")
+    device, dtype = unet.device, unet.dtype
+    cond = _to(cond, device, dtype)
+    uncond = _to(uncond, device, dtype)
+    if uncond.states.shape[0] == 1:
+        uncond = _expand(uncond, len(seeds))
+
+    # 2. Prepare noise from per-image seeds (and the SDEdit start, if any)
+    scheduler = sampling_scheduler(cfg)
+    scheduler.set_timesteps(steps, device=device)
+    timesteps = scheduler.timesteps
+    x = seeded_noise(seeds, (3, cfg.resolution, cfg.resolution), device).to(dtype)
+    if init is not None:
+        start = min(int(round(steps * strength)), steps)
+        timesteps = timesteps[steps - start :]
+        if len(timesteps) == 0:
+            return init
+        scheduler.set_begin_index(steps - start)
+        x = training_scheduler(cfg).add_noise(init.to(device, dtype) * 2 - 1, x, timesteps[:1].repeat(len(seeds)))
+    x = x * scheduler.init_noise_sigma
+
+    # 3. Denoise
+    for i, t in enumerate(timesteps):
+        model_out = denoise_step(unet, scheduler.scale_model_input(x, t), t.expand(len(seeds)), cond, uncond, guidance)
+        x = scheduler.step(model_out, t, x).prev_sample
+        if callback is not None:
+            callback(i + 1, len(timesteps), ((x.float().clamp(-1, 1) + 1) / 2))
+
+    # 4. Map to [0, 1]
+    return ((x.float().clamp(-1, 1) + 1) / 2).cpu()
+
+
+def _to(e: EncodedPrompts, device, dtype) -> EncodedPrompts:
+    return EncodedPrompts(e.states.to(device, dtype), e.mask.to(device), e.pooled.to(device, dtype), e.truncated)
+
+
+def _expand(e: EncodedPrompts, n: int) -> EncodedPrompts:
+    return EncodedPrompts(e.states.expand(n, -1, -1), e.mask.expand(n, -1), e.pooled.expand(n, -1), e.truncated * n)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Saving and loading: a folder (or hub id) with unet/ and wordbrush.json
+
+
+def save(folder: str | Path, unet: UNet2DConditionModel, cfg: DiffusionConfig, *, encoder: str, card: dict) -> None:
+    """Write the UNet (fp16 safetensors) and what the pipeline needs to rebuild it."""
+    folder = Path(folder)
+    # Shards under 10 MB: a Hugging Face Space takes files that size without Git LFS.
+    unet.to(torch.float16).save_pretrained(folder / "unet", max_shard_size="9MB")
+    unet.to(torch.float32)
+    meta = {"generator": "diffusion", "encoder": encoder, "config": asdict(cfg), "card": card}
+    (folder / "wordbrush.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def read_meta(folder: str | Path) -> dict:
+    path = Path(folder) / "wordbrush.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{folder} has no wordbrush.json: not a Wordbrush model folder")
+    return json.loads(path.read_text())
+
+
+def load(folder: str | Path, *, device: str = "cpu", dtype: torch.dtype = torch.float32):
+    """(unet, config, meta) from a folder written by `save`."""
+    meta = read_meta(folder)
+    cfg = DiffusionConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["config"].items()})
+    unet = UNet2DConditionModel.from_pretrained(Path(folder) / "unet", use_safetensors=True)
+    return unet.to(device, dtype).eval(), cfg, meta

@@ -1,0 +1,18 @@
+"""Tiny random models that tests build locally and load back through the real loading code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from pipeline import diffusion
+
+TINY_DIFFUSION = diffusion.SIZES["tiny"]
+
+
+def make_tiny_diffusion(folder: Path, *, seed: int = 0) -> Path:
+    torch.manual_seed(seed)
+    unet = diffusion.build_unet(TINY_DIFFUSION)
+    diffusion.save(folder, unet, TINY_DIFFUSION, encoder="minilm", card={"note": "random weights, for tests"})
+    return folder

@@ -1,0 +1,152 @@
+"""Training the embedded diffusion model on the shapes world (a Task for train/loop.py).
+
+    python -m train diffusion --out runs/diffusion --steps 20000
+
+Efficiency: the captions of a fixed pool are encoded once (their language-model states cached in
+memory); images are rendered fresh for every batch (a new layout each time, by worker processes on a
+GPU host); the loss is v-prediction, which samples cleanly in few steps.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+from torch.utils.data import DataLoader, IterableDataset
+
+from pipeline import diffusion
+from pipeline.encoders import EncodedPrompts, PromptEncoder
+from train import evaluate, world
+
+
+@dataclass
+class CaptionPool:
+    """Training examples with their prompts' states computed once: (N, T, D) states in fp16."""
+
+    examples: list[world.Example]
+    states: torch.Tensor  # (N, T, D) fp16
+    mask: torch.Tensor  # (N, T)
+    pooled: torch.Tensor  # (N, D) fp16
+    uncond: EncodedPrompts  # the empty prompt, for classifier-free guidance
+
+
+def build_pool(encoder: PromptEncoder, *, size: int, seed: int, chunk: int = 256) -> CaptionPool:
+    rng = random.Random(seed)
+    examples = [world.sample_example(rng) for _ in range(size)]
+    states, masks, pooled = [], [], []
+    t0 = time.time()
+    for i in range(0, size, chunk):
+        out = encoder.encode([e.caption for e in examples[i : i + chunk]])
+        states.append(out.states.half().cpu())
+        masks.append(out.mask.cpu())
+        pooled.append(out.pooled.half().cpu())
+    t = max(s.shape[1] for s in states)
+    states = torch.cat([F.pad(s, (0, 0, 0, t - s.shape[1])) for s in states])
+    masks = torch.cat([F.pad(m, (0, t - m.shape[1])) for m in masks])
+    print(f"encoded {size:,} captions with {encoder.name} in {time.time() - t0:.0f}s: states {tuple(states.shape)}")
+    return CaptionPool(examples, states, masks, torch.cat(pooled), encoder.encode([""]))
+
+
+class RenderedBatches(IterableDataset):
+    """Endless batches of (pool indices, images in [-1, 1]); each worker renders its own batches."""
+
+    def __init__(self, examples: list[world.Example], batch_size: int, seed: int):
+        self.examples, self.batch_size, self.seed = examples, batch_size, seed
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        rng = random.Random(f"{self.seed}-{info.id if info else 0}")
+        while True:
+            idx = [rng.randrange(len(self.examples)) for _ in range(self.batch_size)]
+            images = [world.render_scene(self.examples[i].scene, rng.getrandbits(31))[0] for i in idx]
+            arr = np.stack([np.asarray(im, np.float32) for im in images]) / 127.5 - 1
+            yield torch.tensor(idx), torch.from_numpy(arr).permute(0, 3, 1, 2)
+
+
+class DiffusionTask:
+    def __init__(
+        self,
+        unet,
+        cfg: diffusion.DiffusionConfig,
+        encoder: PromptEncoder,
+        pool: CaptionPool,
+        *,
+        cond_dropout: float = 0.1,
+        workers: int = 0,
+        eval_per_category: int = 20,
+        eval_steps: int = 12,
+        eval_guidance: float = 3.0,
+        card: dict | None = None,
+    ):
+        self.unet, self.cfg, self.encoder, self.pool = unet, cfg, encoder, pool
+        self.cond_dropout, self.workers = cond_dropout, workers
+        self.eval_items = evaluate.eval_set("combos", per_category=eval_per_category)
+        self.eval_steps, self.eval_guidance = eval_steps, eval_guidance
+        self.noise = diffusion.training_scheduler(cfg)
+        self.card = card or {}
+
+    def trainable(self) -> torch.nn.Module:
+        return self.unet
+
+    def batches(self, start_step: int, batch_size: int, device: torch.device) -> Iterator:
+        data = RenderedBatches(self.pool.examples, batch_size, seed=start_step)
+        loader = DataLoader(data, batch_size=None, num_workers=self.workers, persistent_workers=self.workers > 0)
+        for idx, images in loader:
+            yield idx, images.to(device, non_blocking=True)
+
+    def loss(self, model, batch) -> torch.Tensor:
+        """v-prediction MSE (Salimans & Ho, 2022) with the prompt dropped for `cond_dropout` of the batch."""
+        idx, x0 = batch
+        device = x0.device
+        states = self.pool.states[idx].to(device, torch.float32)
+        mask = self.pool.mask[idx].to(device)
+        pooled = self.pool.pooled[idx].to(device, torch.float32)
+        drop = torch.rand(len(idx), device=device) < self.cond_dropout
+        if drop.any():  # classifier-free guidance learns the empty prompt as "unconditional"
+            u = self.pool.uncond
+            t_u = u.states.shape[1]
+            states[drop] = 0
+            states[drop, :t_u] = u.states[0].to(device, torch.float32)
+            mask[drop] = 0
+            mask[drop, :t_u] = 1
+            pooled[drop] = u.pooled[0].to(device, torch.float32)
+        noise = torch.randn_like(x0)
+        t = torch.randint(0, self.cfg.train_timesteps, (len(idx),), device=device)
+        x_t = self.noise.add_noise(x0, noise, t)
+        target = self.noise.get_velocity(x0, noise, t)
+        pred = model(x_t, t, states, class_labels=pooled, encoder_attention_mask=mask).sample
+        return F.mse_loss(pred.float(), target.float())
+
+    def evaluate(self, model) -> dict[str, float]:
+        model.eval()
+        images = generate_for_items(
+            model, self.cfg, self.encoder, self.eval_items, steps=self.eval_steps, guidance=self.eval_guidance
+        )
+        return evaluate.score(self.eval_items, images)
+
+    def export(self, model, folder: Path, *, step: int, images_seen: int, seconds: float) -> None:
+        card = {**self.card, "step": step, "images_seen": images_seen, "train_minutes": round(seconds / 60, 1)}
+        export_model = diffusion.build_unet(self.cfg)
+        export_model.load_state_dict(model.state_dict())
+        diffusion.save(folder, export_model, self.cfg, encoder=self.encoder.name, card=card)
+
+
+def generate_for_items(unet, cfg, encoder: PromptEncoder, items: list, *, steps: int, guidance: float, batch: int = 64):
+    """Images for evaluation items (their prompts and seeds), as PIL images at native resolution."""
+    from PIL import Image
+
+    uncond = encoder.encode([""])
+    images = []
+    for i in range(0, len(items), batch):
+        chunk = items[i : i + batch]
+        cond = encoder.encode([it.prompt for it in chunk])
+        x = diffusion.sample(unet, cfg, cond, uncond, seeds=[it.seed for it in chunk], steps=steps, guidance=guidance)
+        arr = (x.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+        images.extend(Image.fromarray(a) for a in arr)
+    return images

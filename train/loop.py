@@ -1,0 +1,173 @@
+"""The one training loop. Every model Wordbrush trains (the embedded diffusion model, the GAN, LoRA
+adapters) is a `Task` run by `run_training`: same checkpoints, resume, EMA, progress bar and log.
+
+Runs under `accelerate launch` unchanged (multi-GPU, mixed precision); on one machine it is plain Python.
+A run folder holds:
+
+    checkpoint/   trainable.safetensors, ema.safetensors, state.pt (optimizer, step; no weights)
+    model/        the exported EMA model, what the pipeline loads
+    log.jsonl     one line per log interval: step, loss, images/s; eval scores when measured
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from accelerate import Accelerator
+from safetensors.torch import load_model, save_model
+from tqdm.auto import tqdm
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    out: str  # run folder (checkpoint/, model/, log.jsonl)
+    steps: int  # total optimizer steps; a resumed run continues up to this
+    batch_size: int = 64  # images per step (per process)
+    lr: float = 3e-4  # AdamW peak learning rate
+    warmup: int = 200  # linear warm-up steps, then constant
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0  # max gradient norm
+    ema_decay: float = 0.999  # 0 disables EMA
+    mixed_precision: str = "auto"  # "auto" (bf16 on CUDA, none on CPU), "no", "bf16", "fp16"
+    checkpoint_every: int = 250  # steps between checkpoints: at most this much work is lost to a kill
+    eval_every: int = 2000  # steps between evaluator runs (0: only at the end)
+    log_every: int = 25
+    seed: int = 0
+
+
+class Task(Protocol):
+    """What the loop needs from a model family."""
+
+    def trainable(self) -> torch.nn.Module: ...  # the module whose parameters (requires_grad) train
+
+    def batches(self, start_step: int, batch_size: int, device: torch.device) -> Iterator[Any]: ...
+
+    def loss(self, model: torch.nn.Module, batch: Any) -> torch.Tensor: ...
+
+    def evaluate(self, model: torch.nn.Module) -> dict[str, float]: ...
+
+    def export(self, model: torch.nn.Module, folder: Path, *, step: int, images_seen: int, seconds: float) -> None: ...
+
+
+def run_training(task: Task, cfg: TrainConfig) -> dict[str, float]:
+    """Train `task` to cfg.steps, resuming from cfg.out/checkpoint when it exists. Returns the last eval."""
+    out = Path(cfg.out)
+    precision = cfg.mixed_precision
+    if precision == "auto":
+        precision = "bf16" if torch.cuda.is_available() else "no"
+    accel = Accelerator(mixed_precision=precision)
+    torch.manual_seed(cfg.seed + accel.process_index)
+    model = task.trainable()
+    params = [p for p in model.parameters() if p.requires_grad]
+    ema = copy.deepcopy(model).requires_grad_(False).eval() if cfg.ema_decay > 0 else None
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    warm = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup)))
+
+    # Resume: weights from safetensors, optimizer and counters from state.pt (tensors and numbers only).
+    step, images_seen, seconds = 0, 0, 0.0
+    ckpt = out / "checkpoint"
+    if (ckpt / "state.pt").exists():
+        load_model(model, ckpt / "trainable.safetensors", strict=False)
+        if ema is not None and (ckpt / "ema.safetensors").exists():
+            load_model(ema, ckpt / "ema.safetensors", strict=False)
+        state = torch.load(ckpt / "state.pt", weights_only=True)
+        opt.load_state_dict(state["optimizer"])
+        warm.load_state_dict(state["lr_schedule"])
+        step, images_seen, seconds = state["step"], state["images_seen"], state["seconds"]
+        accel.print(f"resumed from {ckpt} at step {step} ({images_seen:,} images, {seconds / 60:.1f} min)")
+    model, opt = accel.prepare(model, opt)
+    if ema is not None:
+        ema.to(accel.device)
+
+    def save_checkpoint() -> None:
+        if not accel.is_main_process:
+            return
+        tmp = out / "checkpoint.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        save_model(accel.unwrap_model(model), tmp / "trainable.safetensors")
+        if ema is not None:
+            save_model(ema, tmp / "ema.safetensors")
+        state = {
+            "optimizer": opt.state_dict(),
+            "lr_schedule": warm.state_dict(),
+            "step": step,
+            "images_seen": images_seen,
+            "seconds": seconds,
+        }
+        torch.save(state, tmp / "state.pt")
+        shutil.rmtree(ckpt, ignore_errors=True)
+        tmp.rename(ckpt)  # a kill mid-save leaves the previous checkpoint intact
+
+    def log(record: dict) -> None:
+        if accel.is_main_process:
+            with open(out / "log.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def evaluate_and_export() -> dict[str, float]:
+        final = ema if ema is not None else accel.unwrap_model(model)
+        scores = {}
+        if accel.is_main_process:
+            task.export(final, out / "model", step=step, images_seen=images_seen, seconds=seconds)
+            scores = task.evaluate(final)
+            log({"step": step, "images_seen": images_seen, "eval": scores})
+            tqdm.write(f"step {step}: eval " + "  ".join(f"{k} {v:.3f}" for k, v in scores.items()))
+        return scores
+
+    out.mkdir(parents=True, exist_ok=True)
+    if accel.is_main_process:
+        (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    bar = tqdm(total=cfg.steps, initial=step, desc="training", disable=not accel.is_main_process, dynamic_ncols=True)
+    batches = task.batches(step, cfg.batch_size, accel.device)
+    window_loss, window_images, t_window = 0.0, 0, time.time()
+    while step < cfg.steps:
+        # Accumulate gradients.
+        model.train()
+        batch = next(batches)
+        with accel.autocast():
+            loss = task.loss(model, batch)
+        if not math.isfinite(loss.item()):
+            raise FloatingPointError(f"loss is {loss.item()} at step {step}; lower --lr or check the data")
+        accel.backward(loss)
+        # Update weights.
+        if cfg.grad_clip:
+            accel.clip_grad_norm_(params, cfg.grad_clip)
+        opt.step()
+        warm.step()
+        opt.zero_grad(set_to_none=True)
+        # Update EMA (warm-up: the decay grows with the step count, as in Karras et al.'s EDM).
+        if ema is not None:
+            decay = min(cfg.ema_decay, (1 + step) / (10 + step))
+            with torch.no_grad():
+                live = [p.detach().float() for p in accel.unwrap_model(model).parameters()]
+                torch._foreach_lerp_(list(ema.parameters()), live, 1 - decay)
+        step += 1
+        n = cfg.batch_size * accel.num_processes
+        images_seen += n
+        window_loss += loss.item()
+        window_images += n
+        bar.update(1)
+        if step % cfg.log_every == 0:
+            dt = time.time() - t_window
+            seconds += dt
+            rate = window_images / dt
+            bar.set_postfix(loss=f"{window_loss / cfg.log_every:.4f}", img_s=f"{rate:.0f}")
+            log({"step": step, "loss": window_loss / cfg.log_every, "images_per_s": rate, "images_seen": images_seen})
+            window_loss, window_images, t_window = 0.0, 0, time.time()
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            save_checkpoint()
+        if cfg.eval_every and step % cfg.eval_every == 0 and step != cfg.steps:
+            evaluate_and_export()
+            t_window = time.time()  # evaluation time is not training time
+    bar.close()
+    save_checkpoint()
+    return evaluate_and_export()
