@@ -61,6 +61,26 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _edit(args: argparse.Namespace) -> int:
+    """style and inpaint: one image in, one image out."""
+    from pipeline import Wordbrush
+    from pipeline.recipe import save_png
+
+    wb = Wordbrush.load(args.model, generator=args.generator, device=args.device)
+    knobs = {"seed": args.seed, "steps": args.steps, "guidance": args.guidance}
+    try:
+        if args.command == "style":
+            result = wb.style_transfer(args.image, style_prompt=args.prompt, strength=args.strength, **knobs)
+        else:
+            result = wb.inpaint(args.image, args.mask, prompt=args.prompt, **knobs)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    save_png(result.images[0], result.recipes[0], args.out)
+    print(f"wrote {args.out} (seed {result.recipes[0].seed})", file=sys.stderr)
+    return 0
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="shapes", help="preset name, model folder or hub id (default: shapes)")
     p.add_argument("--generator", choices=["diffusion", "gan"], default=None, help="default: the model's own")
@@ -84,6 +104,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=16, help="prompts per forward pass with --prompts")
     _common(p)
     p.set_defaults(fn=_generate)
+
+    p = sub.add_parser("style", help="style transfer: redraw an image under a style prompt")
+    p.add_argument("--image", required=True)
+    p.add_argument("--prompt", required=True, help='e.g. "in outline style" or a full description')
+    p.add_argument("--strength", type=float, default=0.6, help="0 keeps the input, 1 ignores it")
+    p.add_argument("--out", default="out.png")
+    _common(p)
+    p.set_defaults(fn=_edit)
+
+    p = sub.add_parser("inpaint", help="regenerate the white part of a mask")
+    p.add_argument("--image", required=True)
+    p.add_argument("--mask", required=True, help="white = regenerate, black = keep (any mode, 50%% threshold)")
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--out", default="out.png")
+    _common(p)
+    p.set_defaults(fn=_edit)
     args = parser.parse_args(argv)
     return args.fn(args)
 

@@ -8,6 +8,7 @@ result.images[0].save("out.png")                        # result.recipes[0] says
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pipeline import diffusion
+from pipeline import diffusion, images
 from pipeline.encoders import PromptEncoder, load_encoder
 from pipeline.presets import DEFAULT_MODEL, resolve_model
 from pipeline.recipe import Recipe
@@ -43,10 +44,12 @@ class DiffusionGenerator:
         self.unet, self.cfg = unet, cfg
         self.resolution = cfg.resolution
 
-    def generate(self, cond, uncond, *, seeds, steps, guidance, callback=None, init=None, strength=1.0) -> torch.Tensor:
+    def generate(
+        self, cond, uncond, *, seeds, steps, guidance, callback=None, init=None, strength=1.0, mask=None
+    ) -> torch.Tensor:
         return diffusion.sample(
             self.unet, self.cfg, cond, uncond, seeds=seeds, steps=steps, guidance=guidance,
-            callback=callback, init=init, strength=strength,
+            callback=callback, init=init, strength=strength, mask=mask,
         )  # fmt: skip
 
 
@@ -118,23 +121,94 @@ class Wordbrush:
         )
 
         # 4. Images and their recipes
-        images = to_pil(x)
+        size = (self.generator.resolution, self.generator.resolution)
         recipes = [
-            Recipe(
-                prompt=p,
-                seed=s,
-                steps=steps,
-                guidance=guidance,
-                model=self.model,
-                generator=self.generator.kind,
-                encoder=self.encoder.name,
-                width=self.generator.resolution,
-                height=self.generator.resolution,
-                encoded_prompt=self.encoded_text(p, truncated),
-            )
+            self._recipe(p, s, steps, guidance, size, truncated, task="text_to_image")
             for p, s, truncated in zip(batch_prompts, batch_seeds, cond.truncated)
         ]
-        return Result(images, recipes)
+        return Result(to_pil(x), recipes)
+
+    def style_transfer(
+        self,
+        image,
+        *,
+        style_prompt: str,
+        strength: float = 0.6,
+        seed: int = 0,
+        steps: int | None = None,
+        guidance: float | None = None,
+        callback=None,
+    ) -> Result:
+        """Redraw `image` (path or PIL, any mode and size) under `style_prompt`: noise it to `strength`
+        (0 keeps it, 1 ignores it) and denoise with the prompt. Returned at the input's aspect ratio."""
+        # 1. Check inputs
+        source = images.open_image(image)
+        steps = self.generator.default_steps if steps is None else steps
+        guidance = self.generator.default_guidance if guidance is None else guidance
+        check_request([style_prompt], [seed], steps=steps, guidance=guidance, num_images=1)
+        if not 0.0 <= strength <= 1.0:
+            raise ValueError(f"strength must be between 0 and 1, got {strength!r}")
+        seed = random.randrange(2**32) if seed == -1 else seed
+
+        # 2. Encode the prompt, 3. prepare the start image, 4. denoise from it
+        cond = self.encoder.encode([style_prompt])
+        init = images.to_model(source, self.generator.resolution)
+        x = self.generator.generate(
+            cond, self._uncond, seeds=[seed], steps=steps, guidance=guidance, callback=callback,
+            init=init, strength=strength,
+        )  # fmt: skip
+
+        # 5. Back to the input's aspect ratio
+        out = images.from_model(to_pil(x)[0], images.output_size(source.size, self.generator.resolution))
+        recipe = self._recipe(style_prompt, seed, steps, guidance, out.size, cond.truncated[0], task="style_transfer")
+        return Result([out], [dataclasses.replace(recipe, strength=strength)])
+
+    def inpaint(
+        self,
+        image,
+        mask,
+        *,
+        prompt: str,
+        seed: int = 0,
+        steps: int | None = None,
+        guidance: float | None = None,
+        callback=None,
+    ) -> Result:
+        """Regenerate the white part of `mask` (same size as `image`) to show `prompt`. Pixels outside
+        the mask are returned unchanged, bit for bit, at the input's own size."""
+        # 1. Check inputs
+        source = images.open_image(image)
+        region = images.open_mask(mask, source.size)
+        steps = self.generator.default_steps if steps is None else steps
+        guidance = self.generator.default_guidance if guidance is None else guidance
+        check_request([prompt], [seed], steps=steps, guidance=guidance, num_images=1)
+        seed = random.randrange(2**32) if seed == -1 else seed
+        recipe = self._recipe(prompt, seed, steps, guidance, source.size, False, task="inpaint")
+        if not region.any():  # nothing to regenerate
+            return Result([source.copy()], [recipe])
+
+        # 2. Encode the prompt, 3. prepare image and mask at the model's resolution, 4. denoise
+        cond = self.encoder.encode([prompt])
+        r = self.generator.resolution
+        x = self.generator.generate(
+            cond, self._uncond, seeds=[seed], steps=steps, guidance=guidance, callback=callback,
+            init=images.to_model(source, r), mask=images.mask_to_model(region, r),
+        )  # fmt: skip
+
+        # 5. Composite: generated pixels inside the mask, the input's own pixels outside
+        generated = np.asarray(to_pil(x)[0].resize(source.size, Image.LANCZOS))
+        out = np.where(region[..., None], generated, np.asarray(source))
+        return Result(
+            [Image.fromarray(out)],
+            [dataclasses.replace(recipe, encoded_prompt=self.encoded_text(prompt, cond.truncated[0]))],
+        )
+
+    def _recipe(self, prompt, seed, steps, guidance, size, truncated, *, task) -> Recipe:
+        return Recipe(
+            prompt=prompt, seed=seed, steps=steps, guidance=guidance, model=self.model,
+            generator=self.generator.kind, encoder=self.encoder.name, width=size[0], height=size[1],
+            task=task, encoded_prompt=self.encoded_text(prompt, truncated),
+        )  # fmt: skip
 
     def encoded_text(self, prompt: str, truncated: bool) -> str:
         """The prompt as the language model saw it: its tokens, cut at the encoder's limit."""

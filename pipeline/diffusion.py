@@ -144,10 +144,15 @@ def sample(
     guidance: float = 3.0,
     init: torch.Tensor | None = None,
     strength: float = 1.0,
+    mask: torch.Tensor | None = None,
     callback: Callback | None = None,
 ) -> torch.Tensor:
-    """Images (B, 3, H, W) in [0, 1] for B prompts. With `init` (B, 3, H, W) in [0, 1] and
-    strength < 1, start from `init` noised to that strength instead of pure noise (SDEdit)."""
+    """Images (B, 3, H, W) in [0, 1] for B prompts.
+
+    With `init` (B, 3, H, W) in [0, 1] and strength < 1: start from `init` noised to that strength
+    instead of pure noise (SDEdit, Meng et al., 2022). With `init` and `mask` (B, 1, H, W), 1 = generate:
+    after every step the known region is replaced by `init` noised to the same level, so the generated
+    region grows to fit its surroundings (blended diffusion, Avrahami et al., 2022)."""
     # 1. Check inputs
     if not 1 <= steps <= MAX_STEPS:
         raise ValueError(f"steps must be between 1 and {MAX_STEPS}, got {steps}")
@@ -161,22 +166,32 @@ def sample(
 
     # 2. Prepare noise from per-image seeds (and the SDEdit start, if any)
     scheduler = sampling_scheduler(cfg)
+    noise_schedule = training_scheduler(cfg)  # the forward process q(x_t | x_0), to noise known pixels
     scheduler.set_timesteps(steps, device=device)
     timesteps = scheduler.timesteps
     x = seeded_noise(seeds, (3, cfg.resolution, cfg.resolution), device).to(dtype)
-    if init is not None:
+    noise = x
+    if mask is not None:
+        if init is None:
+            raise ValueError("a mask needs the image it applies to (init)")
+        known, mask = init.to(device, dtype) * 2 - 1, mask.to(device, dtype)
+    elif init is not None:
         start = min(int(round(steps * strength)), steps)
         timesteps = timesteps[steps - start :]
         if len(timesteps) == 0:
             return init
         scheduler.set_begin_index(steps - start)
-        x = training_scheduler(cfg).add_noise(init.to(device, dtype) * 2 - 1, x, timesteps[:1].repeat(len(seeds)))
+        x = noise_schedule.add_noise(init.to(device, dtype) * 2 - 1, x, timesteps[:1].repeat(len(seeds)))
     x = x * scheduler.init_noise_sigma
 
     # 3. Denoise
     for i, t in enumerate(timesteps):
         model_out = denoise_step(unet, scheduler.scale_model_input(x, t), t.expand(len(seeds)), cond, uncond, guidance)
         x = scheduler.step(model_out, t, x).prev_sample
+        if mask is not None:  # keep the known region on the trajectory of the input image
+            last = i + 1 == len(timesteps)
+            known_t = known if last else noise_schedule.add_noise(known, noise, timesteps[i + 1].expand(len(seeds)))
+            x = mask * x + (1 - mask) * known_t
         if callback is not None:
             callback(i + 1, len(timesteps), ((x.float().clamp(-1, 1) + 1) / 2))
 

@@ -114,6 +114,7 @@ def _diffusion(args: argparse.Namespace) -> int:
         lr=args.lr,
         checkpoint_every=args.checkpoint_every,
         eval_every=args.eval_every,
+        mixed_precision=args.mixed_precision,
         seed=args.seed,
     )
     run_training(task, train_cfg)
@@ -159,6 +160,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eval-per-category", type=int, default=20, help="evaluator items per category, per eval")
     p.add_argument("--checkpoint-every", type=int, default=250)
     p.add_argument("--eval-every", type=int, default=2000)
+    p.add_argument(
+        "--mixed-precision",
+        choices=["auto", "no", "bf16", "fp16"],
+        default="auto",
+        help="auto: bf16 on CUDA, fp32 on CPU (bf16 also pays on CPUs with AMX: 1.45x measured here)",
+    )
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(fn=_diffusion)

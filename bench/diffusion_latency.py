@@ -1,0 +1,84 @@
+"""Diffusion text-to-image latency on this machine, ours against the obvious alternatives, in one run.
+
+    python bench/diffusion_latency.py [--model shapes] [--steps 12] [--repeats 5]
+
+Rows: batch 1 (one request), batch 16 (16 prompts in one call), the same 16 served one by one, and a
+plain loop that runs the conditional and unconditional passes separately (as a first implementation
+of classifier-free guidance would).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch  # noqa: E402
+
+from pipeline import Wordbrush, diffusion  # noqa: E402
+
+PROMPTS = [
+    "a red circle above a blue square",
+    "three green triangles",
+    "a striped yellow square to the left of a purple circle",
+    "an outlined white triangle",
+] * 4
+
+
+def timed(fn, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def plain_loop(wb: Wordbrush, prompt: str, steps: int, guidance: float) -> torch.Tensor:
+    """Unbatched guidance: two UNet calls per step."""
+    gen = wb.generator
+    cond, uncond = wb.encoder.encode([prompt]), wb.encoder.encode([""])
+    sched = diffusion.sampling_scheduler(gen.cfg)
+    sched.set_timesteps(steps)
+    x = diffusion.seeded_noise([0], (3, gen.resolution, gen.resolution), gen.unet.device)
+    with torch.inference_mode():
+        for t in sched.timesteps:
+            tt = t.expand(1)
+            v_c = gen.unet(x, tt, cond.states, class_labels=cond.pooled, encoder_attention_mask=cond.mask).sample
+            v_u = gen.unet(x, tt, uncond.states, class_labels=uncond.pooled, encoder_attention_mask=uncond.mask).sample
+            x = sched.step(v_u + guidance * (v_c - v_u), t, x).prev_sample
+    return x
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", default="shapes")
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    wb = Wordbrush.load(args.model, device="cpu")
+    steps = args.steps or wb.generator.default_steps
+    g = wb.generator.default_guidance
+    n = len(PROMPTS)
+    b1 = timed(lambda: wb.text_to_image(PROMPTS[0], seed=0, steps=steps, guidance=g), args.repeats)
+    b16 = timed(lambda: wb.text_to_image(PROMPTS, seed=list(range(n)), steps=steps, guidance=g), args.repeats) / n
+    seq = timed(lambda: [wb.text_to_image(p, seed=i, steps=steps, guidance=g) for i, p in enumerate(PROMPTS)], 1) / n
+    plain = timed(lambda: plain_loop(wb, PROMPTS[0], steps, g), args.repeats)
+    params = sum(p.numel() for p in wb.generator.unet.parameters()) / 1e6
+    threads = torch.get_num_threads()
+    print(f"model {args.model} ({params:.1f}M-param UNet), {steps} steps, guidance {g}, CPU, {threads} threads\n")
+    print("| run | seconds per image | vs ours at batch 1 |")
+    print("|---|---:|---:|")
+    print(f"| ours, batch 1 (encode + {steps} guided steps) | {b1:.3f} | 1.00x |")
+    print(f"| plain loop, batch 1 (cond and uncond passes apart) | {plain:.3f} | {plain / b1:.2f}x slower |")
+    print(f"| ours, batch 16 | {b16:.3f} | {b1 / b16:.2f}x faster |")
+    print(f"| 16 requests one by one | {seq:.3f} | batch 16 is {seq / b16:.2f}x faster |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""Image input and output for the editing tasks: load safely, fit to the model, fit back to the input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+MAX_SIDE = 4096  # larger inputs are refused before their pixels are decoded
+MAX_OUTPUT_SIDE = 512  # results are returned at the input's aspect ratio, long side at most this
+
+
+def open_image(source: str | Path | Image.Image) -> Image.Image:
+    """An RGB image from a path or a PIL image (any mode: RGBA on white, greyscale, palette...).
+    Refuses files that are not images and images larger than MAX_SIDE, before decoding them."""
+    if isinstance(source, Image.Image):
+        image = source
+    else:
+        try:
+            image = Image.open(source)
+        except (UnidentifiedImageError, OSError) as err:
+            raise ValueError(f"{Path(source).name} is not an image Pillow can read ({err.__class__.__name__})") from err
+    w, h = image.size
+    if max(w, h) > MAX_SIDE:
+        raise ValueError(f"image is {w}x{h}; the largest accepted is {MAX_SIDE}x{MAX_SIDE}, downscale it first")
+    if w < 1 or h < 1:
+        raise ValueError(f"image is {w}x{h}; it has no pixels")
+    try:
+        image.load()
+    except OSError as err:  # truncated or corrupt data
+        raise ValueError(f"the image data is corrupt or truncated ({err})") from err
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        flat = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(flat, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def open_mask(source: str | Path | Image.Image, size: tuple[int, int]) -> np.ndarray:
+    """A boolean mask (H, W), True = regenerate: white (>= 50% grey, any mode) is True, black False.
+    Its size must equal the image's."""
+    if isinstance(source, Image.Image):
+        mask = source
+    else:
+        try:
+            mask = Image.open(source)
+            mask.load()
+        except (UnidentifiedImageError, OSError) as err:
+            raise ValueError(f"the mask is not an image Pillow can read ({err.__class__.__name__})") from err
+    if mask.size != size:
+        raise ValueError(f"mask is {mask.size[0]}x{mask.size[1]}, image is {size[0]}x{size[1]}; they must match")
+    if mask.mode in ("RGBA", "LA"):  # a brush layer: painted where opaque
+        return np.asarray(mask.getchannel("A")) >= 128
+    return np.asarray(mask.convert("L")) >= 128
+
+
+def to_model(image: Image.Image, resolution: int) -> torch.Tensor:
+    """(1, 3, R, R) in [0, 1]: the whole image squeezed to the model's square (aspect restored later)."""
+    small = image.resize((resolution, resolution), Image.BOX if min(image.size) >= resolution else Image.BICUBIC)
+    return torch.from_numpy(np.asarray(small, np.float32) / 255).permute(2, 0, 1)[None]
+
+
+def mask_to_model(mask: np.ndarray, resolution: int) -> torch.Tensor:
+    """(1, 1, R, R) in {0, 1}: a model pixel is regenerated if any input pixel under it is."""
+    m = Image.fromarray(mask.astype(np.uint8) * 255).resize((resolution, resolution), Image.BOX)
+    return torch.from_numpy((np.asarray(m) > 0).astype(np.float32))[None, None]
+
+
+def output_size(size: tuple[int, int], resolution: int) -> tuple[int, int]:
+    """The input's aspect ratio, long side between the model's resolution and MAX_OUTPUT_SIDE."""
+    w, h = size
+    long_side = min(max(w, h, resolution), MAX_OUTPUT_SIDE)
+    scale = long_side / max(w, h)
+    return max(1, round(w * scale)), max(1, round(h * scale))
+
+
+def from_model(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    return image.resize(size, Image.LANCZOS)
