@@ -1,99 +1,311 @@
 """Wordbrush web app. UI only: every handler calls a typed pipeline function.
 
-python app.py [--model shapes] [--device auto] [--port 7860] [--share]
+    python app.py [--model shapes] [--device auto] [--port 7860] [--share [--auth user:password]]
+
+Environment equivalents for hosting: WORDBRUSH_MODEL, WORDBRUSH_DEVICE, WORDBRUSH_PORT, WORDBRUSH_HOST,
+WORDBRUSH_SHARE=1, WORDBRUSH_AUTH=user:password.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import tempfile
+import uuid
+from pathlib import Path
 
 import gradio as gr
+import numpy as np
 from PIL import Image
 
 from pipeline import Wordbrush
+from pipeline.batcher import Batcher, T2IRequest
 from pipeline.core import MAX_IMAGES
 from pipeline.presets import DEFAULT_MODEL
+from pipeline.recipe import read_recipe, save_png
 
-DISPLAY_SIZE = 256  # native 32 px images are shown enlarged with crisp (nearest-neighbour) pixels
+MAX_UPLOAD = "10mb"  # larger uploads are refused by the server before any handler runs
+STYLE_PRESETS = {
+    "flat": "in flat style",
+    "outline": "in outline style",
+    "striped": "in striped style",
+    "soft": "in soft style",
+}
 EXAMPLES = [
     ["a red circle above a blue square"],
     ["three green triangles"],
     ["a striped yellow square to the left of a purple circle"],
     ["an outlined white triangle"],
 ]
+CSS = """
+#t2i-gallery img, #style-out img, #inpaint-out img { image-rendering: pixelated; }
+"""
 
 
-def enlarge(image: Image.Image) -> Image.Image:
-    return image.resize((DISPLAY_SIZE, DISPLAY_SIZE), Image.NEAREST)
+class Outputs:
+    """Where result PNGs (with their recipes) are written for the browser to fetch."""
+
+    def __init__(self, folder: Path | None = None):
+        self.folder = folder or Path(tempfile.mkdtemp(prefix="wordbrush-"))
+
+    def save(self, image: Image.Image, recipe) -> str:
+        path = self.folder / f"{uuid.uuid4().hex[:12]}.png"
+        save_png(image, recipe, path)
+        return str(path)
 
 
-def text_to_image_handler(wb: Wordbrush):
-    """The Generate button: prompt and knobs in, gallery and recipe out."""
+def _progress_callback(progress):
+    def on_step(step, total, _preview):
+        progress((step, total), desc="denoising")
 
+    return on_step
+
+
+def _seed(seed, randomize) -> int:
+    return -1 if randomize else int(seed if seed is not None else 0)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Handlers: each one is what a button does; errors become gr.Error messages and the server serves on.
+
+
+def text_to_image_handler(batcher: Batcher, outputs: Outputs):
     def handler(prompt, steps, guidance, seed, randomize, num_images, progress=gr.Progress()):  # noqa: B008
-        def on_step(step, total, _preview):
-            progress((step, total), desc="denoising")
-
+        request = T2IRequest(prompt or "", _seed(seed, randomize), int(steps), float(guidance), int(num_images))
         try:
-            result = wb.text_to_image(
-                prompt,
-                seed=-1 if randomize else int(seed),
-                steps=int(steps),
-                guidance=float(guidance),
-                num_images=int(num_images),
-                callback=on_step,
-            )
+            result = batcher.text_to_image(request, callback=_progress_callback(progress))
         except ValueError as err:
             raise gr.Error(str(err)) from err
-        gallery = [(enlarge(im), f"seed {r.seed}") for im, r in zip(result.images, result.recipes)]
+        paths = [outputs.save(im, r) for im, r in zip(result.images, result.recipes)]
+        gallery = [(p, f"seed {r.seed}") for p, r in zip(paths, result.recipes)]
         first = result.recipes[0]
-        seen = first.encoded_prompt if first.encoded_prompt != first.prompt else first.prompt
-        return gallery, seen, first.to_a1111(), first.seed
+        return gallery, first.encoded_prompt, first.to_a1111(), first.seed, paths
 
     return handler
 
 
-def build_demo(wb: Wordbrush) -> gr.Blocks:
+def style_transfer_handler(batcher: Batcher, outputs: Outputs):
+    def handler(image, preset, free_text, strength, seed, randomize, progress=gr.Progress()):  # noqa: B008
+        if image is None:
+            raise gr.Error("upload an image first (or send one from the Text to image gallery)")
+        style_prompt = " ".join(t for t in [(free_text or "").strip(), STYLE_PRESETS.get(preset, "")] if t)
+        try:
+            result = batcher.run_alone(
+                batcher.wb.style_transfer, image, style_prompt=style_prompt or "in flat style",
+                strength=float(strength), seed=_seed(seed, randomize), callback=_progress_callback(progress),
+            )  # fmt: skip
+        except ValueError as err:
+            raise gr.Error(str(err)) from err
+        recipe = result.recipes[0]
+        return outputs.save(result.images[0], recipe), recipe.to_a1111()
+
+    return handler
+
+
+def editor_mask(value: dict) -> tuple[Image.Image, Image.Image]:
+    """(image, mask) from an ImageEditor value: the mask is everything painted on any layer."""
+    background = value.get("background") if value else None
+    if background is None:
+        raise gr.Error("upload an image to paint on first")
+    painted = np.zeros(background.size[::-1], bool)
+    for layer in value.get("layers") or []:
+        if layer is not None:
+            painted |= np.asarray(layer.convert("RGBA").getchannel("A")) >= 128
+    return background, Image.fromarray(painted.astype(np.uint8) * 255)
+
+
+def inpaint_handler(batcher: Batcher, outputs: Outputs):
+    def handler(editor_value, prompt, seed, randomize, progress=gr.Progress()):  # noqa: B008
+        image, mask = editor_mask(editor_value)
+        if not np.asarray(mask).any():
+            gr.Warning("nothing is painted: paint over the part to regenerate (the image is returned unchanged)")
+        try:
+            result = batcher.run_alone(
+                batcher.wb.inpaint, image, mask, prompt=prompt or "", seed=_seed(seed, randomize),
+                callback=_progress_callback(progress),
+            )  # fmt: skip
+        except ValueError as err:
+            raise gr.Error(str(err)) from err
+        recipe = result.recipes[0]
+        return outputs.save(result.images[0], recipe), recipe.to_a1111()
+
+    return handler
+
+
+def restore_recipe_handler(path):
+    """A dropped Wordbrush PNG fills the Text to image form with its recipe."""
+    if path is None:
+        return [gr.update()] * 5
+    try:
+        recipe = read_recipe(Image.open(path))
+    except (OSError, ValueError):
+        recipe = None
+    if recipe is None:
+        gr.Warning("that file holds no Wordbrush recipe")
+        return [gr.update()] * 5
+    gr.Info(f"restored the recipe of seed {recipe.seed}")
+    return recipe.prompt, recipe.steps, recipe.guidance, recipe.seed, False
+
+
+# ----------------------------------------------------------------------------------------------------
+# Layout
+
+
+def build_demo(batcher: Batcher, *, outputs: Outputs | None = None) -> gr.Blocks:
+    wb = batcher.wb
     gen = wb.generator
+    outputs = outputs or Outputs()
     with gr.Blocks(title="Wordbrush") as demo:
         gr.Markdown(
-            "# Wordbrush\nA language-model prompt encoder chained into a diffusion generator. "
-            f"Model: `{wb.model}`, prompt read by `{wb.encoder.name}`."
+            "# 🖌️ Wordbrush\nA language-model prompt encoder chained into a "
+            f"{gen.kind} generator. Model `{wb.model}`, prompts read by `{wb.encoder.name}`, "
+            f"{gen.resolution} px images (shown enlarged; downloads are the native PNGs with their recipe)."
         )
-        with gr.Tab("Text to image"):
-            with gr.Row():
-                with gr.Column():
-                    prompt = gr.Textbox(label="Prompt", placeholder="a red circle above a blue square", lines=2)
-                    run = gr.Button("Generate", variant="primary")
-                    with gr.Accordion("Settings", open=True):
-                        steps = gr.Slider(1, 50, value=gen.default_steps, step=1, label="Steps")
-                        guidance = gr.Slider(0, 10, value=gen.default_guidance, step=0.5, label="Guidance")
+        results = gr.State([])  # paths of the last Text to image results
+        selected = gr.State(0)
+
+        with gr.Tabs() as tabs:
+            with gr.Tab("Text to image", id="t2i"):
+                with gr.Row():
+                    with gr.Column(scale=2):
+                        prompt = gr.Textbox(label="Prompt", placeholder="a red circle above a blue square", lines=2)
                         with gr.Row():
-                            seed = gr.Number(value=0, precision=0, label="Seed", minimum=0)
-                            randomize = gr.Checkbox(value=False, label="Random seed")
-                        num_images = gr.Slider(1, MAX_IMAGES, value=4, step=1, label="Images")
-                    gr.Examples(EXAMPLES, inputs=[prompt])
-                with gr.Column():
-                    gallery = gr.Gallery(label="Images", columns=2, height="auto", format="png")
-                    seen = gr.Textbox(label="Prompt as the language model saw it", interactive=False)
-                    recipe = gr.Textbox(label="Recipe", interactive=False, lines=2)
-            inputs = [prompt, steps, guidance, seed, randomize, num_images]
-            outputs = [gallery, seen, recipe, seed]
-            run.click(text_to_image_handler(wb), inputs, outputs, api_name="text_to_image")
-            prompt.submit(text_to_image_handler(wb), inputs, outputs, api_name=False)
+                            run = gr.Button("Generate", variant="primary")
+                            stop = gr.Button("Stop", variant="stop")
+                        with gr.Accordion("Settings", open=True):
+                            generator = gr.Dropdown([gen.kind], value=gen.kind, label="Generator")
+                            steps = gr.Slider(1, 50, value=gen.default_steps, step=1, label="Steps")
+                            guidance = gr.Slider(0, 10, value=gen.default_guidance, step=0.5, label="Guidance")
+                            with gr.Row():
+                                seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")
+                                randomize = gr.Checkbox(value=False, label="Random seed")
+                            num_images = gr.Slider(1, MAX_IMAGES, value=4, step=1, label="Images")
+                        gr.Examples(EXAMPLES, inputs=[prompt])
+                        recipe_file = gr.File(label="Drop a Wordbrush PNG to restore its settings", file_types=[".png"])
+                    with gr.Column(scale=3):
+                        gallery = gr.Gallery(label="Images", columns=2, height=560, elem_id="t2i-gallery", format="png")
+                        seen = gr.Textbox(label="Prompt as the language model read it", interactive=False)
+                        recipe = gr.Textbox(label="Recipe", interactive=False, lines=2)
+                        with gr.Row():
+                            to_style = gr.Button("Send selected to Style transfer")
+                            to_inpaint = gr.Button("Send selected to Inpainting")
+
+            with gr.Tab("Style transfer", id="style"):
+                with gr.Row():
+                    with gr.Column():
+                        style_in = gr.Image(label="Input image", type="filepath", sources=["upload", "clipboard"])
+                        preset = gr.Radio(list(STYLE_PRESETS), value="outline", label="Style preset")
+                        style_text = gr.Textbox(
+                            label="Describe the content or a style (optional)", placeholder="a red circle"
+                        )
+                        strength = gr.Slider(0, 1, value=0.6, step=0.05, label="Strength (0 keeps the input)")
+                        with gr.Row():
+                            style_seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")
+                            style_random = gr.Checkbox(value=False, label="Random seed")
+                        style_run = gr.Button("Apply style", variant="primary")
+                    with gr.Column():
+                        style_out = gr.Image(label="Result", type="filepath", format="png", elem_id="style-out")
+                        style_recipe = gr.Textbox(label="Recipe", interactive=False, lines=2)
+                        style_to_inpaint = gr.Button("Send result to Inpainting")
+
+            with gr.Tab("Inpainting", id="inpaint"):
+                with gr.Row():
+                    with gr.Column():
+                        editor = gr.ImageEditor(
+                            label="Paint over what to regenerate", type="pil", sources=["upload", "clipboard"],
+                            brush=gr.Brush(colors=["#ffffff"], color_mode="fixed", default_size=12), layers=False,
+                        )  # fmt: skip
+                        inpaint_prompt = gr.Textbox(label="What goes there", placeholder="a yellow triangle")
+                        with gr.Row():
+                            inpaint_seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")
+                            inpaint_random = gr.Checkbox(value=False, label="Random seed")
+                        inpaint_run = gr.Button("Inpaint", variant="primary")
+                    with gr.Column():
+                        inpaint_out = gr.Image(label="Result", type="filepath", format="png", elem_id="inpaint-out")
+                        inpaint_recipe = gr.Textbox(label="Recipe", interactive=False, lines=2)
+                        inpaint_to_style = gr.Button("Send result to Style transfer")
+
+        # Events
+        t2i_inputs = [prompt, steps, guidance, seed, randomize, num_images]
+        t2i_outputs = [gallery, seen, recipe, seed, results]
+        t2i = text_to_image_handler(batcher, outputs)
+        event = run.click(t2i, t2i_inputs, t2i_outputs, api_name="text_to_image", concurrency_limit=32)
+        submit = prompt.submit(t2i, t2i_inputs, t2i_outputs, api_name=False, concurrency_limit=32)
+        stop.click(None, None, None, cancels=[event, submit])
+        recipe_file.upload(
+            restore_recipe_handler, recipe_file, [prompt, steps, guidance, seed, randomize], api_name=False
+        )
+
+        def remember(evt: gr.SelectData):
+            return evt.index
+
+        gallery.select(remember, None, selected, api_name=False)
+
+        def pick(paths, index):
+            if not paths:
+                raise gr.Error("generate an image first")
+            return paths[min(index or 0, len(paths) - 1)]
+
+        def send_to(tab: str):
+            def send(value):
+                if value is None:
+                    raise gr.Error("there is no image to send yet")
+                return value, gr.Tabs(selected=tab)
+
+            return send
+
+        to_style.click(pick, [results, selected], style_in, api_name=False).then(
+            lambda: gr.Tabs(selected="style"), None, tabs, api_name=False
+        )
+        to_inpaint.click(pick, [results, selected], editor, api_name=False).then(
+            lambda: gr.Tabs(selected="inpaint"), None, tabs, api_name=False
+        )
+        style_run.click(
+            style_transfer_handler(batcher, outputs),
+            [style_in, preset, style_text, strength, style_seed, style_random],
+            [style_out, style_recipe],
+            api_name="style_transfer",
+        )
+        style_to_inpaint.click(send_to("inpaint"), style_out, [editor, tabs], api_name=False)
+        inpaint_run.click(
+            inpaint_handler(batcher, outputs),
+            [editor, inpaint_prompt, inpaint_seed, inpaint_random],
+            [inpaint_out, inpaint_recipe],
+            api_name="inpaint",
+        )
+        inpaint_to_style.click(send_to("style"), inpaint_out, [style_in, tabs], api_name=False)
+        del generator  # one generator until the GAN joins
     return demo
 
 
+def on_zero_gpu() -> bool:
+    """True on a Hugging Face ZeroGPU Space, where GPU work must run inside @spaces.GPU."""
+    return os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "true")
+
+
 def main() -> None:
+    env = os.environ.get
     parser = argparse.ArgumentParser(description="Serve the Wordbrush web app.")
-    parser.add_argument("--model", default=os.environ.get("WORDBRUSH_MODEL", DEFAULT_MODEL))
-    parser.add_argument("--device", default=os.environ.get("WORDBRUSH_DEVICE", "auto"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("WORDBRUSH_PORT", 7860)))
-    parser.add_argument("--share", action="store_true", help="also serve a public share link")
+    parser.add_argument("--model", default=env("WORDBRUSH_MODEL", DEFAULT_MODEL), help="preset, folder or hub id")
+    parser.add_argument("--device", default=env("WORDBRUSH_DEVICE", "auto"), help="auto, cpu or cuda")
+    parser.add_argument("--host", default=env("WORDBRUSH_HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(env("WORDBRUSH_PORT", "7860")))
+    parser.add_argument("--share", action="store_true", default=env("WORDBRUSH_SHARE") == "1", help="public link")
+    parser.add_argument("--auth", default=env("WORDBRUSH_AUTH"), help="user:password required to open the app")
     args = parser.parse_args()
-    wb = Wordbrush.load(args.model, device=args.device)
-    build_demo(wb).queue().launch(server_name="127.0.0.1", server_port=args.port, share=args.share)
+    auth = tuple(args.auth.split(":", 1)) if args.auth else None
+    if args.share and not auth:
+        print("note: a share link is public; add --auth user:password to keep strangers out")
+    wb = Wordbrush.load(args.model, device=args.device)  # once per process
+    if on_zero_gpu():
+        import spaces  # only present on Hugging Face Spaces
+
+        wb.generator.generate = spaces.GPU(wb.generator.generate)
+    demo = build_demo(Batcher(wb))
+    demo.queue(max_size=256).launch(
+        server_name=args.host, server_port=args.port, share=args.share, auth=auth,
+        max_file_size=MAX_UPLOAD, css=CSS,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -108,7 +108,7 @@ class Wordbrush:
         steps = self.generator.default_steps if steps is None else steps
         guidance = self.generator.default_guidance if guidance is None else guidance
         check_request(prompts, seeds, steps=steps, guidance=guidance, num_images=num_images)
-        seeds = [random.randrange(2**32) if s == -1 else s for s in seeds]
+        seeds = [resolve_seed(s) for s in seeds]
         batch_prompts = [p for p in prompts for _ in range(num_images)]
         batch_seeds = [s + j for s in seeds for j in range(num_images)]
 
@@ -148,7 +148,7 @@ class Wordbrush:
         check_request([style_prompt], [seed], steps=steps, guidance=guidance, num_images=1)
         if not 0.0 <= strength <= 1.0:
             raise ValueError(f"strength must be between 0 and 1, got {strength!r}")
-        seed = random.randrange(2**32) if seed == -1 else seed
+        seed = resolve_seed(seed)
 
         # 2. Encode the prompt, 3. prepare the start image, 4. denoise from it
         cond = self.encoder.encode([style_prompt])
@@ -182,7 +182,7 @@ class Wordbrush:
         steps = self.generator.default_steps if steps is None else steps
         guidance = self.generator.default_guidance if guidance is None else guidance
         check_request([prompt], [seed], steps=steps, guidance=guidance, num_images=1)
-        seed = random.randrange(2**32) if seed == -1 else seed
+        seed = resolve_seed(seed)
         recipe = self._recipe(prompt, seed, steps, guidance, source.size, False, task="inpaint")
         if not region.any():  # nothing to regenerate
             return Result([source.copy()], [recipe])
@@ -236,6 +236,11 @@ def check_request(prompts: list[str], seeds: list[int], *, steps: int, guidance:
         raise ValueError(f"guidance must be between 0 and {MAX_GUIDANCE:g}, got {guidance!r}")
     if not 1 <= num_images <= MAX_IMAGES:
         raise ValueError(f"num_images must be between 1 and {MAX_IMAGES}, got {num_images!r}")
+
+
+def resolve_seed(seed: int) -> int:
+    """-1 means "pick one": a random seed that the recipe then records."""
+    return random.randrange(2**32) if seed == -1 else seed
 
 
 def to_pil(x: torch.Tensor) -> list[Image.Image]:

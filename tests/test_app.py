@@ -1,28 +1,158 @@
-import gradio as gr
+import numpy as np
 import pytest
+from PIL import Image
 
 import app
 from pipeline import Wordbrush
+from pipeline.batcher import Batcher
+from pipeline.recipe import read_recipe
 from tests.tiny import make_tiny_diffusion
 
 
+def no_progress(*args, **kwargs):
+    return None
+
+
 @pytest.fixture(scope="module")
-def wb(tmp_path_factory):
-    return Wordbrush.load(str(make_tiny_diffusion(tmp_path_factory.mktemp("tiny") / "model")))
+def batcher(tmp_path_factory):
+    wb = Wordbrush.load(str(make_tiny_diffusion(tmp_path_factory.mktemp("tiny") / "model")))
+    return Batcher(wb, window_s=0.01)
 
 
-def test_build_demo_builds_blocks(wb):
-    assert isinstance(app.build_demo(wb), gr.Blocks)
+@pytest.fixture
+def outputs(tmp_path):
+    return app.Outputs(tmp_path)
 
 
-def test_text_to_image_handler_returns_enlarged_images_and_recipe(wb):
-    handler = app.text_to_image_handler(wb)
-    gallery, seen, recipe, seed = handler("a red circle", 2, 3.0, 7, False, 2, progress=lambda *a, **k: None)
-    assert len(gallery) == 2 and gallery[0][0].size == (app.DISPLAY_SIZE, app.DISPLAY_SIZE)
+def test_build_demo_builds_blocks_with_named_endpoints(batcher, outputs):
+    demo = app.build_demo(batcher, outputs=outputs)
+    names = {d["api_name"] for d in demo.config["dependencies"] if d.get("api_name")}
+    assert {"text_to_image", "style_transfer", "inpaint"} <= names
+
+
+def test_text_to_image_handler_writes_native_pngs_with_recipes(batcher, outputs):
+    handler = app.text_to_image_handler(batcher, outputs)
+    gallery, seen, recipe, seed, paths = handler("a red circle", 2, 3.0, 7, False, 2, progress=no_progress)
+    assert len(gallery) == 2 and paths == [g[0] for g in gallery]
+    image = Image.open(paths[0])
+    assert image.size == (32, 32)  # native pixels; the page enlarges them crisply with CSS
+    assert read_recipe(image).seed == 7 and read_recipe(Image.open(paths[1])).seed == 8
     assert seen == "a red circle" and "Seed: 7" in recipe and seed == 7
 
 
-def test_handler_turns_bad_input_into_a_gradio_error(wb):
-    handler = app.text_to_image_handler(wb)
+def test_random_seed_is_reported_back(batcher, outputs):
+    handler = app.text_to_image_handler(batcher, outputs)
+    *_, seed, paths = handler("a red circle", 1, 3.0, 0, True, 1, progress=no_progress)
+    assert read_recipe(Image.open(paths[0])).seed == seed
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("", 2, 3.0, 0, False, 1), "prompt is empty"),
+        (("x " * 5000, 0, 3.0, 0, False, 1), "steps must be between"),
+    ],
+)
+def test_bad_input_becomes_a_gradio_error(batcher, outputs, args, message):
+    import gradio as gr
+
+    with pytest.raises(gr.Error, match=message):
+        app.text_to_image_handler(batcher, outputs)(*args, progress=no_progress)
+
+
+def test_style_transfer_handler(batcher, outputs, tmp_path):
+    src = tmp_path / "in.png"
+    Image.new("RGB", (64, 48), (200, 30, 30)).save(src)
+    path, recipe = app.style_transfer_handler(batcher, outputs)(
+        str(src), "outline", "a red square", 0.6, 1, False, progress=no_progress
+    )
+    out = Image.open(path)
+    assert out.size == (64, 48) and read_recipe(out).prompt == "a red square in outline style"
+    import gradio as gr
+
+    with pytest.raises(gr.Error, match="upload an image"):
+        app.style_transfer_handler(batcher, outputs)(None, "outline", "", 0.6, 1, False, progress=no_progress)
+    bogus = tmp_path / "bogus.png"
+    bogus.write_text("not an image")
+    with pytest.raises(gr.Error, match="not an image"):
+        app.style_transfer_handler(batcher, outputs)(str(bogus), "outline", "", 0.6, 1, False, progress=no_progress)
+
+
+def _editor(size=(48, 48), box=(10, 10, 30, 30)):
+    background = Image.new("RGB", size, (128, 128, 128))
+    layer = Image.new("RGBA", size, (0, 0, 0, 0))
+    if box:
+        layer.paste((255, 255, 255, 255), box)
+    return {"background": background, "layers": [layer], "composite": background}
+
+
+def test_inpaint_handler_regenerates_only_the_painted_part(batcher, outputs):
+    value = _editor()
+    path, recipe = app.inpaint_handler(batcher, outputs)(value, "a yellow triangle", 0, False, progress=no_progress)
+    out = np.asarray(Image.open(path))
+    _, mask = app.editor_mask(value)
+    keep = np.asarray(mask) == 0
+    assert np.array_equal(out[keep], np.asarray(value["background"])[keep])
+    assert "a yellow triangle" in recipe
+
+
+def test_inpaint_handler_errors(batcher, outputs):
+    import gradio as gr
+
+    with pytest.raises(gr.Error, match="upload an image"):
+        app.inpaint_handler(batcher, outputs)({"background": None, "layers": []}, "x", 0, False, progress=no_progress)
     with pytest.raises(gr.Error, match="prompt is empty"):
-        handler("", 2, 3.0, 0, False, 1, progress=lambda *a, **k: None)
+        app.inpaint_handler(batcher, outputs)(_editor(), "", 0, False, progress=no_progress)
+
+
+def test_restore_recipe_from_png(batcher, outputs):
+    *_, paths = app.text_to_image_handler(batcher, outputs)(
+        "three green triangles", 3, 2.5, 42, False, 1, progress=no_progress
+    )
+    prompt, steps, guidance, seed, randomize = app.restore_recipe_handler(paths[0])
+    assert (prompt, steps, guidance, seed, randomize) == ("three green triangles", 3, 2.5, 42, False)
+
+
+def test_batcher_runs_concurrent_requests_as_one_batch(batcher):
+    import threading
+
+    from pipeline.batcher import T2IRequest
+
+    slow = Batcher(batcher.wb, window_s=0.3)  # a wide window, so all six threads make one batch
+    results = {}
+
+    def ask(i):
+        results[i] = slow.text_to_image(T2IRequest(f"prompt {i}", seed=100 + i, steps=2, guidance=3.0))
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert max(slow.batch_sizes) > 1  # arrived together, ran together
+    for i in range(6):  # and everyone got their own images
+        assert results[i].recipes[0].prompt == f"prompt {i}" and results[i].recipes[0].seed == 100 + i
+        alone = batcher.wb.text_to_image(f"prompt {i}", seed=100 + i, steps=2).images[0]
+        assert np.abs(np.asarray(alone, np.int16) - np.asarray(results[i].images[0], np.int16)).max() <= 2
+
+
+def test_a_bad_request_fails_alone_in_its_batch(batcher):
+    import threading
+
+    from pipeline.batcher import T2IRequest
+
+    slow = Batcher(batcher.wb, window_s=0.3)
+    out = {}
+
+    def ask(key, prompt):
+        try:
+            out[key] = slow.text_to_image(T2IRequest(prompt, seed=0, steps=2, guidance=3.0))
+        except ValueError as err:
+            out[key] = err
+
+    threads = [threading.Thread(target=ask, args=(k, p)) for k, p in [("good", "a red circle"), ("bad", "")]]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert isinstance(out["bad"], ValueError) and out["good"].images

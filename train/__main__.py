@@ -34,12 +34,24 @@ def _evaluate(args: argparse.Namespace) -> int:
         items = evaluate.read_manifest(folder / "manifest.jsonl")
         images = [Image.open(folder / f"{i:04d}.png") for i in range(len(items))]
         columns[folder.name] = evaluate.score(items, images)
+    elif args.model:
+        from pipeline import Wordbrush
+
+        wb = Wordbrush.load(args.model, generator=args.generator)
+        for split in splits:
+            items = evaluate.eval_set(split, per_category=args.per_category)
+            images = []
+            for i in range(0, len(items), 64):
+                chunk = items[i : i + 64]
+                result = wb.text_to_image([it.prompt for it in chunk], seed=[it.seed for it in chunk], steps=args.steps)
+                images += result.images
+            columns[f"{args.model} {wb.generator.kind}, held-out {split}"] = evaluate.score(items, images)
     elif args.clean:
         for split in splits:
             items = evaluate.eval_set(split, per_category=args.per_category)
             columns[f"clean renders, held-out {split}"] = evaluate.score(items, evaluate.clean_images(items))
     else:
-        print("nothing to evaluate: pass --clean, --images DIR or --export DIR", file=sys.stderr)
+        print("nothing to evaluate: pass --model NAME, --clean, --images DIR or --export DIR", file=sys.stderr)
         return 2
     print(evaluate.format_table(columns))
     return 0
@@ -131,6 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clean", action="store_true", help="score exact renders of the evaluation set")
     p.add_argument("--images", help="folder with NNNN.png and manifest.jsonl (from --export)")
     p.add_argument("--export", help="write the evaluation set's prompts.txt and manifest.jsonl here")
+    p.add_argument("--model", help="generate the evaluation set with this model (preset, folder or hub id)")
+    p.add_argument("--generator", choices=["diffusion", "gan"], default=None)
+    p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the generator's)")
     p.add_argument("--split", choices=["combos", "templates", "both"], default="both")
     p.add_argument("--per-category", type=int, default=100)
     p.set_defaults(fn=_evaluate)

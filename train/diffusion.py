@@ -21,6 +21,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, IterableDataset
 
 from pipeline import diffusion
+from pipeline.core import to_pil
 from pipeline.encoders import EncodedPrompts, PromptEncoder
 from train import evaluate, world
 
@@ -139,14 +140,11 @@ class DiffusionTask:
 
 def generate_for_items(unet, cfg, encoder: PromptEncoder, items: list, *, steps: int, guidance: float, batch: int = 64):
     """Images for evaluation items (their prompts and seeds), as PIL images at native resolution."""
-    from PIL import Image
-
     uncond = encoder.encode([""])
     images = []
     for i in range(0, len(items), batch):
         chunk = items[i : i + batch]
         cond = encoder.encode([it.prompt for it in chunk])
         x = diffusion.sample(unet, cfg, cond, uncond, seeds=[it.seed for it in chunk], steps=steps, guidance=guidance)
-        arr = (x.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
-        images.extend(Image.fromarray(a) for a in arr)
+        images.extend(to_pil(x))
     return images

@@ -1,0 +1,117 @@
+"""Micro-batching for a server: requests that arrive together run as one pipeline call.
+
+Each server thread calls `batcher.text_to_image(request, callback=...)` and blocks for its own result.
+One worker thread takes the first waiting request, gathers the compatible ones that arrive within
+`window_s` (same steps and guidance, up to `max_images` images in all), runs them as one batch and hands
+each caller its own images. Every caller's callback sees every denoising step of its batch.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+from pipeline.core import Result, Wordbrush, check_request, resolve_seed
+
+
+@dataclass(frozen=True)
+class T2IRequest:
+    prompt: str
+    seed: int
+    steps: int
+    guidance: float
+    num_images: int = 1
+
+
+@dataclass
+class _Pending:
+    request: T2IRequest
+    callback: object
+    future: Future = field(default_factory=Future)
+
+
+class Batcher:
+    def __init__(self, wb: Wordbrush, *, max_images: int = 16, window_s: float = 0.05):
+        self.wb, self.max_images, self.window_s = wb, max_images, window_s
+        self._queue: queue.Queue[_Pending] = queue.Queue()
+        self._lock = threading.Lock()  # one pipeline call at a time, batched or not
+        self.batch_sizes: list[int] = []  # requests per batch run, for tests and benchmarks
+        threading.Thread(target=self._worker, name="wordbrush-batcher", daemon=True).start()
+
+    def text_to_image(self, request: T2IRequest, *, callback=None, timeout: float | None = None) -> Result:
+        """Block until this request's images are ready; errors of this request are raised here."""
+        pending = _Pending(request, callback)
+        self._queue.put(pending)
+        return pending.future.result(timeout=timeout)
+
+    def run_alone(self, fn, *args, **kwargs):
+        """Run another pipeline call (style transfer, inpainting) between batches."""
+        with self._lock:
+            return fn(*args, **kwargs)
+
+    def _worker(self) -> None:
+        while True:
+            first = self._queue.get()
+            batch, waiting = [first], []
+            key = (first.request.steps, first.request.guidance)
+            images = first.request.num_images
+            deadline = threading.Event()
+            timer = threading.Timer(self.window_s, deadline.set)
+            timer.start()
+            while not deadline.is_set() and images < self.max_images:
+                try:
+                    nxt = self._queue.get(timeout=self.window_s / 5)
+                except queue.Empty:
+                    continue
+                fits = (nxt.request.steps, nxt.request.guidance) == key
+                if fits and images + nxt.request.num_images <= self.max_images:
+                    batch.append(nxt)
+                    images += nxt.request.num_images
+                else:
+                    waiting.append(nxt)
+            timer.cancel()
+            for p in waiting:  # back in line for the next batch, in arrival order
+                self._queue.put(p)
+            self._run(batch)
+
+    def _run(self, batch: list[_Pending]) -> None:
+        valid = []
+        for p in batch:  # a bad request fails alone, not its whole batch
+            r = p.request
+            try:
+                check_request([r.prompt], [r.seed], steps=r.steps, guidance=r.guidance, num_images=r.num_images)
+                valid.append(p)
+            except ValueError as err:
+                p.future.set_exception(err)
+        if not valid:
+            return
+        prompts = [p.request.prompt for p in valid for _ in range(p.request.num_images)]
+        seeds = [resolve_seed(p.request.seed) for p in valid]
+        flat_seeds = [s + j for p, s in zip(valid, seeds) for j in range(p.request.num_images)]
+
+        def fan_out(step, total, preview):
+            for p in valid:
+                if p.callback is not None:
+                    try:
+                        p.callback(step, total, preview)
+                    except Exception:  # a caller that went away must not stop the others
+                        pass
+
+        first = valid[0].request
+        try:
+            with self._lock:
+                result = self.wb.text_to_image(
+                    prompts, seed=flat_seeds, steps=first.steps, guidance=first.guidance, callback=fan_out
+                )
+        except Exception as err:  # e.g. out of memory: every caller hears of it, the server lives on
+            for p in valid:
+                p.future.set_exception(err)
+            return
+        self.batch_sizes.append(len(valid))
+        start = 0
+        for p in valid:
+            n = p.request.num_images
+            p.future.set_result(Result(result.images[start : start + n], result.recipes[start : start + n]))
+            start += n

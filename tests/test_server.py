@@ -1,0 +1,118 @@
+"""The live app: gradio_client against each named endpoint, bad input, and concurrent users."""
+
+import threading
+
+import numpy as np
+import pytest
+from gradio_client import Client, handle_file
+from PIL import Image
+
+from pipeline.recipe import read_recipe
+from tests.server import running_app
+from tests.tiny import make_tiny_diffusion
+
+
+@pytest.fixture(scope="module")
+def url(tmp_path_factory):
+    folder = make_tiny_diffusion(tmp_path_factory.mktemp("tiny") / "model")
+    with running_app(str(folder)) as u:
+        yield u
+
+
+@pytest.fixture(scope="module")
+def client(url):
+    return Client(url, verbose=False)
+
+
+def _gallery_paths(gallery):
+    return [item["image"] if isinstance(item["image"], str) else item["image"]["path"] for item in gallery]
+
+
+def test_text_to_image_endpoint(client):
+    gallery, seen, recipe, seed, *_ = client.predict(
+        "a red circle above a blue square", 2, 3.0, 5, False, 2, api_name="/text_to_image"
+    )
+    paths = _gallery_paths(gallery)
+    assert len(paths) == 2 and seed == 5 and "Seed: 5" in recipe
+    image = Image.open(paths[1])
+    assert image.size == (32, 32) and read_recipe(image).seed == 6  # the download keeps its recipe
+
+
+def test_style_transfer_endpoint(client, tmp_path):
+    src = tmp_path / "in.png"
+    Image.new("RGB", (60, 30), (30, 160, 40)).save(src)
+    path, recipe = client.predict(
+        handle_file(str(src)), "striped", "a green square", 0.6, 3, False, api_name="/style_transfer"
+    )
+    out = Image.open(path)
+    assert out.size == (60, 30) and "in striped style" in recipe
+
+
+def test_inpaint_endpoint(client, tmp_path):
+    bg, layer = tmp_path / "bg.png", tmp_path / "layer.png"
+    Image.new("RGB", (40, 40), (128, 128, 128)).save(bg)
+    paint = Image.new("RGBA", (40, 40), (0, 0, 0, 0))
+    paint.paste((255, 255, 255, 255), (10, 10, 30, 30))
+    paint.save(layer)
+    editor = {
+        "background": handle_file(str(bg)),
+        "layers": [handle_file(str(layer))],
+        "composite": handle_file(str(bg)),
+    }
+    path, recipe = client.predict(editor, "a yellow triangle", 0, False, api_name="/inpaint")
+    out = np.asarray(Image.open(path).convert("RGB"))
+    outside = np.ones((40, 40), bool)
+    outside[10:30, 10:30] = False
+    assert np.all(out[outside] == 128)
+
+
+def test_bad_input_gets_a_message_and_the_server_serves_on(client):
+    with pytest.raises(Exception, match="prompt is empty"):
+        client.predict("", 2, 3.0, 0, False, 1, api_name="/text_to_image")
+    with pytest.raises(Exception, match="upload an image"):
+        client.predict(None, "outline", "", 0.6, 0, False, api_name="/style_transfer")
+    long_prompt = "a red circle " * 800  # 10,400 characters: cut at 64 tokens, said so in the result
+    _, seen, *_ = client.predict(long_prompt, 1, 3.0, 0, False, 1, api_name="/text_to_image")
+    assert len(seen) < 400
+    gallery, *_ = client.predict("a red circle", 1, 3.0, 0, False, 1, api_name="/text_to_image")
+    assert len(gallery) == 1
+
+
+def test_upload_over_the_size_limit_is_refused_and_no_outside_file_is_served(url, tmp_path):
+    import httpx
+
+    big = tmp_path / "big.png"
+    big.write_bytes(b"\x89PNG" + bytes(50 * 2**20))  # 50 MB
+    with open(big, "rb") as f:  # straight at the server, past the client's own check
+        r = httpx.post(url + "gradio_api/upload", files={"files": ("big.png", f, "image/png")}, timeout=60)
+    assert r.status_code == 413 and "maximum allowed size" in r.text
+    with pytest.raises(ValueError, match="exceeds the maximum file size"):
+        Client(url, verbose=False).predict(handle_file(str(big)), "soft", "", 0.5, 0, False, api_name="/style_transfer")
+    assert httpx.get(url + "gradio_api/file=/etc/passwd", timeout=10).status_code == 403
+    gallery, *_ = Client(url, verbose=False).predict("a red circle", 1, 3.0, 0, False, 1, api_name="/text_to_image")
+    assert len(gallery) == 1  # still serving
+
+
+@pytest.mark.slow
+def test_twenty_concurrent_users_each_get_their_own_images(url):
+    users, per_user = 20, 5
+    errors, checked = [], []
+
+    def user(u):
+        c = Client(url, verbose=False)
+        for k in range(per_user):
+            prompt, seed = f"user {u} request {k}", 1000 * u + k
+            try:
+                gallery, *_ = c.predict(prompt, 2, 3.0, seed, False, 1, api_name="/text_to_image")
+                recipe = read_recipe(Image.open(_gallery_paths(gallery)[0]))
+                checked.append((recipe.prompt, recipe.seed) == (prompt, seed))
+            except Exception as err:  # noqa: BLE001 - every failure is counted
+                errors.append(repr(err))
+
+    threads = [threading.Thread(target=user, args=(u,)) for u in range(users)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=600)
+    assert not errors, errors[:3]
+    assert len(checked) == users * per_user and all(checked)
