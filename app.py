@@ -21,7 +21,7 @@ from PIL import Image
 from pipeline import Wordbrush
 from pipeline.batcher import Batcher, T2IRequest
 from pipeline.core import MAX_IMAGES
-from pipeline.presets import DEFAULT_MODEL
+from pipeline.presets import DEFAULT_MODEL, available_generators
 from pipeline.recipe import read_recipe, save_png
 
 MAX_UPLOAD = "10mb"  # larger uploads are refused by the server before any handler runs
@@ -69,17 +69,45 @@ def _seed(seed, randomize) -> int:
 # Handlers: each one is what a button does; errors become gr.Error messages and the server serves on.
 
 
-def text_to_image_handler(batcher: Batcher, outputs: Outputs):
-    def handler(prompt, steps, guidance, seed, randomize, num_images, progress=gr.Progress()):  # noqa: B008
+def text_to_image_handler(batchers: dict[str, Batcher], outputs: Outputs):
+    def handler(prompt, generator, steps, guidance, seed, randomize, num_images, progress=gr.Progress()):  # noqa: B008
+        if generator not in batchers:
+            raise gr.Error(f"no {generator!r} generator is loaded; choose one of {', '.join(batchers)}")
         request = T2IRequest(prompt or "", _seed(seed, randomize), int(steps), float(guidance), int(num_images))
         try:
-            result = batcher.text_to_image(request, callback=_progress_callback(progress))
+            result = batchers[generator].text_to_image(request, callback=_progress_callback(progress))
         except ValueError as err:
             raise gr.Error(str(err)) from err
         paths = [outputs.save(im, r) for im, r in zip(result.images, result.recipes)]
         gallery = [(p, f"seed {r.seed}") for p, r in zip(paths, result.recipes)]
         first = result.recipes[0]
         return gallery, first.encoded_prompt, first.to_a1111(), first.seed, paths
+
+    return handler
+
+
+def live_preview_handler(batchers: dict[str, Batcher], outputs: Outputs):
+    """With the GAN selected, the image follows the prompt as it is typed (one step costs milliseconds)."""
+    t2i = text_to_image_handler(batchers, outputs)
+
+    def handler(prompt, generator, seed, num_images):
+        if generator != "gan" or not (prompt or "").strip():
+            return gr.skip()
+        return t2i(prompt, generator, 1, 0.0, seed, False, num_images, progress=lambda *a, **k: None)
+
+    return handler
+
+
+def generator_settings(batchers: dict[str, Batcher]):
+    """Steps and guidance mean nothing to the one-step GAN: show its values, locked."""
+
+    def handler(generator: str):
+        gen = batchers[generator].wb.generator
+        editable = gen.kind != "gan"
+        return (
+            gr.update(value=gen.default_steps, interactive=editable),
+            gr.update(value=gen.default_guidance, interactive=editable),
+        )
 
     return handler
 
@@ -151,14 +179,18 @@ def restore_recipe_handler(path):
 # Layout
 
 
-def build_demo(batcher: Batcher, *, outputs: Outputs | None = None) -> gr.Blocks:
+def build_demo(batchers: dict[str, Batcher], *, outputs: Outputs | None = None) -> gr.Blocks:
+    """The app around one loaded Wordbrush per generator kind ("diffusion", "gan"); the editing tabs
+    use the diffusion generator."""
+    kinds = list(batchers)
+    batcher = batchers.get("diffusion") or batchers[kinds[0]]
     wb = batcher.wb
     gen = wb.generator
     outputs = outputs or Outputs()
     with gr.Blocks(title="Wordbrush") as demo:
         gr.Markdown(
-            "# 🖌️ Wordbrush\nA language-model prompt encoder chained into a "
-            f"{gen.kind} generator. Model `{wb.model}`, prompts read by `{wb.encoder.name}`, "
+            "# Wordbrush\nA language-model prompt encoder chained into "
+            f"{' and '.join(kinds)} generators. Model `{wb.model}`, prompts read by `{wb.encoder.name}`, "
             f"{gen.resolution} px images (shown enlarged; downloads are the native PNGs with their recipe)."
         )
         results = gr.State([])  # paths of the last Text to image results
@@ -173,7 +205,9 @@ def build_demo(batcher: Batcher, *, outputs: Outputs | None = None) -> gr.Blocks
                             run = gr.Button("Generate", variant="primary")
                             stop = gr.Button("Stop", variant="stop")
                         with gr.Accordion("Settings", open=True):
-                            generator = gr.Dropdown([gen.kind], value=gen.kind, label="Generator")
+                            generator = gr.Dropdown(
+                                kinds, value=gen.kind, label="Generator", info="gan: one step, follows your typing"
+                            )
                             steps = gr.Slider(1, 50, value=gen.default_steps, step=1, label="Steps")
                             guidance = gr.Slider(0, 10, value=gen.default_guidance, step=0.5, label="Guidance")
                             with gr.Row():
@@ -185,7 +219,7 @@ def build_demo(batcher: Batcher, *, outputs: Outputs | None = None) -> gr.Blocks
                     with gr.Column(scale=3):
                         gallery = gr.Gallery(label="Images", columns=2, height=560, elem_id="t2i-gallery", format="png")
                         seen = gr.Textbox(label="Prompt as the language model read it", interactive=False)
-                        recipe = gr.Textbox(label="Recipe", interactive=False, lines=2)
+                        recipe = gr.Textbox(label="Recipe", interactive=False, lines=2, elem_id="t2i-recipe")
                         with gr.Row():
                             to_style = gr.Button("Send selected to Style transfer")
                             to_inpaint = gr.Button("Send selected to Inpainting")
@@ -193,7 +227,9 @@ def build_demo(batcher: Batcher, *, outputs: Outputs | None = None) -> gr.Blocks
             with gr.Tab("Style transfer", id="style"):
                 with gr.Row():
                     with gr.Column():
-                        style_in = gr.Image(label="Input image", type="filepath", sources=["upload", "clipboard"])
+                        style_in = gr.Image(
+                            label="Input image", type="filepath", sources=["upload", "clipboard"], elem_id="style-in"
+                        )
                         preset = gr.Radio(list(STYLE_PRESETS), value="outline", label="Style preset")
                         style_text = gr.Textbox(
                             label="Describe the content or a style (optional)", placeholder="a red circle"
@@ -205,7 +241,7 @@ def build_demo(batcher: Batcher, *, outputs: Outputs | None = None) -> gr.Blocks
                         style_run = gr.Button("Apply style", variant="primary")
                     with gr.Column():
                         style_out = gr.Image(label="Result", type="filepath", format="png", elem_id="style-out")
-                        style_recipe = gr.Textbox(label="Recipe", interactive=False, lines=2)
+                        style_recipe = gr.Textbox(label="Recipe", interactive=False, lines=2, elem_id="style-recipe")
                         style_to_inpaint = gr.Button("Send result to Inpainting")
 
             with gr.Tab("Inpainting", id="inpaint"):
@@ -214,6 +250,7 @@ def build_demo(batcher: Batcher, *, outputs: Outputs | None = None) -> gr.Blocks
                         editor = gr.ImageEditor(
                             label="Paint over what to regenerate", type="pil", sources=["upload", "clipboard"],
                             brush=gr.Brush(colors=["#ffffff"], color_mode="fixed", default_size=12), layers=False,
+                            elem_id="inpaint-editor",
                         )  # fmt: skip
                         inpaint_prompt = gr.Textbox(label="What goes there", placeholder="a yellow triangle")
                         with gr.Row():
@@ -222,13 +259,20 @@ def build_demo(batcher: Batcher, *, outputs: Outputs | None = None) -> gr.Blocks
                         inpaint_run = gr.Button("Inpaint", variant="primary")
                     with gr.Column():
                         inpaint_out = gr.Image(label="Result", type="filepath", format="png", elem_id="inpaint-out")
-                        inpaint_recipe = gr.Textbox(label="Recipe", interactive=False, lines=2)
+                        inpaint_recipe = gr.Textbox(
+                            label="Recipe", interactive=False, lines=2, elem_id="inpaint-recipe"
+                        )
                         inpaint_to_style = gr.Button("Send result to Style transfer")
 
         # Events
-        t2i_inputs = [prompt, steps, guidance, seed, randomize, num_images]
+        t2i_inputs = [prompt, generator, steps, guidance, seed, randomize, num_images]
         t2i_outputs = [gallery, seen, recipe, seed, results]
-        t2i = text_to_image_handler(batcher, outputs)
+        t2i = text_to_image_handler(batchers, outputs)
+        prompt.change(
+            live_preview_handler(batchers, outputs), [prompt, generator, seed, num_images], t2i_outputs,
+            api_name=False, trigger_mode="always_last", show_progress="hidden", concurrency_limit=4,
+        )  # fmt: skip
+        generator.change(generator_settings(batchers), generator, [steps, guidance], api_name=False)
         event = run.click(t2i, t2i_inputs, t2i_outputs, api_name="text_to_image", concurrency_limit=32)
         submit = prompt.submit(t2i, t2i_inputs, t2i_outputs, api_name=False, concurrency_limit=32)
         stop.click(None, None, None, cancels=[event, submit])
@@ -274,7 +318,6 @@ def build_demo(batcher: Batcher, *, outputs: Outputs | None = None) -> gr.Blocks
             api_name="inpaint",
         )
         inpaint_to_style.click(send_to("style"), inpaint_out, [style_in, tabs], api_name=False)
-        del generator  # one generator until the GAN joins
     return demo
 
 
@@ -297,11 +340,16 @@ def main() -> None:
     if args.share and not auth:
         print("note: a share link is public; add --auth user:password to keep strangers out")
     wb = Wordbrush.load(args.model, device=args.device)  # once per process
+    models = {wb.generator.kind: wb}
+    for kind in available_generators(args.model):
+        if kind not in models:  # the other generators share the loaded prompt encoder
+            models[kind] = wb.with_generator(kind)
     if on_zero_gpu():
         import spaces  # only present on Hugging Face Spaces
 
-        wb.generator.generate = spaces.GPU(wb.generator.generate)
-    demo = build_demo(Batcher(wb))
+        for m in models.values():
+            m.generator.generate = spaces.GPU(m.generator.generate)
+    demo = build_demo({kind: Batcher(m) for kind, m in models.items()})
     demo.queue(max_size=256).launch(
         server_name=args.host, server_port=args.port, share=args.share, auth=auth,
         max_file_size=MAX_UPLOAD, css=CSS,

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pipeline import diffusion, images
+from pipeline import diffusion, gan, images
 from pipeline.encoders import PromptEncoder, load_encoder
 from pipeline.presets import DEFAULT_MODEL, resolve_model
 from pipeline.recipe import Recipe
@@ -53,6 +53,30 @@ class DiffusionGenerator:
         )  # fmt: skip
 
 
+class GANGenerator:
+    """The one-step GAN behind the same call; steps and guidance do not apply (it runs once, unguided)."""
+
+    kind = "gan"
+    default_steps = 1
+    default_guidance = 0.0
+
+    def __init__(self, model: gan.TextToImageGAN):
+        self.model = model
+        self.resolution = model.config.resolution
+
+    def generate(
+        self, cond, uncond, *, seeds, steps, guidance, callback=None, init=None, strength=1.0, mask=None
+    ) -> torch.Tensor:
+        if init is not None:
+            raise ValueError(
+                "the GAN generator draws from text alone; use the diffusion generator for style transfer and inpainting"
+            )
+        x = gan.generate_step(self.model, cond, seeds)
+        if callback is not None:
+            callback(1, 1, x)
+        return x
+
+
 def local_folder(source: str) -> Path:
     """A model folder on disk: `source` itself, or a hub repository downloaded to the local cache."""
     path = Path(source)
@@ -72,7 +96,7 @@ def local_folder(source: str) -> Path:
 class Wordbrush:
     """A prompt encoder and a generator, loaded once and shared by the UI, the CLI and scripts."""
 
-    def __init__(self, encoder: PromptEncoder, generator: DiffusionGenerator, *, model: str):
+    def __init__(self, encoder: PromptEncoder, generator: DiffusionGenerator | GANGenerator, *, model: str):
         self.encoder, self.generator, self.model = encoder, generator, model
         self._uncond = encoder.encode([""])
 
@@ -84,11 +108,19 @@ class Wordbrush:
         source, kind = resolve_model(model, generator)
         folder = local_folder(source)
         meta = diffusion.read_meta(folder)
-        if kind != meta["generator"]:
-            raise ValueError(f"{folder} holds a {meta['generator']!r} generator, not {kind!r}")
+        if generator is not None and generator != meta["generator"]:
+            raise ValueError(f"{folder} holds a {meta['generator']!r} generator, not {generator!r}")
         encoder = load_encoder(meta["encoder"], device=device)
-        unet, cfg, _ = diffusion.load(folder, device=device)
-        return cls(encoder, DiffusionGenerator(unet, cfg), model=model)
+        return cls(encoder, load_generator(folder, meta, device=device), model=model)
+
+    def with_generator(self, kind: str) -> Wordbrush:
+        """The same model and prompt encoder (shared, not reloaded) with its `kind` generator."""
+        source, kind = resolve_model(self.model, kind)
+        folder = local_folder(source)
+        meta = diffusion.read_meta(folder)
+        if meta["encoder"] != self.encoder.name:
+            raise ValueError(f"{folder} reads prompts with {meta['encoder']!r}, not {self.encoder.name!r}")
+        return Wordbrush(self.encoder, load_generator(folder, meta, device=str(self.encoder.device)), model=self.model)
 
     def text_to_image(
         self,
@@ -216,6 +248,14 @@ class Wordbrush:
             return prompt
         ids = self.encoder.tokenizer(prompt, truncation=True, max_length=self.encoder.max_tokens)["input_ids"]
         return self.encoder.tokenizer.decode(ids, skip_special_tokens=True)
+
+
+def load_generator(folder: Path, meta: dict, *, device: str):
+    """The generator a Wordbrush model folder holds, by its wordbrush.json."""
+    if meta["generator"] == "gan":
+        return GANGenerator(gan.load(folder, device=device))
+    unet, cfg, _ = diffusion.load(folder, device=device)
+    return DiffusionGenerator(unet, cfg)
 
 
 def check_request(prompts: list[str], seeds: list[int], *, steps: int, guidance: float, num_images: int) -> None:

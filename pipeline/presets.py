@@ -19,11 +19,18 @@ class ModelSpec:
 
 PRESETS: dict[str, ModelSpec] = {
     "shapes": ModelSpec(
-        generators={"diffusion": str(ASSETS / "shapes-diffusion")},
+        generators={"diffusion": str(ASSETS / "shapes-diffusion"), "gan": str(ASSETS / "shapes-gan")},
         description="Embedded: 32 px shapes world, trained by this project, prompt read by all-MiniLM-L6-v2",
     ),
 }
 DEFAULT_MODEL = "shapes"
+
+
+def available_generators(model: str) -> list[str]:
+    """The generator kinds of a preset whose weights are on disk (or all of a folder/hub model's one)."""
+    if model not in PRESETS:
+        return []
+    return [kind for kind, path in PRESETS[model].generators.items() if Path(path).exists()]
 
 
 def resolve_model(model: str, generator: str | None = None) -> tuple[str, str]:

@@ -6,7 +6,7 @@ import app
 from pipeline import Wordbrush
 from pipeline.batcher import Batcher
 from pipeline.recipe import read_recipe
-from tests.tiny import make_tiny_diffusion
+from tests.tiny import make_tiny_diffusion, make_tiny_gan
 
 
 def no_progress(*args, **kwargs):
@@ -19,20 +19,26 @@ def batcher(tmp_path_factory):
     return Batcher(wb, window_s=0.01)
 
 
+@pytest.fixture(scope="module")
+def batchers(batcher, tmp_path_factory):
+    gan_wb = Wordbrush.load(str(make_tiny_gan(tmp_path_factory.mktemp("tiny") / "gan")))
+    return {"diffusion": batcher, "gan": Batcher(gan_wb, window_s=0.01)}
+
+
 @pytest.fixture
 def outputs(tmp_path):
     return app.Outputs(tmp_path)
 
 
-def test_build_demo_builds_blocks_with_named_endpoints(batcher, outputs):
-    demo = app.build_demo(batcher, outputs=outputs)
+def test_build_demo_builds_blocks_with_named_endpoints(batchers, outputs):
+    demo = app.build_demo(batchers, outputs=outputs)
     names = {d["api_name"] for d in demo.config["dependencies"] if d.get("api_name")}
     assert {"text_to_image", "style_transfer", "inpaint"} <= names
 
 
-def test_text_to_image_handler_writes_native_pngs_with_recipes(batcher, outputs):
-    handler = app.text_to_image_handler(batcher, outputs)
-    gallery, seen, recipe, seed, paths = handler("a red circle", 2, 3.0, 7, False, 2, progress=no_progress)
+def test_text_to_image_handler_writes_native_pngs_with_recipes(batchers, outputs):
+    handler = app.text_to_image_handler(batchers, outputs)
+    gallery, seen, recipe, seed, paths = handler("a red circle", "diffusion", 2, 3.0, 7, False, 2, progress=no_progress)
     assert len(gallery) == 2 and paths == [g[0] for g in gallery]
     image = Image.open(paths[0])
     assert image.size == (32, 32)  # native pixels; the page enlarges them crisply with CSS
@@ -40,24 +46,25 @@ def test_text_to_image_handler_writes_native_pngs_with_recipes(batcher, outputs)
     assert seen == "a red circle" and "Seed: 7" in recipe and seed == 7
 
 
-def test_random_seed_is_reported_back(batcher, outputs):
-    handler = app.text_to_image_handler(batcher, outputs)
-    *_, seed, paths = handler("a red circle", 1, 3.0, 0, True, 1, progress=no_progress)
+def test_random_seed_is_reported_back(batchers, outputs):
+    handler = app.text_to_image_handler(batchers, outputs)
+    *_, seed, paths = handler("a red circle", "diffusion", 1, 3.0, 0, True, 1, progress=no_progress)
     assert read_recipe(Image.open(paths[0])).seed == seed
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("", 2, 3.0, 0, False, 1), "prompt is empty"),
-        (("x " * 5000, 0, 3.0, 0, False, 1), "steps must be between"),
+        (("", "diffusion", 2, 3.0, 0, False, 1), "prompt is empty"),
+        (("x " * 5000, "diffusion", 0, 3.0, 0, False, 1), "steps must be between"),
+        (("a red circle", "vae", 2, 3.0, 0, False, 1), "no 'vae' generator"),
     ],
 )
-def test_bad_input_becomes_a_gradio_error(batcher, outputs, args, message):
+def test_bad_input_becomes_a_gradio_error(batchers, outputs, args, message):
     import gradio as gr
 
     with pytest.raises(gr.Error, match=message):
-        app.text_to_image_handler(batcher, outputs)(*args, progress=no_progress)
+        app.text_to_image_handler(batchers, outputs)(*args, progress=no_progress)
 
 
 def test_style_transfer_handler(batcher, outputs, tmp_path):
@@ -105,9 +112,9 @@ def test_inpaint_handler_errors(batcher, outputs):
         app.inpaint_handler(batcher, outputs)(_editor(), "", 0, False, progress=no_progress)
 
 
-def test_restore_recipe_from_png(batcher, outputs):
-    *_, paths = app.text_to_image_handler(batcher, outputs)(
-        "three green triangles", 3, 2.5, 42, False, 1, progress=no_progress
+def test_restore_recipe_from_png(batchers, outputs):
+    *_, paths = app.text_to_image_handler(batchers, outputs)(
+        "three green triangles", "diffusion", 3, 2.5, 42, False, 1, progress=no_progress
     )
     prompt, steps, guidance, seed, randomize = app.restore_recipe_handler(paths[0])
     assert (prompt, steps, guidance, seed, randomize) == ("three green triangles", 3, 2.5, 42, False)
@@ -156,3 +163,21 @@ def test_a_bad_request_fails_alone_in_its_batch(batcher):
     for t in threads:
         t.join()
     assert isinstance(out["bad"], ValueError) and out["good"].images
+
+
+def test_live_preview_follows_the_prompt_with_the_gan_only(batchers, outputs):
+    import gradio as gr
+
+    preview = app.live_preview_handler(batchers, outputs)
+    gallery, seen, recipe, seed, paths = preview("a red cir", "gan", 3, 2)
+    assert len(paths) == 2 and read_recipe(Image.open(paths[0])).generator == "gan"
+    skipped = preview("a red cir", "diffusion", 3, 2)
+    assert not isinstance(skipped, tuple)  # diffusion waits for the Generate button
+    assert preview("", "gan", 3, 1) == gr.skip()
+
+
+def test_choosing_the_gan_locks_steps_and_guidance(batchers):
+    steps, guidance = app.generator_settings(batchers)("gan")
+    assert steps["value"] == 1 and steps["interactive"] is False and guidance["value"] == 0.0
+    steps, _ = app.generator_settings(batchers)("diffusion")
+    assert steps["interactive"] is True

@@ -30,7 +30,7 @@ def _gallery_paths(gallery):
 
 def test_text_to_image_endpoint(client):
     gallery, seen, recipe, seed, *_ = client.predict(
-        "a red circle above a blue square", 2, 3.0, 5, False, 2, api_name="/text_to_image"
+        "a red circle above a blue square", "diffusion", 2, 3.0, 5, False, 2, api_name="/text_to_image"
     )
     paths = _gallery_paths(gallery)
     assert len(paths) == 2 and seed == 5 and "Seed: 5" in recipe
@@ -68,13 +68,13 @@ def test_inpaint_endpoint(client, tmp_path):
 
 def test_bad_input_gets_a_message_and_the_server_serves_on(client):
     with pytest.raises(Exception, match="prompt is empty"):
-        client.predict("", 2, 3.0, 0, False, 1, api_name="/text_to_image")
+        client.predict("", "diffusion", 2, 3.0, 0, False, 1, api_name="/text_to_image")
     with pytest.raises(Exception, match="upload an image"):
         client.predict(None, "outline", "", 0.6, 0, False, api_name="/style_transfer")
     long_prompt = "a red circle " * 800  # 10,400 characters: cut at 64 tokens, said so in the result
-    _, seen, *_ = client.predict(long_prompt, 1, 3.0, 0, False, 1, api_name="/text_to_image")
+    _, seen, *_ = client.predict(long_prompt, "diffusion", 1, 3.0, 0, False, 1, api_name="/text_to_image")
     assert len(seen) < 400
-    gallery, *_ = client.predict("a red circle", 1, 3.0, 0, False, 1, api_name="/text_to_image")
+    gallery, *_ = client.predict("a red circle", "diffusion", 1, 3.0, 0, False, 1, api_name="/text_to_image")
     assert len(gallery) == 1
 
 
@@ -89,7 +89,9 @@ def test_upload_over_the_size_limit_is_refused_and_no_outside_file_is_served(url
     with pytest.raises(ValueError, match="exceeds the maximum file size"):
         Client(url, verbose=False).predict(handle_file(str(big)), "soft", "", 0.5, 0, False, api_name="/style_transfer")
     assert httpx.get(url + "gradio_api/file=/etc/passwd", timeout=10).status_code == 403
-    gallery, *_ = Client(url, verbose=False).predict("a red circle", 1, 3.0, 0, False, 1, api_name="/text_to_image")
+    gallery, *_ = Client(url, verbose=False).predict(
+        "a red circle", "diffusion", 1, 3.0, 0, False, 1, api_name="/text_to_image"
+    )
     assert len(gallery) == 1  # still serving
 
 
@@ -103,7 +105,7 @@ def test_twenty_concurrent_users_each_get_their_own_images(url):
         for k in range(per_user):
             prompt, seed = f"user {u} request {k}", 1000 * u + k
             try:
-                gallery, *_ = c.predict(prompt, 2, 3.0, seed, False, 1, api_name="/text_to_image")
+                gallery, *_ = c.predict(prompt, "diffusion", 2, 3.0, seed, False, 1, api_name="/text_to_image")
                 recipe = read_recipe(Image.open(_gallery_paths(gallery)[0]))
                 checked.append((recipe.prompt, recipe.seed) == (prompt, seed))
             except Exception as err:  # noqa: BLE001 - every failure is counted

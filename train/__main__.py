@@ -133,6 +133,46 @@ def _diffusion(args: argparse.Namespace) -> int:
     return 0
 
 
+def _gan(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    import torch
+
+    from pipeline import gan
+    from pipeline.encoders import load_encoder
+    from train.diffusion import build_pool
+    from train.gan import GANTask
+    from train.loop import TrainConfig, run_training
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    encoder = load_encoder(args.encoder, device=device)
+    cfg = dataclasses.replace(gan.GAN_SIZES[args.size], cond_dim=encoder.hidden_size)
+    generator = gan.build_gan(cfg)
+    print(f"GAN generator: {sum(p.numel() for p in generator.parameters()) / 1e6:.1f}M params, encoder {args.encoder}")
+    pool = build_pool(encoder, size=args.pool_size, seed=args.seed)
+    card = {"command": "python -m train " + " ".join(args.argv), "encoder": args.encoder}
+    task = GANTask(
+        generator, encoder, pool, lr=args.lr, workers=args.workers, eval_per_category=args.eval_per_category, card=card
+    )
+    train_cfg = TrainConfig(
+        out=args.out,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        warmup=0,
+        betas=(0.0, 0.99),
+        ema_decay=0.999,
+        checkpoint_every=args.checkpoint_every,
+        eval_every=args.eval_every,
+        mixed_precision="no",
+        seed=args.seed,
+    )
+    run_training(task, train_cfg)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -184,6 +224,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(fn=_diffusion)
+
+    p = sub.add_parser("gan", help="train (or resume) the one-step GAN generator")
+    p.add_argument("--out", default="runs/gan")
+    p.add_argument("--steps", type=int, default=20000)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--encoder", default="minilm")
+    p.add_argument("--size", choices=["small", "tiny"], default="small", help="pipeline/gan.py GAN_SIZES")
+    p.add_argument("--pool-size", type=int, default=20000)
+    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--eval-per-category", type=int, default=20)
+    p.add_argument("--checkpoint-every", type=int, default=250)
+    p.add_argument("--eval-every", type=int, default=2000)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(fn=_gan)
 
     args = parser.parse_args(argv)
     args.argv = sys.argv[1:] if argv is None else argv  # recorded in model cards

@@ -35,6 +35,7 @@ class TrainConfig:
     lr: float = 3e-4  # AdamW peak learning rate
     warmup: int = 200  # linear warm-up steps, then constant
     weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)  # AdamW; GANs use (0.0, 0.99)
     grad_clip: float = 1.0  # max gradient norm
     ema_decay: float = 0.999  # 0 disables EMA
     mixed_precision: str = "auto"  # "auto" (bf16 on CUDA, none on CPU), "no", "bf16", "fp16"
@@ -57,6 +58,10 @@ class Task(Protocol):
 
     def export(self, model: torch.nn.Module, folder: Path, *, step: int, images_seen: int, seconds: float) -> None: ...
 
+    # Optional: state of the task's own (e.g. a GAN discriminator's optimizer), kept in the checkpoint.
+    # def state_dict(self) -> dict: ...
+    # def load_state_dict(self, state: dict) -> None: ...
+
 
 def run_training(task: Task, cfg: TrainConfig) -> dict[str, float]:
     """Train `task` to cfg.steps, resuming from cfg.out/checkpoint when it exists. Returns the last eval."""
@@ -69,7 +74,7 @@ def run_training(task: Task, cfg: TrainConfig) -> dict[str, float]:
     model = task.trainable()
     params = [p for p in model.parameters() if p.requires_grad]
     ema = copy.deepcopy(model).requires_grad_(False).eval() if cfg.ema_decay > 0 else None
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.betas)
     warm = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup)))
 
     # Resume: weights from safetensors, optimizer and counters from state.pt (tensors and numbers only).
@@ -83,6 +88,8 @@ def run_training(task: Task, cfg: TrainConfig) -> dict[str, float]:
         opt.load_state_dict(state["optimizer"])
         warm.load_state_dict(state["lr_schedule"])
         step, images_seen, seconds = state["step"], state["images_seen"], state["seconds"]
+        if "task" in state:  # e.g. the GAN discriminator's optimizer
+            task.load_state_dict(state["task"])
         accel.print(f"resumed from {ckpt} at step {step} ({images_seen:,} images, {seconds / 60:.1f} min)")
     model, opt = accel.prepare(model, opt)
     if ema is not None:
@@ -104,6 +111,8 @@ def run_training(task: Task, cfg: TrainConfig) -> dict[str, float]:
             "images_seen": images_seen,
             "seconds": seconds,
         }
+        if hasattr(task, "state_dict"):
+            state["task"] = task.state_dict()
         torch.save(state, tmp / "state.pt")
         shutil.rmtree(ckpt, ignore_errors=True)
         tmp.rename(ckpt)  # a kill mid-save leaves the previous checkpoint intact

@@ -1,0 +1,42 @@
+"""The README's screenshots: the real app in headless Chromium, one picture per tab.
+
+python scripts/screenshots.py [--model shapes] [--out assets/screenshots]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests import browser  # noqa: E402
+from tests.server import running_app  # noqa: E402
+from train import world  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", default="shapes")
+    parser.add_argument("--out", default="assets/screenshots")
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp())
+    # Inputs for the editing tabs: a generated image, shown at a size a person would upload.
+    scene = world.Scene("relation", (world.Obj("red", "circle"), world.Obj("blue", "square")), "flat", "left of")
+    world.render_scene(scene, 3)[0].resize((256, 256), 0).save(tmp / "scene.png")
+    with running_app(args.model) as url, browser.browser_page(url, height=820) as page:
+        browser.text_to_image(page, "a red circle above a blue square")
+        page.screenshot(path=str(out / "text-to-image.png"))
+        browser.style_transfer(page, tmp / "scene.png")
+        page.screenshot(path=str(out / "style-transfer.png"))
+        browser.inpaint(page, tmp / "scene.png", "a yellow triangle")
+        page.screenshot(path=str(out / "inpainting.png"))
+    print(f"wrote {sorted(p.name for p in out.glob('*.png'))} to {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""Drive the app in headless Chromium (Debian's, through Python playwright), as a person would.
+
+Used by the end-to-end test and by scripts/screenshots.py (the README's pictures)."""
+
+from __future__ import annotations
+
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--disable-sync", "--no-first-run", "--disable-quic",
+]  # fmt: skip
+
+
+def chromium_path() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@contextmanager
+def browser_page(url: str, *, width: int = 1280, height: int = 900, failure_screenshot: Path | None = None):
+    """A page on `url`; on an exception inside the block, a screenshot goes to `failure_screenshot`."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": width, "height": height})
+        page.goto(url)
+        page.get_by_role("button", name="Generate").wait_for(timeout=60_000)
+        try:
+            yield page
+        except Exception:
+            if failure_screenshot is not None:
+                page.screenshot(path=str(failure_screenshot))
+                print(f"screenshot of the failure: {failure_screenshot}")
+            raise
+        finally:
+            browser.close()
+
+
+def text_to_image(page, prompt: str, *, timeout: float = 60_000) -> int:
+    """Type a prompt, press Generate, wait for the gallery; returns the number of images shown."""
+    page.get_by_role("tab", name="Text to image").click()
+    box = page.get_by_label("Prompt", exact=True)
+    box.fill(prompt)
+    page.get_by_role("button", name="Generate").click()
+    images = page.locator("#t2i-gallery img")
+    images.first.wait_for(state="visible", timeout=timeout)
+    page.wait_for_timeout(300)
+    return images.count()
+
+
+def style_transfer(page, image: Path, *, timeout: float = 60_000) -> None:
+    page.get_by_role("tab", name="Style transfer").click()
+    page.locator("#style-in input[type=file]").set_input_files(str(image))
+    page.locator("#style-in img").first.wait_for(state="visible", timeout=timeout)
+    page.get_by_role("button", name="Apply style").click()
+    page.locator("#style-out img").first.wait_for(state="visible", timeout=timeout)
+
+
+def inpaint(page, image: Path, prompt: str, *, timeout: float = 60_000) -> None:
+    page.get_by_role("tab", name="Inpainting").click()
+    page.locator("#inpaint-editor input[type=file]").first.set_input_files(str(image))
+    page.locator("#inpaint-editor").get_by_text("Upload an image").wait_for(state="hidden", timeout=timeout)
+    canvas = page.locator("#inpaint-editor canvas").first
+    canvas.wait_for(state="visible", timeout=timeout)
+    page.wait_for_timeout(1000)
+    box = canvas.bounding_box()
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(cx - 30, cy - 30)  # paint a stroke across the middle
+    page.mouse.down()
+    for k in range(12):
+        page.mouse.move(cx - 30 + 5 * k, cy - 30 + 5 * k, steps=2)
+    page.mouse.up()
+    page.wait_for_timeout(500)  # let the editor commit the stroke to its layer
+    page.get_by_label("What goes there").fill(prompt)
+    page.get_by_role("button", name="Inpaint", exact=True).click()
+    page.locator("#inpaint-out img").first.wait_for(state="visible", timeout=timeout)

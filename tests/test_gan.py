@@ -1,0 +1,73 @@
+import numpy as np
+import pytest
+
+from pipeline import Wordbrush
+from tests.tiny import make_tiny_diffusion, make_tiny_gan
+
+
+@pytest.fixture(scope="module")
+def wb(tmp_path_factory):
+    return Wordbrush.load(str(make_tiny_gan(tmp_path_factory.mktemp("tiny") / "gan")))
+
+
+def _arr(image):
+    return np.asarray(image, np.int16)
+
+
+def test_gan_answers_the_same_call_as_diffusion(wb):
+    result = wb.text_to_image(["a red circle", "three blue squares"], seed=[3, 4], num_images=2)
+    assert len(result.images) == 4 and result.images[0].size == (32, 32)
+    r = result.recipes[0]
+    assert (r.generator, r.steps, r.guidance, r.seed) == ("gan", 1, 0.0, 3)
+
+
+def test_gan_same_seed_same_image_different_seeds_differ(wb):
+    a = wb.text_to_image("a red circle", seed=11).images[0]
+    b = wb.text_to_image("a red circle", seed=11).images[0]
+    c = wb.text_to_image("a red circle", seed=12).images[0]
+    assert np.array_equal(_arr(a), _arr(b))
+    assert np.abs(_arr(a) - _arr(c)).mean() > 0.5
+
+
+def test_gan_batch_matches_one_by_one(wb):
+    batched = wb.text_to_image(["a red circle", "a blue square"], seed=[1, 2]).images
+    alone = [wb.text_to_image(p, seed=s).images[0] for p, s in [("a red circle", 1), ("a blue square", 2)]]
+    for x, y in zip(batched, alone):
+        assert np.abs(_arr(x) - _arr(y)).max() <= 1
+
+
+def test_gan_refuses_editing_with_a_clear_message(wb):
+    from PIL import Image
+
+    with pytest.raises(ValueError, match="use the diffusion generator"):
+        wb.style_transfer(Image.new("RGB", (32, 32)), style_prompt="soft")
+    with pytest.raises(ValueError, match="use the diffusion generator"):
+        wb.inpaint(Image.new("RGB", (32, 32)), Image.new("L", (32, 32), 255), prompt="x")
+
+
+def test_generate_cli_with_gan(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    folder = make_tiny_gan(tmp_path / "gan")
+    out = tmp_path / "g.png"
+    r = subprocess.run(
+        [sys.executable, "-m", "pipeline", "generate", "a red circle", "--model", str(folder), "--generator", "gan", "--out", str(out)],
+        cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert out.exists()
+
+
+def test_with_generator_shares_the_encoder(tmp_path, monkeypatch):
+    from pipeline import presets
+
+    diff = make_tiny_diffusion(tmp_path / "diffusion")
+    g = make_tiny_gan(tmp_path / "gan")
+    spec = presets.ModelSpec(generators={"diffusion": str(diff), "gan": str(g)}, description="test")
+    monkeypatch.setitem(presets.PRESETS, "test-preset", spec)
+    wb = Wordbrush.load("test-preset")
+    other = wb.with_generator("gan")
+    assert other.encoder is wb.encoder and other.generator.kind == "gan" and wb.generator.kind == "diffusion"
+    assert presets.available_generators("test-preset") == ["diffusion", "gan"]
