@@ -52,10 +52,9 @@ def test_generate_cli_with_gan(tmp_path):
 
     folder = make_tiny_gan(tmp_path / "gan")
     out = tmp_path / "g.png"
-    r = subprocess.run(
-        [sys.executable, "-m", "pipeline", "generate", "a red circle", "--model", str(folder), "--generator", "gan", "--out", str(out)],
-        cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True,
-    )  # fmt: skip
+    cmd = ["generate", "a red circle", "--model", str(folder), "--generator", "gan", "--out", str(out)]
+    root = Path(__file__).resolve().parent.parent
+    r = subprocess.run([sys.executable, "-m", "pipeline", *cmd], cwd=root, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert out.exists()
 
