@@ -14,8 +14,17 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 
-def _generate(args: argparse.Namespace) -> int:
+def _load(args: argparse.Namespace):
+    """The model the options name, with its LoRA applied."""
     from pipeline import Wordbrush
+
+    wb = Wordbrush.load(args.model, generator=args.generator, device=args.device)
+    if args.lora:
+        wb.set_lora(args.lora)
+    return wb
+
+
+def _generate(args: argparse.Namespace) -> int:
     from pipeline.recipe import save_png
 
     if (args.prompt is None) == (args.prompts is None):
@@ -29,7 +38,11 @@ def _generate(args: argparse.Namespace) -> int:
     else:
         prompts = [args.prompt]
     t0 = time.time()
-    wb = Wordbrush.load(args.model, generator=args.generator, device=args.device)
+    try:
+        wb = _load(args)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print(
         f"loaded {args.model} ({wb.generator.kind}, encoder {wb.encoder.name}) in {time.time() - t0:.1f}s",
         file=sys.stderr,
@@ -63,10 +76,13 @@ def _generate(args: argparse.Namespace) -> int:
 
 def _edit(args: argparse.Namespace) -> int:
     """style and inpaint: one image in, one image out."""
-    from pipeline import Wordbrush
     from pipeline.recipe import save_png
 
-    wb = Wordbrush.load(args.model, generator=args.generator, device=args.device)
+    try:
+        wb = _load(args)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     knobs = {"seed": args.seed, "steps": args.steps, "guidance": args.guidance}
     try:
         if args.command == "style":
@@ -88,6 +104,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale")
     p.add_argument("--seed", type=int, default=0, help="-1 for a random seed")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--lora", help="a LoRA to apply: FILE.safetensors[:scale] (diffusion generator)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -98,6 +98,7 @@ class Wordbrush:
 
     def __init__(self, encoder: PromptEncoder, generator: DiffusionGenerator | GANGenerator, *, model: str):
         self.encoder, self.generator, self.model = encoder, generator, model
+        self.lora: str | None = None  # "path:scale" of the applied LoRA
         self._uncond = encoder.encode([""])
 
     @classmethod
@@ -159,6 +160,21 @@ class Wordbrush:
             for p, s, truncated in zip(batch_prompts, batch_seeds, cond.truncated)
         ]
         return Result(to_pil(x), recipes)
+
+    def set_lora(self, lora: str | None) -> None:
+        """Apply a LoRA ("path/to/lora.safetensors" or "...:scale") to the diffusion generator; None removes it."""
+        if not isinstance(self.generator, DiffusionGenerator):
+            raise ValueError("LoRA adapters apply to the diffusion generator")
+        unet = self.generator.unet
+        if self.lora is not None:
+            unet.delete_adapters("user")
+            self.lora = None
+        if lora is None:
+            return
+        path, scale = parse_lora(lora)
+        unet.load_lora_adapter(str(path.parent), weight_name=path.name, prefix="unet", adapter_name="user")
+        unet.set_adapters(["user"], weights=[scale])
+        self.lora = f"{path}:{scale:g}"
 
     def style_transfer(
         self,
@@ -239,7 +255,7 @@ class Wordbrush:
         return Recipe(
             prompt=prompt, seed=seed, steps=steps, guidance=guidance, model=self.model,
             generator=self.generator.kind, encoder=self.encoder.name, width=size[0], height=size[1],
-            task=task, encoded_prompt=self.encoded_text(prompt, truncated),
+            task=task, encoded_prompt=self.encoded_text(prompt, truncated), lora=self.lora,
         )  # fmt: skip
 
     def encoded_text(self, prompt: str, truncated: bool) -> str:
@@ -248,6 +264,25 @@ class Wordbrush:
             return prompt
         ids = self.encoder.tokenizer(prompt, truncation=True, max_length=self.encoder.max_tokens)["input_ids"]
         return self.encoder.tokenizer.decode(ids, skip_special_tokens=True)
+
+
+def parse_lora(spec: str) -> tuple[Path, float]:
+    """ "file.safetensors" or "file.safetensors:0.8" -> (path, scale); a folder means its lora.safetensors."""
+    path, scale = spec, 1.0
+    head, sep, tail = spec.rpartition(":")
+    if sep and head:
+        try:
+            path, scale = head, float(tail)
+        except ValueError:
+            path = spec
+    p = Path(path)
+    if p.is_dir():
+        p = p / "lora.safetensors"
+    if not p.is_file():
+        raise ValueError(f"no LoRA file at {p}")
+    if p.suffix != ".safetensors":
+        raise ValueError(f"{p.name}: LoRA weights load from .safetensors files only")
+    return p, scale
 
 
 def load_generator(folder: Path, meta: dict, *, device: str):

@@ -106,11 +106,13 @@ def find_objects(image: Image.Image) -> list[Found]:
 
 
 def _shape_of(mask: np.ndarray) -> str:
-    """circle, square or triangle from a filled mask: a triangle tapers upwards; a square fills its
-    bounding box's corners, which a circle leaves empty."""
+    """circle, square, triangle (or star) from a filled mask: a star has deep notches; a triangle tapers
+    upwards; a square fills its bounding box's corners, which a circle leaves empty."""
     ys, xs = np.nonzero(mask)
     box = mask[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
     h, w = box.shape
+    if _solidity(box) < 0.78:  # deep notches between points: a star (<= 0.69 measured; triangles >= 0.88)
+        return "star"
     widths = box.sum(1)
     if widths[int(h * 0.25)] < 0.75 * widths[min(int(h * 0.75), h - 1)]:
         return "triangle"
@@ -119,6 +121,18 @@ def _shape_of(mask: np.ndarray) -> str:
     du, dv = np.minimum(u, 1 - u)[None, :], np.minimum(v, 1 - v)[:, None]
     corners = (du + dv) < 0.3  # the four corner triangles of the box
     return "square" if box[corners].mean() > 0.28 else "circle"
+
+
+def _solidity(box: np.ndarray) -> float:
+    """Area over convex-hull area (1 for convex shapes; about 0.5 for a five-pointed star)."""
+    from scipy.spatial import ConvexHull, QhullError
+
+    ys, xs = np.nonzero(box)
+    corners = np.concatenate([np.stack([xs + dx, ys + dy], 1) for dx in (0, 1) for dy in (0, 1)])
+    try:
+        return float(box.sum() / ConvexHull(corners).volume)
+    except QhullError:  # a line of pixels
+        return 1.0
 
 
 def relation_holds(relation: str, a: tuple[float, float], b: tuple[float, float]) -> bool:

@@ -16,6 +16,7 @@ combinations is held out of training (`is_heldout_combo`), and so are the templa
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 from dataclasses import dataclass, field
 
@@ -36,6 +37,7 @@ COLORS: dict[str, tuple[int, int, int]] = {
     "black": (15, 15, 15),
 }
 SHAPES = ("circle", "square", "triangle")
+NEW_SHAPES = ("star",)  # drawable and detectable, but never in the base training data: the LoRA demo's concept
 STYLES = ("flat", "outline", "striped", "soft")
 RELATIONS = ("left of", "right of", "above", "below")
 KINDS = ("single", "pair", "relation", "count")
@@ -323,8 +325,16 @@ def _shape_mask(shape: str, box: tuple[float, float, float, float], size: int) -
         draw.rectangle((x0, y0, x1 - 1, y1 - 1), fill=255)
     elif shape == "triangle":  # upright isosceles, base at the bottom
         draw.polygon([(x0, y1 - 1), (x1 - 1, y1 - 1), ((x0 + x1 - 1) / 2, y0)], fill=255)
+    elif shape == "star":  # five points, one up; inner radius 0.45 of the outer
+        cx, cy, r = (x0 + x1 - 1) / 2, (y0 + y1 - 1) / 2 + 0.06 * (x1 - x0), (x1 - x0) / 2
+        points = []
+        for k in range(10):
+            radius = r if k % 2 == 0 else 0.45 * r
+            angle = math.pi / 2 + k * math.pi / 5
+            points.append((cx + radius * math.cos(angle), cy - radius * math.sin(angle)))
+        draw.polygon(points, fill=255)
     else:
-        raise ValueError(f"unknown shape {shape!r}; expected one of {SHAPES}")
+        raise ValueError(f"unknown shape {shape!r}; expected one of {SHAPES + NEW_SHAPES}")
     return mask
 
 

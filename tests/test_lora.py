@@ -1,0 +1,106 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from pipeline import Wordbrush
+from tests.tiny import make_tiny_diffusion
+from train.lora import load_folder
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _write(folder: Path, name: str, image: Image.Image, caption: str | None):
+    image.save(folder / name)
+    if caption is not None:
+        (folder / name).with_suffix(".txt").write_text(caption)
+
+
+def test_folder_with_txt_captions_mixed_sizes_and_modes(tmp_path):
+    _write(tmp_path, "a.png", Image.new("RGB", (100, 60), "red"), "a red square")
+    _write(tmp_path, "b.png", Image.new("RGBA", (20, 20), (0, 0, 255, 128)), "a blue square")
+    _write(tmp_path, "c.png", Image.new("L", (64, 64), 200), "a white square")
+    _write(tmp_path, "d.png", Image.new("P", (33, 17)), "a black square")
+    data = load_folder(tmp_path, resolution=32)
+    assert len(data.images) == 4 and all(im.size == (32, 32) and im.mode == "RGB" for im in data.images)
+    assert data.captions == ["a red square", "a blue square", "a white square", "a black square"]
+
+
+def test_metadata_jsonl_layout(tmp_path):
+    Image.new("RGB", (32, 32)).save(tmp_path / "x.png")
+    (tmp_path / "metadata.jsonl").write_text(json.dumps({"file_name": "x.png", "text": "a star"}) + "\n")
+    assert load_folder(tmp_path, resolution=32).captions == ["a star"]
+
+
+def test_bad_data_gets_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="holds no images"):
+        load_folder(tmp_path, resolution=32)
+    _write(tmp_path, "a.png", Image.new("RGB", (32, 32)), None)
+    with pytest.raises(ValueError, match="a.png has no caption"):
+        load_folder(tmp_path, resolution=32)
+    assert load_folder(tmp_path, resolution=32, allow_empty_captions=True).captions == [""]
+    (tmp_path / "a.txt").write_text("a caption")
+    (tmp_path / "broken.png").write_bytes(b"not a png at all")
+    (tmp_path / "broken.txt").write_text("never read")
+    with pytest.warns(UserWarning, match="skipped 1 unreadable file.*broken.png"):
+        data = load_folder(tmp_path, resolution=32)
+    assert data.skipped == ["broken.png"] and len(data.images) == 1
+
+
+@pytest.fixture(scope="module")
+def trained_lora(tmp_path_factory):
+    base = make_tiny_diffusion(tmp_path_factory.mktemp("tiny") / "model")
+    data = tmp_path_factory.mktemp("stars")
+    subprocess.run(
+        [sys.executable, "-m", "train", "lora-demo-data", "--out", str(data), "--n", "8"], cwd=ROOT, check=True
+    )
+    out = tmp_path_factory.mktemp("lora")
+    cmd = [sys.executable, "-m", "train", "lora", "--model", str(base), "--data", str(data), "--out", str(out),
+           "--steps", "10", "--batch-size", "4", "--lr", "1e-2", "--checkpoint-every", "5", "--rank", "4",
+           "--validation-prompts", "a red star"]  # fmt: skip
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return base, out
+
+
+def test_lora_file_is_in_diffusers_format(trained_lora):
+    _, out = trained_lora
+    weights = load_file(out / "model" / "lora.safetensors")
+    assert weights and all(k.startswith("unet.") for k in weights)
+    assert any(k.endswith("lora.down.weight") for k in weights) and any(k.endswith("lora.up.weight") for k in weights)
+    assert (out / "model" / "validation-000010.png").exists()
+
+
+def test_lora_changes_the_image_and_scale_zero_does_not(trained_lora):
+    base, out = trained_lora
+    wb = Wordbrush.load(str(base))
+    before = np.asarray(wb.text_to_image("a red star", seed=0, steps=3).images[0], np.int16)
+    wb.set_lora(f"{out / 'model' / 'lora.safetensors'}:1.0")
+    after = wb.text_to_image("a red star", seed=0, steps=3)
+    assert np.abs(np.asarray(after.images[0], np.int16) - before).mean() > 0.5
+    assert after.recipes[0].lora.endswith("lora.safetensors:1")
+    wb.set_lora(f"{out / 'model' / 'lora.safetensors'}:0")
+    zero = np.asarray(wb.text_to_image("a red star", seed=0, steps=3).images[0], np.int16)
+    assert np.abs(zero - before).max() <= 1
+    wb.set_lora(None)
+    assert wb.lora is None
+
+
+def test_lora_resumes_from_its_checkpoint(trained_lora):
+    _, out = trained_lora
+    state = torch.load(out / "checkpoint" / "state.pt", weights_only=True)
+    assert state["step"] == 10 and state["images_seen"] == 40
+
+
+def test_lora_refuses_non_safetensors(tmp_path, trained_lora):
+    base, _ = trained_lora
+    bad = tmp_path / "lora.bin"
+    bad.write_bytes(b"pickle")
+    with pytest.raises(ValueError, match="safetensors files only"):
+        Wordbrush.load(str(base)).set_lora(str(bad))

@@ -1,0 +1,158 @@
+"""LoRA fine-tuning of the diffusion generator on a folder of captioned images (a Task for train/loop.py).
+
+    python -m train lora --model shapes --data DIR --out DIR [--rank 8 --steps 400 ...]
+
+Data: images with captions, either a `metadata.jsonl` ({"file_name": ..., "text": ...} per line, the Hugging
+Face imagefolder layout) or a `.txt` file beside each image. Images of any size and mode are converted
+to RGB and resized to the model's resolution; unreadable files are skipped and listed.
+Output: OUT/lora.safetensors in diffusers' LoRA format (`pipe.load_lora_weights` reads it), which
+`python -m pipeline generate --lora OUT/lora.safetensors:1.0` and the app load.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from pipeline import diffusion
+from pipeline.encoders import PromptEncoder
+from train.diffusion import CaptionPool, DiffusionTask
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif"}
+LORA_FILE = "lora.safetensors"
+TARGET_MODULES = ["to_q", "to_k", "to_v", "to_out.0"]  # the UNet's attention projections
+
+
+@dataclass
+class CaptionedImages:
+    images: list[Image.Image]  # RGB at the model's resolution
+    captions: list[str]
+    skipped: list[str]  # files that could not be read
+
+
+def load_folder(folder: str | Path, *, resolution: int, allow_empty_captions: bool = False) -> CaptionedImages:
+    """Captioned images from `folder` (metadata.jsonl or .txt files beside the images)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"{folder} is not a folder of images")
+    captions: dict[str, str] = {}
+    meta = folder / "metadata.jsonl"
+    if meta.exists():
+        for n, line in enumerate(meta.read_text().splitlines(), 1):
+            if line.strip():
+                row = json.loads(line)
+                if "file_name" not in row:
+                    raise ValueError(f"{meta}:{n} has no file_name")
+                captions[row["file_name"]] = row.get("text", "")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ValueError(f"{folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    images, texts, skipped = [], [], []
+    for path in files:
+        rel = str(path.relative_to(folder))
+        text = captions.get(rel)
+        if text is None and path.with_suffix(".txt").exists():
+            text = path.with_suffix(".txt").read_text().strip()
+        if not text:
+            if not allow_empty_captions:
+                raise ValueError(f"{rel} has no caption (metadata.jsonl or {path.with_suffix('.txt').name}); "
+                                 "add one, or pass --allow-empty-captions to train it unconditionally")  # fmt: skip
+            text = ""
+        try:
+            with Image.open(path) as im:
+                im.load()
+                rgb = im.convert("RGBA") if im.mode in ("RGBA", "LA", "P") else im.convert("RGB")
+                if rgb.mode == "RGBA":  # transparent parts on white
+                    rgb = Image.alpha_composite(Image.new("RGBA", rgb.size, "white"), rgb).convert("RGB")
+        except (UnidentifiedImageError, OSError):
+            skipped.append(rel)
+            continue
+        images.append(rgb.resize((resolution, resolution), Image.BOX if min(rgb.size) >= resolution else Image.BICUBIC))
+        texts.append(text)
+    if skipped:
+        warnings.warn(f"skipped {len(skipped)} unreadable file(s): {', '.join(skipped)}", stacklevel=2)
+    if not images:
+        raise ValueError(f"none of the {len(files)} images in {folder} could be read")
+    return CaptionedImages(images, texts, skipped)
+
+
+def add_lora(unet, *, rank: int, alpha: float | None = None) -> None:
+    """Freeze the UNet and add trainable LoRA adapters (peft) to its attention projections."""
+    from peft import LoraConfig
+
+    unet.requires_grad_(False)
+    unet.add_adapter(
+        LoraConfig(r=rank, lora_alpha=alpha or rank, init_lora_weights="gaussian", target_modules=TARGET_MODULES)
+    )
+
+
+def save_lora(unet, folder: str | Path) -> Path:
+    """The adapters in diffusers' LoRA format: keys `unet.<module>.lora_A.weight` ..."""
+    from diffusers import StableDiffusionPipeline
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft.utils import get_peft_model_state_dict
+
+    layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
+    StableDiffusionPipeline.save_lora_weights(folder, unet_lora_layers=layers, weight_name=LORA_FILE)
+    return Path(folder) / LORA_FILE
+
+
+class ImageBatches:
+    """Endless random batches from a fixed set of images, as (indices, images in [-1, 1])."""
+
+    def __init__(self, images: list[Image.Image], batch_size: int, seed: int):
+        self.x = torch.from_numpy(np.stack([np.asarray(im, np.float32) for im in images]) / 127.5 - 1).permute(
+            0, 3, 1, 2
+        )
+        self.batch_size, self.rng = batch_size, random.Random(seed)
+
+    def __iter__(self):
+        while True:
+            idx = [self.rng.randrange(len(self.x)) for _ in range(self.batch_size)]
+            yield torch.tensor(idx), self.x[idx]
+
+
+class LoraTask(DiffusionTask):
+    """The diffusion task on a user's folder: same loss, the UNet frozen but for its LoRA adapters."""
+
+    def __init__(self, unet, cfg: diffusion.DiffusionConfig, encoder: PromptEncoder, data: CaptionedImages, *,
+                 validation_prompts: list[str], card: dict | None = None):  # fmt: skip
+        out = encoder.encode(data.captions)
+        pool = CaptionPool([], out.states.half(), out.mask, out.pooled.half(), encoder.encode([""]))
+        super().__init__(unet, cfg, encoder, pool, eval_per_category=1, card=card)
+        self.data, self.validation_prompts = data, validation_prompts
+
+    def batches(self, start_step: int, batch_size: int, device: torch.device) -> Iterator:
+        for idx, images in ImageBatches(self.data.images, batch_size, seed=start_step):
+            yield idx, images.to(device)
+
+    def evaluate(self, model) -> dict[str, float]:
+        """Validation images for the prompts given (saved by export); the loss is the number that moves."""
+        return {}
+
+    def export(self, model, folder: Path, *, step: int, images_seen: int, seconds: float) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        save_lora(model, folder)
+        card = {**self.card, "step": step, "images_seen": images_seen, "train_minutes": round(seconds / 60, 1)}
+        (folder / "lora.json").write_text(json.dumps(card, indent=2) + "\n")
+        if self.validation_prompts:
+            from pipeline.core import to_pil
+
+            model.eval()
+            seeds = list(range(len(self.validation_prompts)))
+            x = diffusion.sample(
+                model, self.cfg, self.encoder.encode(self.validation_prompts), self.pool.uncond, seeds=seeds
+            )
+            tiles = to_pil(x)
+            sheet = Image.new("RGB", (32 * len(tiles), 32))
+            for i, tile in enumerate(tiles):
+                sheet.paste(tile, (32 * i, 0))
+            sheet.resize((128 * len(tiles), 128), Image.NEAREST).save(folder / f"validation-{step:06d}.png")
