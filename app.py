@@ -240,7 +240,9 @@ def build_demo(batchers: dict[str, Batcher], *, outputs: Outputs | None = None) 
                             style_random = gr.Checkbox(value=False, label="Random seed")
                         style_run = gr.Button("Apply style", variant="primary")
                     with gr.Column():
-                        style_out = gr.Image(label="Result", type="filepath", format="png", elem_id="style-out")
+                        style_out = gr.Image(
+                            label="Result", type="filepath", format="png", elem_id="style-out", interactive=False
+                        )
                         style_recipe = gr.Textbox(label="Recipe", interactive=False, lines=2, elem_id="style-recipe")
                         style_to_inpaint = gr.Button("Send result to Inpainting")
 
@@ -258,7 +260,9 @@ def build_demo(batchers: dict[str, Batcher], *, outputs: Outputs | None = None) 
                             inpaint_random = gr.Checkbox(value=False, label="Random seed")
                         inpaint_run = gr.Button("Inpaint", variant="primary")
                     with gr.Column():
-                        inpaint_out = gr.Image(label="Result", type="filepath", format="png", elem_id="inpaint-out")
+                        inpaint_out = gr.Image(
+                            label="Result", type="filepath", format="png", elem_id="inpaint-out", interactive=False
+                        )
                         inpaint_recipe = gr.Textbox(
                             label="Recipe", interactive=False, lines=2, elem_id="inpaint-recipe"
                         )

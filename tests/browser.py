@@ -53,16 +53,31 @@ def text_to_image(page, prompt: str, *, timeout: float = 60_000) -> int:
 
 def style_transfer(page, image: Path, *, timeout: float = 60_000) -> None:
     page.get_by_role("tab", name="Style transfer").click()
-    page.locator("#style-in input[type=file]").set_input_files(str(image))
-    page.locator("#style-in img").first.wait_for(state="visible", timeout=timeout)
+    for attempt in range(3):
+        page.locator("#style-in input[type=file]").set_input_files(str(image))
+        try:
+            page.locator("#style-in img").first.wait_for(state="visible", timeout=timeout / 3)
+            break
+        except Exception:
+            if attempt == 2:
+                raise
     page.get_by_role("button", name="Apply style").click()
     page.locator("#style-out img").first.wait_for(state="visible", timeout=timeout)
 
 
 def inpaint(page, image: Path, prompt: str, *, timeout: float = 60_000) -> None:
     page.get_by_role("tab", name="Inpainting").click()
-    page.locator("#inpaint-editor input[type=file]").first.set_input_files(str(image))
-    page.locator("#inpaint-editor").get_by_text("Upload an image").wait_for(state="hidden", timeout=timeout)
+    placeholder = page.locator("#inpaint-editor").get_by_text("Upload an image")
+    for attempt in range(3):  # as a person does it: the editor's Upload button, then the file chooser
+        with page.expect_file_chooser() as chooser:
+            page.locator("#inpaint-editor button[aria-label=Upload]").click()
+        chooser.value.set_files(str(image))
+        try:
+            placeholder.wait_for(state="hidden", timeout=timeout / 3)
+            break
+        except Exception:
+            if attempt == 2:
+                raise
     canvas = page.locator("#inpaint-editor canvas").first
     canvas.wait_for(state="visible", timeout=timeout)
     page.wait_for_timeout(1000)
