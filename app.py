@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import tempfile
 import uuid
 from pathlib import Path
 
 import gradio as gr
 import numpy as np
+import pandas as pd
 from PIL import Image
 
 from pipeline import Wordbrush
@@ -23,8 +25,12 @@ from pipeline.batcher import Batcher, T2IRequest
 from pipeline.core import MAX_IMAGES
 from pipeline.presets import DEFAULT_MODEL, available_generators
 from pipeline.recipe import read_recipe, save_png
+from train.job import LoraJob
+from train.lora import write_star_demo
 
 MAX_UPLOAD = "10mb"  # larger uploads are refused by the server before any handler runs
+NO_LORA = "none"
+MAX_TRAIN_FILES = 200  # images (+ captions) per training upload
 STYLE_PRESETS = {
     "flat": "in flat style",
     "outline": "in outline style",
@@ -69,11 +75,28 @@ def _seed(seed, randomize) -> int:
 # Handlers: each one is what a button does; errors become gr.Error messages and the server serves on.
 
 
-def text_to_image_handler(batchers: dict[str, Batcher], outputs: Outputs):
-    def handler(prompt, generator, steps, guidance, seed, randomize, num_images, progress=gr.Progress()):  # noqa: B008
+def lora_spec(loras: dict[str, Path], name: str | None, scale: float) -> str | None:
+    """The LoRA a request asks for, as "path:scale", or None."""
+    if not name or name == NO_LORA:
+        return None
+    if name not in loras:
+        raise gr.Error(f"no LoRA named {name!r}; train one in the Train tab")
+    return f"{loras[name]}:{float(scale):g}"
+
+
+def text_to_image_handler(batchers: dict[str, Batcher], outputs: Outputs, loras: dict[str, Path] | None = None):
+    loras = {} if loras is None else loras
+
+    def handler(
+        prompt, generator, steps, guidance, seed, randomize, num_images, lora=NO_LORA, lora_scale=1.0,
+        progress=gr.Progress(),  # noqa: B008
+    ):  # fmt: skip
         if generator not in batchers:
             raise gr.Error(f"no {generator!r} generator is loaded; choose one of {', '.join(batchers)}")
-        request = T2IRequest(prompt or "", _seed(seed, randomize), int(steps), float(guidance), int(num_images))
+        request = T2IRequest(
+            prompt or "", _seed(seed, randomize), int(steps), float(guidance), int(num_images),
+            lora=lora_spec(loras, lora, lora_scale),
+        )  # fmt: skip
         try:
             result = batchers[generator].text_to_image(request, callback=_progress_callback(progress))
         except ValueError as err:
@@ -175,11 +198,62 @@ def restore_recipe_handler(path):
     return recipe.prompt, recipe.steps, recipe.guidance, recipe.seed, False
 
 
+def start_training_handler(job: LoraJob, data_root: Path):
+    """The Train button: gather the uploaded images and captions (or the demo set) and start the job."""
+
+    def handler(files, use_demo, name, rank, steps, lr, batch_size, prompts):
+        if job is None:
+            raise gr.Error("training is not enabled on this server")
+        name = "".join(c for c in (name or "").strip() if c.isalnum() or c in "-_") or "my-lora"
+        folder = data_root / f"{name}-{uuid.uuid4().hex[:6]}"
+        if use_demo:
+            write_star_demo(folder)
+        else:
+            if not files:
+                raise gr.Error(
+                    "upload images with captions (.txt beside each, or a metadata.jsonl), or tick the demo set"
+                )
+            if len(files) > MAX_TRAIN_FILES:
+                raise gr.Error(f"{len(files)} files; at most {MAX_TRAIN_FILES} per training")
+            folder.mkdir(parents=True)
+            for f in files:
+                shutil.copy(f, folder / Path(f).name)
+        validation = [p.strip() for p in (prompts or "").split(";") if p.strip()]
+        knobs = {"rank": int(rank), "steps": int(steps), "lr": float(lr), "batch_size": int(batch_size)}
+        try:
+            job.start(name=name, data=folder, prompts=validation, **knobs)
+        except ValueError as err:
+            raise gr.Error(str(err)) from err
+        return f"started **{name}**"
+
+    return handler
+
+
+def training_status(job: LoraJob, loras: dict[str, Path]):
+    """Polled every second: status, loss curve, validation sheet, and the LoRA list once one is ready."""
+
+    def handler(current_lora):
+        st = job.state
+        if st.lora is not None and st.out is not None:
+            loras[st.out.name] = st.lora  # appears in the Text to image list at once
+        curve = (
+            pd.DataFrame(st.losses, columns=["step", "loss"]) if st.losses else pd.DataFrame({"step": [], "loss": []})
+        )
+        sheet = job.latest_validation()
+        status = f"**{st.status}** {st.message}" if st.status != "idle" else "no training yet"
+        choices = [NO_LORA, *loras]
+        return status, curve, (str(sheet) if sheet else None), gr.update(choices=choices, value=current_lora)
+
+    return handler
+
+
 # ----------------------------------------------------------------------------------------------------
 # Layout
 
 
-def build_demo(batchers: dict[str, Batcher], *, outputs: Outputs | None = None) -> gr.Blocks:
+def build_demo(
+    batchers: dict[str, Batcher], *, outputs: Outputs | None = None, job: LoraJob | None = None
+) -> gr.Blocks:
     """The app around one loaded Wordbrush per generator kind ("diffusion", "gan"); the editing tabs
     use the diffusion generator."""
     kinds = list(batchers)
@@ -187,6 +261,7 @@ def build_demo(batchers: dict[str, Batcher], *, outputs: Outputs | None = None) 
     wb = batcher.wb
     gen = wb.generator
     outputs = outputs or Outputs()
+    loras: dict[str, Path] = {}  # name -> LoRA file, filled as trainings finish
     with gr.Blocks(title="Wordbrush") as demo:
         gr.Markdown(
             "# Wordbrush\nA language-model prompt encoder chained into "
@@ -214,6 +289,9 @@ def build_demo(batchers: dict[str, Batcher], *, outputs: Outputs | None = None) 
                                 seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")
                                 randomize = gr.Checkbox(value=False, label="Random seed")
                             num_images = gr.Slider(1, MAX_IMAGES, value=4, step=1, label="Images")
+                            with gr.Row():
+                                lora = gr.Dropdown([NO_LORA], value=NO_LORA, label="LoRA", allow_custom_value=False)
+                                lora_scale = gr.Slider(0, 1.5, value=1.0, step=0.05, label="LoRA scale")
                         gr.Examples(EXAMPLES, inputs=[prompt])
                         recipe_file = gr.File(label="Drop a Wordbrush PNG to restore its settings", file_types=[".png"])
                     with gr.Column(scale=3):
@@ -268,10 +346,43 @@ def build_demo(batchers: dict[str, Batcher], *, outputs: Outputs | None = None) 
                         )
                         inpaint_to_style = gr.Button("Send result to Style transfer")
 
+            with gr.Tab("Train", id="train"):
+                gr.Markdown(
+                    "Teach the diffusion generator something new from a few captioned images (LoRA). "
+                    "One training at a time; generating keeps working meanwhile; the result appears in the "
+                    "Text to image tab's LoRA list."
+                )
+                with gr.Row():
+                    with gr.Column():
+                        train_files = gr.File(
+                            label="Images with captions: a .txt beside each image, or a metadata.jsonl",
+                            file_count="multiple", file_types=["image", ".txt", ".jsonl"],
+                        )  # fmt: skip
+                        use_demo = gr.Checkbox(
+                            value=False, label="Use the demo set instead: 40 stars, a shape the model never saw"
+                        )
+                        train_name = gr.Textbox(value="stars", label="Name")
+                        with gr.Row():
+                            rank = gr.Slider(2, 32, value=8, step=2, label="Rank")
+                            train_steps = gr.Slider(20, 2000, value=300, step=10, label="Steps")
+                        with gr.Row():
+                            lr = gr.Number(value=1e-3, label="Learning rate")
+                            batch_size = gr.Slider(2, 32, value=16, step=2, label="Batch size")
+                        val_prompts = gr.Textbox(
+                            value="a red star; a blue star; two green stars", label="Validation prompts (;-separated)"
+                        )
+                        with gr.Row():
+                            train_start = gr.Button("Train", variant="primary")
+                            train_cancel = gr.Button("Cancel (keeps the last checkpoint)", variant="stop")
+                    with gr.Column():
+                        train_status = gr.Markdown("no training yet", elem_id="train-status")
+                        loss_plot = gr.LinePlot(x="step", y="loss", title="Loss", height=260)
+                        validation = gr.Image(label="Validation images", type="filepath", interactive=False)
+
         # Events
-        t2i_inputs = [prompt, generator, steps, guidance, seed, randomize, num_images]
+        t2i_inputs = [prompt, generator, steps, guidance, seed, randomize, num_images, lora, lora_scale]
         t2i_outputs = [gallery, seen, recipe, seed, results]
-        t2i = text_to_image_handler(batchers, outputs)
+        t2i = text_to_image_handler(batchers, outputs, loras)
         prompt.change(
             live_preview_handler(batchers, outputs), [prompt, generator, seed, num_images], t2i_outputs,
             api_name=False, trigger_mode="always_last", show_progress="hidden", concurrency_limit=4,
@@ -322,6 +433,17 @@ def build_demo(batchers: dict[str, Batcher], *, outputs: Outputs | None = None) 
             api_name="inpaint",
         )
         inpaint_to_style.click(send_to("style"), inpaint_out, [style_in, tabs], api_name=False)
+        if job is not None:
+            data_root = Path(tempfile.mkdtemp(prefix="wordbrush-train-"))
+            train_start.click(
+                start_training_handler(job, data_root),
+                [train_files, use_demo, train_name, rank, train_steps, lr, batch_size, val_prompts],
+                train_status, api_name="train_lora",
+            )  # fmt: skip
+            train_cancel.click(lambda: job.cancel() or "cancelling...", None, train_status, api_name=False)
+            gr.Timer(1.0).tick(
+                training_status(job, loras), lora, [train_status, loss_plot, validation, lora], api_name=False
+            )
     return demo
 
 
@@ -353,7 +475,8 @@ def main() -> None:
 
         for m in models.values():
             m.generator.generate = spaces.GPU(m.generator.generate)
-    demo = build_demo({kind: Batcher(m) for kind, m in models.items()})
+    job = LoraJob(model=args.model, runs_dir=Path(tempfile.gettempdir()) / "wordbrush-loras")
+    demo = build_demo({kind: Batcher(m) for kind, m in models.items()}, job=job)
     demo.queue(max_size=256).launch(
         server_name=args.host, server_port=args.port, share=args.share, auth=auth,
         max_file_size=MAX_UPLOAD, css=CSS,

@@ -2,7 +2,7 @@
 
 Each server thread calls `batcher.text_to_image(request, callback=...)` and blocks for its own result.
 One worker thread takes the first waiting request, gathers the compatible ones that arrive within
-`window_s` (same steps and guidance, up to `max_images` images in all), runs them as one batch and hands
+`window_s` (same steps, guidance and LoRA, up to `max_images` images in all), runs them as one batch and hands
 each caller its own images. Every caller's callback sees every denoising step of its batch.
 """
 
@@ -23,6 +23,7 @@ class T2IRequest:
     steps: int
     guidance: float
     num_images: int = 1
+    lora: str | None = None  # "path:scale", applied to the diffusion generator for this request
 
 
 @dataclass
@@ -55,7 +56,7 @@ class Batcher:
         while True:
             first = self._queue.get()
             batch, waiting = [first], []
-            key = (first.request.steps, first.request.guidance)
+            key = (first.request.steps, first.request.guidance, first.request.lora)
             images = first.request.num_images
             deadline = threading.Event()
             timer = threading.Timer(self.window_s, deadline.set)
@@ -65,7 +66,7 @@ class Batcher:
                     nxt = self._queue.get(timeout=self.window_s / 5)
                 except queue.Empty:
                     continue
-                fits = (nxt.request.steps, nxt.request.guidance) == key
+                fits = (nxt.request.steps, nxt.request.guidance, nxt.request.lora) == key
                 if fits and images + nxt.request.num_images <= self.max_images:
                     batch.append(nxt)
                     images += nxt.request.num_images
@@ -102,6 +103,8 @@ class Batcher:
         first = valid[0].request
         try:
             with self._lock:
+                if first.lora != self.wb.lora:  # the batch shares one LoRA (it is part of the batching key)
+                    self.wb.set_lora(first.lora)
                 result = self.wb.text_to_image(
                     prompts, seed=flat_seeds, steps=first.steps, guidance=first.guidance, callback=fan_out
                 )

@@ -176,71 +176,35 @@ def _gan(args: argparse.Namespace) -> int:
 def _lora(args: argparse.Namespace) -> int:
     import torch
 
-    from pipeline import diffusion
-    from pipeline.core import local_folder
-    from pipeline.encoders import load_encoder
-    from pipeline.presets import resolve_model
-    from train.loop import TrainConfig, run_training
-    from train.lora import LoraTask, add_lora, load_folder
+    from train.lora import train_lora
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    source, _ = resolve_model(args.model, "diffusion")
-    unet, cfg, meta = diffusion.load(local_folder(source))
-    unet = unet.float()
-    add_lora(unet, rank=args.rank)
-    if args.gradient_checkpointing:
-        unet.enable_gradient_checkpointing()
-    encoder = load_encoder(meta["encoder"], device=device)
-    data = load_folder(args.data, resolution=cfg.resolution, allow_empty_captions=args.allow_empty_captions)
-    n_params = sum(p.numel() for p in unet.parameters() if p.requires_grad)
-    print(f"LoRA rank {args.rank} on {args.model}: {n_params:,} trainable params; {len(data.images)} images")
-    card = {"command": "python -m train " + " ".join(args.argv), "base_model": args.model, "rank": args.rank}
-    task = LoraTask(unet, cfg, encoder, data, validation_prompts=args.validation_prompts, card=card)
-    train_cfg = TrainConfig(
+    path = train_lora(
+        model=args.model,
+        data=args.data,
         out=args.out,
+        rank=args.rank,
         steps=args.steps,
-        batch_size=args.batch_size,
         lr=args.lr,
-        warmup=min(50, args.steps // 10),
-        ema_decay=0.99,
-        checkpoint_every=args.checkpoint_every,
-        eval_every=0,
-        log_every=10,
+        batch_size=args.batch_size,
         mixed_precision=args.mixed_precision,
+        gradient_checkpointing=args.gradient_checkpointing,
+        validation_prompts=args.validation_prompts,
+        checkpoint_every=args.checkpoint_every,
+        allow_empty_captions=args.allow_empty_captions,
         seed=args.seed,
+        card={"command": "python -m train " + " ".join(args.argv)},
     )
-    run_training(task, train_cfg)
-    print(f"LoRA written to {Path(args.out) / 'model' / 'lora.safetensors'}")
+    print(f"LoRA written to {path}")
     return 0
 
 
 def _lora_demo_data(args: argparse.Namespace) -> int:
-    """A folder of captioned images of a shape the base model never saw: flat stars."""
-    import json
-    import random
+    from train.lora import write_star_demo
 
-    from train import world
-
-    rng = random.Random(args.seed)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for i in range(args.n):
-        color = list(world.COLORS)[i % len(world.COLORS)]
-        scene = world.Scene("single", (world.Obj(color, "star"),), "flat")
-        image, _ = world.render_scene(scene, rng.getrandbits(31))
-        name = f"{i:03d}.png"
-        image.save(out / name)
-        rows.append(
-            {
-                "file_name": name,
-                "text": rng.choice([f"a {color} star", f"one {color} star", f"a picture of a {color} star"]),
-            }
-        )
-    (out / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    print(f"wrote {args.n} captioned star images to {out}")
+    write_star_demo(Path(args.out), n=args.n, seed=args.seed)
+    print(f"wrote {args.n} captioned star images to {args.out}")
     return 0
 
 

@@ -63,8 +63,11 @@ class Task(Protocol):
     # def load_state_dict(self, state: dict) -> None: ...
 
 
-def run_training(task: Task, cfg: TrainConfig) -> dict[str, float]:
-    """Train `task` to cfg.steps, resuming from cfg.out/checkpoint when it exists. Returns the last eval."""
+def run_training(task: Task, cfg: TrainConfig, *, on_log=None, should_stop=None) -> dict[str, float]:
+    """Train `task` to cfg.steps, resuming from cfg.out/checkpoint when it exists. Returns the last eval.
+
+    on_log(record) sees every log record; should_stop() is asked after every step: when it says yes,
+    the loop checkpoints, exports and returns early (a cancelled run keeps its work)."""
     out = Path(cfg.out)
     precision = cfg.mixed_precision
     if precision == "auto":
@@ -121,6 +124,8 @@ def run_training(task: Task, cfg: TrainConfig) -> dict[str, float]:
         if accel.is_main_process:
             with open(out / "log.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
+            if on_log is not None:
+                on_log(record)
 
     def evaluate_and_export() -> dict[str, float]:
         final = ema if ema is not None else accel.unwrap_model(model)
@@ -177,6 +182,9 @@ def run_training(task: Task, cfg: TrainConfig) -> dict[str, float]:
         if cfg.eval_every and step % cfg.eval_every == 0 and step != cfg.steps:
             evaluate_and_export()
             t_window = time.time()  # evaluation time is not training time
+        if should_stop is not None and should_stop():
+            tqdm.write(f"stopped at step {step}; the checkpoint keeps the work done")
+            break
     bar.close()
     save_checkpoint()
     return evaluate_and_export()

@@ -156,3 +156,76 @@ class LoraTask(DiffusionTask):
             for i, tile in enumerate(tiles):
                 sheet.paste(tile, (32 * i, 0))
             sheet.resize((128 * len(tiles), 128), Image.NEAREST).save(folder / f"validation-{step:06d}.png")
+
+
+def train_lora(
+    *,
+    model: str,
+    data: str | Path,
+    out: str | Path,
+    rank: int = 8,
+    steps: int = 400,
+    lr: float = 1e-3,
+    batch_size: int = 16,
+    mixed_precision: str = "auto",
+    gradient_checkpointing: bool = False,
+    validation_prompts: list[str] | None = None,
+    checkpoint_every: int = 50,
+    allow_empty_captions: bool = False,
+    seed: int = 0,
+    card: dict | None = None,
+    on_log=None,
+    should_stop=None,
+) -> Path:
+    """Train (or resume) a LoRA on `data` for the diffusion generator of `model`; returns the LoRA file.
+    The CLI (`python -m train lora`) and the app's Train tab both call this."""
+    from pipeline.core import local_folder
+    from pipeline.encoders import load_encoder
+    from pipeline.presets import resolve_model
+    from train.loop import TrainConfig, run_training
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    source, _ = resolve_model(model, "diffusion")
+    unet, cfg, meta = diffusion.load(local_folder(source))
+    unet = unet.float()
+    add_lora(unet, rank=rank)
+    if gradient_checkpointing:
+        unet.enable_gradient_checkpointing()
+    encoder = load_encoder(meta["encoder"], device=device)
+    images = load_folder(data, resolution=cfg.resolution, allow_empty_captions=allow_empty_captions)
+    n_params = sum(p.numel() for p in unet.parameters() if p.requires_grad)
+    print(f"LoRA rank {rank} on {model}: {n_params:,} trainable params; {len(images.images)} images")
+    card = {**(card or {}), "base_model": model, "rank": rank}
+    task = LoraTask(unet, cfg, encoder, images, validation_prompts=validation_prompts or [], card=card)
+    train_cfg = TrainConfig(
+        out=str(out),
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        warmup=min(50, steps // 10),
+        ema_decay=0.99,
+        checkpoint_every=checkpoint_every,
+        eval_every=0,
+        log_every=10,
+        mixed_precision=mixed_precision,
+        seed=seed,
+    )
+    run_training(task, train_cfg, on_log=on_log, should_stop=should_stop)
+    return Path(out) / "model" / LORA_FILE
+
+
+def write_star_demo(out: Path, *, n: int = 40, seed: int = 0) -> Path:
+    """A folder of `n` captioned images of flat stars in every colour: a shape the base model never saw."""
+    from train import world
+
+    rng = random.Random(seed)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(n):
+        color = list(world.COLORS)[i % len(world.COLORS)]
+        image, _ = world.render_scene(world.Scene("single", (world.Obj(color, "star"),), "flat"), rng.getrandbits(31))
+        image.save(out / f"{i:03d}.png")
+        text = rng.choice([f"a {color} star", f"one {color} star", f"a picture of a {color} star"])
+        rows.append({"file_name": f"{i:03d}.png", "text": text})
+    (out / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return out
