@@ -185,17 +185,18 @@ def inpaint_handler(batcher: Batcher, outputs: Outputs):
 
 def restore_recipe_handler(path):
     """A dropped Wordbrush PNG fills the Text to image form with its recipe."""
+    unchanged = [gr.update()] * 6
     if path is None:
-        return [gr.update()] * 5
+        return unchanged
     try:
         recipe = read_recipe(Image.open(path))
     except (OSError, ValueError):
         recipe = None
     if recipe is None:
         gr.Warning("that file holds no Wordbrush recipe")
-        return [gr.update()] * 5
+        return unchanged
     gr.Info(f"restored the recipe of seed {recipe.seed}")
-    return recipe.prompt, recipe.steps, recipe.guidance, recipe.seed, False
+    return recipe.prompt, recipe.generator, recipe.steps, recipe.guidance, recipe.seed, False
 
 
 def start_training_handler(job: LoraJob, data_root: Path):
@@ -392,7 +393,7 @@ def build_demo(
         submit = prompt.submit(t2i, t2i_inputs, t2i_outputs, api_name=False, concurrency_limit=32)
         stop.click(None, None, None, cancels=[event, submit])
         recipe_file.upload(
-            restore_recipe_handler, recipe_file, [prompt, steps, guidance, seed, randomize], api_name=False
+            restore_recipe_handler, recipe_file, [prompt, generator, steps, guidance, seed, randomize], api_name=False
         )
 
         def remember(evt: gr.SelectData):

@@ -116,8 +116,8 @@ def test_restore_recipe_from_png(batchers, outputs):
     *_, paths = app.text_to_image_handler(batchers, outputs)(
         "three green triangles", "diffusion", 3, 2.5, 42, False, 1, progress=no_progress
     )
-    prompt, steps, guidance, seed, randomize = app.restore_recipe_handler(paths[0])
-    assert (prompt, steps, guidance, seed, randomize) == ("three green triangles", 3, 2.5, 42, False)
+    restored = app.restore_recipe_handler(paths[0])
+    assert restored == ("three green triangles", "diffusion", 3, 2.5, 42, False)
 
 
 def test_batcher_runs_concurrent_requests_as_one_batch(batcher):
