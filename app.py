@@ -135,20 +135,25 @@ def generator_settings(batchers: dict[str, Batcher]):
     return handler
 
 
+def _run_edit(batcher: Batcher, outputs: Outputs, fn, *args, **kwargs) -> tuple[str, str]:
+    """Run an editing call between text-to-image batches; (result PNG path, recipe text)."""
+    try:
+        result = batcher.run_alone(fn, *args, **kwargs)
+    except ValueError as err:
+        raise gr.Error(str(err)) from err
+    recipe = result.recipes[0]
+    return outputs.save(result.images[0], recipe), recipe.to_a1111()
+
+
 def style_transfer_handler(batcher: Batcher, outputs: Outputs):
     def handler(image, preset, free_text, strength, seed, randomize, progress=gr.Progress()):  # noqa: B008
         if image is None:
             raise gr.Error("upload an image first (or send one from the Text to image gallery)")
         style_prompt = " ".join(t for t in [(free_text or "").strip(), STYLE_PRESETS.get(preset, "")] if t)
-        try:
-            result = batcher.run_alone(
-                batcher.wb.style_transfer, image, style_prompt=style_prompt or "in flat style",
-                strength=float(strength), seed=_seed(seed, randomize), callback=_progress_callback(progress),
-            )  # fmt: skip
-        except ValueError as err:
-            raise gr.Error(str(err)) from err
-        recipe = result.recipes[0]
-        return outputs.save(result.images[0], recipe), recipe.to_a1111()
+        return _run_edit(
+            batcher, outputs, batcher.wb.style_transfer, image, style_prompt=style_prompt or "in flat style",
+            strength=float(strength), seed=_seed(seed, randomize), callback=_progress_callback(progress),
+        )  # fmt: skip
 
     return handler
 
@@ -170,15 +175,10 @@ def inpaint_handler(batcher: Batcher, outputs: Outputs):
         image, mask = editor_mask(editor_value)
         if not np.asarray(mask).any():
             gr.Warning("nothing is painted: paint over the part to regenerate (the image is returned unchanged)")
-        try:
-            result = batcher.run_alone(
-                batcher.wb.inpaint, image, mask, prompt=prompt or "", seed=_seed(seed, randomize),
-                callback=_progress_callback(progress),
-            )  # fmt: skip
-        except ValueError as err:
-            raise gr.Error(str(err)) from err
-        recipe = result.recipes[0]
-        return outputs.save(result.images[0], recipe), recipe.to_a1111()
+        return _run_edit(
+            batcher, outputs, batcher.wb.inpaint, image, mask, prompt=prompt or "", seed=_seed(seed, randomize),
+            callback=_progress_callback(progress),
+        )  # fmt: skip
 
     return handler
 

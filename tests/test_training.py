@@ -78,3 +78,25 @@ def test_killed_cli_run_restarts_from_its_last_checkpoint(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"resumed from {out / 'checkpoint'} at step {killed_at}" in done.stdout + done.stderr
     assert torch.load(state, weights_only=True)["step"] == killed_at + 5
+
+
+def test_gan_training_exports_and_resumes_with_its_discriminator(encoder, tmp_path):
+    from pipeline import gan
+    from train.gan import GANTask
+
+    def task():
+        torch.manual_seed(0)
+        return GANTask(
+            gan.build_gan(gan.GAN_SIZES["tiny"]), encoder, build_pool(encoder, size=20, seed=0), eval_per_category=1
+        )
+
+    base = dict(out=str(tmp_path / "gan"), batch_size=4, warmup=0, betas=(0.0, 0.99), checkpoint_every=2,
+                eval_every=0, log_every=2, mixed_precision="no")  # fmt: skip
+    scores = run_training(task(), TrainConfig(steps=4, **base))
+    assert "overall" in scores
+    wb = Wordbrush.load(str(tmp_path / "gan" / "model"))
+    assert wb.generator.kind == "gan" and wb.text_to_image("a red circle", seed=0).images[0].size == (32, 32)
+    resumed = task()
+    run_training(resumed, TrainConfig(steps=6, **base))
+    assert resumed._step == 6  # the discriminator's counter and optimizer came back from the checkpoint
+    assert len(resumed.d_opt.state) > 0

@@ -70,6 +70,14 @@ class RenderedBatches(IterableDataset):
             yield torch.tensor(idx), torch.from_numpy(arr).permute(0, 3, 1, 2)
 
 
+def rendered_batches(pool: CaptionPool, start_step: int, batch_size: int, device, *, workers: int) -> Iterator:
+    """(pool indices, images on `device`) forever, rendered by `workers` processes (0: this one)."""
+    data = RenderedBatches(pool.examples, batch_size, seed=start_step)
+    loader = DataLoader(data, batch_size=None, num_workers=workers, persistent_workers=workers > 0)
+    for idx, images in loader:
+        yield idx, images.to(device, non_blocking=True)
+
+
 class DiffusionTask:
     def __init__(
         self,
@@ -96,10 +104,7 @@ class DiffusionTask:
         return self.unet
 
     def batches(self, start_step: int, batch_size: int, device: torch.device) -> Iterator:
-        data = RenderedBatches(self.pool.examples, batch_size, seed=start_step)
-        loader = DataLoader(data, batch_size=None, num_workers=self.workers, persistent_workers=self.workers > 0)
-        for idx, images in loader:
-            yield idx, images.to(device, non_blocking=True)
+        return rendered_batches(self.pool, start_step, batch_size, device, workers=self.workers)
 
     def loss(self, model, batch) -> torch.Tensor:
         """v-prediction MSE (Salimans & Ho, 2022) with the prompt dropped for `cond_dropout` of the batch."""

@@ -18,9 +18,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from pipeline import gan
+from pipeline.core import to_pil
 from pipeline.encoders import EncodedPrompts, PromptEncoder
 from train import evaluate
-from train.diffusion import CaptionPool, RenderedBatches
+from train.diffusion import CaptionPool, rendered_batches
 
 
 class Discriminator(nn.Module):
@@ -93,12 +94,7 @@ class GANTask:
         self._step = state["step"]
 
     def batches(self, start_step: int, batch_size: int, device: torch.device) -> Iterator:
-        from torch.utils.data import DataLoader
-
-        data = RenderedBatches(self.pool.examples, batch_size, seed=start_step)
-        loader = DataLoader(data, batch_size=None, num_workers=self.workers, persistent_workers=self.workers > 0)
-        for idx, images in loader:
-            yield idx, images.to(device, non_blocking=True)
+        return rendered_batches(self.pool, start_step, batch_size, device, workers=self.workers)
 
     def _cond(self, idx: torch.Tensor, device) -> EncodedPrompts:
         p = self.pool
@@ -142,8 +138,6 @@ class GANTask:
         for i in range(0, len(self.eval_items), 64):
             chunk = self.eval_items[i : i + 64]
             cond = self.encoder.encode([it.prompt for it in chunk])
-            from pipeline.core import to_pil
-
             images += to_pil(gan.generate_step(generator, cond, [it.seed for it in chunk]))
         return evaluate.score(self.eval_items, images)
 
