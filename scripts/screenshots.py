@@ -35,6 +35,9 @@ def main() -> None:
         page.screenshot(path=str(out / "style-transfer.png"))
         browser.inpaint(page, tmp / "scene.png", "a yellow triangle")
         page.screenshot(path=str(out / "inpainting.png"))
+        page.get_by_role("tab", name="Train").click()
+        page.wait_for_timeout(1000)
+        page.screenshot(path=str(out / "train.png"))
     print(f"wrote {sorted(p.name for p in out.glob('*.png'))} to {out}")
 
 
