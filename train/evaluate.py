@@ -120,6 +120,8 @@ def _shape_of(mask: np.ndarray) -> str:
     v = (np.arange(h) + 0.5) / h
     du, dv = np.minimum(u, 1 - u)[None, :], np.minimum(v, 1 - v)[:, None]
     corners = (du + dv) < 0.3  # the four corner triangles of the box
+    if not corners.any():  # a sliver too thin to have corners
+        return "circle"
     return "square" if box[corners].mean() > 0.28 else "circle"
 
 
