@@ -252,6 +252,12 @@ def training_status(job: LoraJob, loras: dict[str, Path]):
 # Layout
 
 
+def seed_row() -> tuple[gr.Number, gr.Checkbox]:
+    """A seed box with its "random seed" toggle, as every tab has one (read by `_seed`)."""
+    with gr.Row():
+        return gr.Number(value=0, precision=0, minimum=0, label="Seed"), gr.Checkbox(value=False, label="Random seed")
+
+
 def build_demo(
     batchers: dict[str, Batcher], *, outputs: Outputs | None = None, job: LoraJob | None = None
 ) -> gr.Blocks:
@@ -286,9 +292,7 @@ def build_demo(
                             )
                             steps = gr.Slider(1, 50, value=gen.default_steps, step=1, label="Steps")
                             guidance = gr.Slider(0, 10, value=gen.default_guidance, step=0.5, label="Guidance")
-                            with gr.Row():
-                                seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")
-                                randomize = gr.Checkbox(value=False, label="Random seed")
+                            seed, randomize = seed_row()
                             num_images = gr.Slider(1, MAX_IMAGES, value=4, step=1, label="Images")
                             with gr.Row():
                                 lora = gr.Dropdown([NO_LORA], value=NO_LORA, label="LoRA", allow_custom_value=False)
@@ -314,9 +318,7 @@ def build_demo(
                             label="Describe the content or a style (optional)", placeholder="a red circle"
                         )
                         strength = gr.Slider(0, 1, value=0.6, step=0.05, label="Strength (0 keeps the input)")
-                        with gr.Row():
-                            style_seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")
-                            style_random = gr.Checkbox(value=False, label="Random seed")
+                        style_seed, style_random = seed_row()
                         style_run = gr.Button("Apply style", variant="primary")
                     with gr.Column():
                         style_out = gr.Image(
@@ -334,9 +336,7 @@ def build_demo(
                             elem_id="inpaint-editor",
                         )  # fmt: skip
                         inpaint_prompt = gr.Textbox(label="What goes there", placeholder="a yellow triangle")
-                        with gr.Row():
-                            inpaint_seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")
-                            inpaint_random = gr.Checkbox(value=False, label="Random seed")
+                        inpaint_seed, inpaint_random = seed_row()
                         inpaint_run = gr.Button("Inpaint", variant="primary")
                     with gr.Column():
                         inpaint_out = gr.Image(

@@ -31,6 +31,11 @@ def open_image(source: str | Path | Image.Image) -> Image.Image:
         image.load()
     except OSError as err:  # truncated or corrupt data
         raise ValueError(f"the image data is corrupt or truncated ({err})") from err
+    return to_rgb(image)
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """RGB from any mode; transparent parts become white."""
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         flat = Image.new("RGBA", rgba.size, (255, 255, 255, 255))

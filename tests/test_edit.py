@@ -6,21 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline import Wordbrush
 from pipeline.recipe import read_recipe
-from tests.tiny import make_tiny_diffusion
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory):
-    return make_tiny_diffusion(tmp_path_factory.mktemp("tiny") / "model")
-
-
-@pytest.fixture(scope="module")
-def wb(tiny_folder):
-    return Wordbrush.load(str(tiny_folder))
 
 
 def _photo(size=(120, 80), mode="RGB"):

@@ -85,6 +85,20 @@ def _world(args: argparse.Namespace) -> int:
     return 0
 
 
+def _encoder_and_pool(args: argparse.Namespace):
+    """(device, prompt encoder, caption pool) for a training command: threads, CUDA if present, cached states."""
+    import torch
+
+    from pipeline.encoders import load_encoder
+    from train.diffusion import build_pool
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    encoder = load_encoder(args.encoder, device=device)
+    return device, encoder, build_pool(encoder, size=args.pool_size, seed=args.seed)
+
+
 def _diffusion(args: argparse.Namespace) -> int:
     import dataclasses
     import platform
@@ -92,14 +106,10 @@ def _diffusion(args: argparse.Namespace) -> int:
     import torch
 
     from pipeline import diffusion
-    from pipeline.encoders import load_encoder
-    from train.diffusion import DiffusionTask, build_pool
+    from train.diffusion import DiffusionTask
     from train.loop import TrainConfig, run_training
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    encoder = load_encoder(args.encoder, device=device)
+    device, encoder, pool = _encoder_and_pool(args)
     cfg = dataclasses.replace(diffusion.SIZES[args.size], cond_dim=encoder.hidden_size)
     unet = diffusion.build_unet(cfg)
     has_checkpoint = (Path(args.out) / "checkpoint" / "state.pt").exists()
@@ -108,7 +118,6 @@ def _diffusion(args: argparse.Namespace) -> int:
         unet = unet.float().train()
         print(f"initialised from {args.init}")
     print(f"UNet: {sum(p.numel() for p in unet.parameters()) / 1e6:.1f}M params, encoder {args.encoder}")
-    pool = build_pool(encoder, size=args.pool_size, seed=args.seed)
     card = {
         "command": "python -m train " + " ".join(args.argv),
         "hardware": torch.cuda.get_device_name()
@@ -136,22 +145,14 @@ def _diffusion(args: argparse.Namespace) -> int:
 def _gan(args: argparse.Namespace) -> int:
     import dataclasses
 
-    import torch
-
     from pipeline import gan
-    from pipeline.encoders import load_encoder
-    from train.diffusion import build_pool
     from train.gan import GANTask
     from train.loop import TrainConfig, run_training
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    encoder = load_encoder(args.encoder, device=device)
+    _, encoder, pool = _encoder_and_pool(args)
     cfg = dataclasses.replace(gan.GAN_SIZES[args.size], cond_dim=encoder.hidden_size)
     generator = gan.build_gan(cfg)
     print(f"GAN generator: {sum(p.numel() for p in generator.parameters()) / 1e6:.1f}M params, encoder {args.encoder}")
-    pool = build_pool(encoder, size=args.pool_size, seed=args.seed)
     card = {"command": "python -m train " + " ".join(args.argv), "encoder": args.encoder}
     task = GANTask(
         generator, encoder, pool, lr=args.lr, workers=args.workers, eval_per_category=args.eval_per_category, card=card

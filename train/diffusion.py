@@ -131,9 +131,14 @@ class DiffusionTask:
 
     def evaluate(self, model) -> dict[str, float]:
         model.eval()
-        images = generate_for_items(
-            model, self.cfg, self.encoder, self.eval_items, steps=self.eval_steps, guidance=self.eval_guidance
-        )
+        uncond = self.pool.uncond
+
+        def draw(cond, seeds):
+            return diffusion.sample(
+                model, self.cfg, cond, uncond, seeds=seeds, steps=self.eval_steps, guidance=self.eval_guidance
+            )
+
+        images = generate_for_items(self.encoder, self.eval_items, draw)
         return evaluate.score(self.eval_items, images)
 
     def export(self, model, folder: Path, *, step: int, images_seen: int, seconds: float) -> None:
@@ -143,13 +148,11 @@ class DiffusionTask:
         diffusion.save(folder, export_model, self.cfg, encoder=self.encoder.name, card=card)
 
 
-def generate_for_items(unet, cfg, encoder: PromptEncoder, items: list, *, steps: int, guidance: float, batch: int = 64):
-    """Images for evaluation items (their prompts and seeds), as PIL images at native resolution."""
-    uncond = encoder.encode([""])
+def generate_for_items(encoder: PromptEncoder, items: list, draw, *, batch: int = 64):
+    """Images for evaluation items (their prompts and seeds), as PIL images at native resolution.
+    draw(cond, seeds) -> (B, 3, H, W) in [0, 1] is the generator under evaluation."""
     images = []
     for i in range(0, len(items), batch):
         chunk = items[i : i + batch]
-        cond = encoder.encode([it.prompt for it in chunk])
-        x = diffusion.sample(unet, cfg, cond, uncond, seeds=[it.seed for it in chunk], steps=steps, guidance=guidance)
-        images.extend(to_pil(x))
+        images.extend(to_pil(draw(encoder.encode([it.prompt for it in chunk]), [it.seed for it in chunk])))
     return images

@@ -18,10 +18,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from pipeline import gan
-from pipeline.core import to_pil
 from pipeline.encoders import EncodedPrompts, PromptEncoder
 from train import evaluate
-from train.diffusion import CaptionPool, rendered_batches
+from train.diffusion import CaptionPool, generate_for_items, rendered_batches
 
 
 class Discriminator(nn.Module):
@@ -134,11 +133,9 @@ class GANTask:
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         generator = model.generator.eval()
-        images = []
-        for i in range(0, len(self.eval_items), 64):
-            chunk = self.eval_items[i : i + 64]
-            cond = self.encoder.encode([it.prompt for it in chunk])
-            images += to_pil(gan.generate_step(generator, cond, [it.seed for it in chunk]))
+        images = generate_for_items(
+            self.encoder, self.eval_items, lambda cond, seeds: gan.generate_step(generator, cond, seeds)
+        )
         return evaluate.score(self.eval_items, images)
 
     def export(self, model: nn.Module, folder: Path, *, step: int, images_seen: int, seconds: float) -> None:

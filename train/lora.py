@@ -24,6 +24,7 @@ from PIL import Image, UnidentifiedImageError
 
 from pipeline import diffusion
 from pipeline.encoders import PromptEncoder
+from pipeline.images import to_rgb
 from train.diffusion import CaptionPool, DiffusionTask
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif"}
@@ -69,9 +70,7 @@ def load_folder(folder: str | Path, *, resolution: int, allow_empty_captions: bo
         try:
             with Image.open(path) as im:
                 im.load()
-                rgb = im.convert("RGBA") if im.mode in ("RGBA", "LA", "P") else im.convert("RGB")
-                if rgb.mode == "RGBA":  # transparent parts on white
-                    rgb = Image.alpha_composite(Image.new("RGBA", rgb.size, "white"), rgb).convert("RGB")
+                rgb = to_rgb(im)
         except (UnidentifiedImageError, OSError):
             skipped.append(rel)
             continue
