@@ -23,7 +23,7 @@ from PIL import Image
 from pipeline import Wordbrush
 from pipeline.batcher import Batcher, T2IRequest
 from pipeline.core import MAX_IMAGES
-from pipeline.presets import DEFAULT_MODEL, available_generators
+from pipeline.presets import DEFAULT_MODEL, available_generators, style_presets
 from pipeline.recipe import read_recipe, save_png
 from train.job import LoraJob
 from train.lora import write_star_demo
@@ -31,17 +31,16 @@ from train.lora import write_star_demo
 MAX_UPLOAD = "10mb"  # larger uploads are refused by the server before any handler runs
 NO_LORA = "none"
 MAX_TRAIN_FILES = 200  # images (+ captions) per training upload
-STYLE_PRESETS = {
-    "flat": "in flat style",
-    "outline": "in outline style",
-    "striped": "in striped style",
-    "soft": "in soft style",
-}
 EXAMPLES = [
     ["a red circle above a blue square"],
     ["three green triangles"],
     ["a striped yellow square to the left of a purple circle"],
     ["an outlined white triangle"],
+]
+REAL_EXAMPLES = [  # for diffusers checkpoints
+    ["a lighthouse on a cliff at dusk"],
+    ["a red fox in fresh snow, photograph"],
+    ["a bowl of ramen, studio lighting"],
 ]
 CSS = """
 #t2i-gallery img, #style-out img, #inpaint-out img { image-rendering: pixelated; }
@@ -88,14 +87,14 @@ def text_to_image_handler(batchers: dict[str, Batcher], outputs: Outputs, loras:
     loras = {} if loras is None else loras
 
     def handler(
-        prompt, generator, steps, guidance, seed, randomize, num_images, lora=NO_LORA, lora_scale=1.0,
+        prompt, generator, steps, guidance, seed, randomize, num_images, lora=NO_LORA, lora_scale=1.0, expand=None,
         progress=gr.Progress(),  # noqa: B008
     ):  # fmt: skip
         if generator not in batchers:
             raise gr.Error(f"no {generator!r} generator is loaded; choose one of {', '.join(batchers)}")
         request = T2IRequest(
             prompt or "", _seed(seed, randomize), int(steps), float(guidance), int(num_images),
-            lora=lora_spec(loras, lora, lora_scale),
+            lora=lora_spec(loras, lora, lora_scale), expand=None if expand is None else bool(expand),
         )  # fmt: skip
         try:
             result = batchers[generator].text_to_image(request, callback=_progress_callback(progress))
@@ -116,7 +115,7 @@ def live_preview_handler(batchers: dict[str, Batcher], outputs: Outputs):
     def handler(prompt, generator, seed, num_images):
         if generator != "gan" or not (prompt or "").strip():
             return gr.skip()
-        return t2i(prompt, generator, 1, 0.0, seed, False, num_images, progress=lambda *a, **k: None)
+        return t2i(prompt, generator, 1, 0.0, seed, False, num_images, expand=False, progress=lambda *a, **k: None)
 
     return handler
 
@@ -146,12 +145,16 @@ def _run_edit(batcher: Batcher, outputs: Outputs, fn, *args, **kwargs) -> tuple[
 
 
 def style_transfer_handler(batcher: Batcher, outputs: Outputs):
+    presets = style_presets(batcher.wb.model, batcher.wb.generator.kind)
+
     def handler(image, preset, free_text, strength, seed, randomize, progress=gr.Progress()):  # noqa: B008
         if image is None:
             raise gr.Error("upload an image first (or send one from the Text to image gallery)")
-        style_prompt = " ".join(t for t in [(free_text or "").strip(), STYLE_PRESETS.get(preset, "")] if t)
+        style_prompt = " ".join(t for t in [(free_text or "").strip(), presets.get(preset, "")] if t)
+        if not style_prompt:
+            raise gr.Error("pick a style preset or describe a style")
         return _run_edit(
-            batcher, outputs, batcher.wb.style_transfer, image, style_prompt=style_prompt or "in flat style",
+            batcher, outputs, batcher.wb.style_transfer, image, style_prompt=style_prompt,
             strength=float(strength), seed=_seed(seed, randomize), callback=_progress_callback(progress),
         )  # fmt: skip
 
@@ -259,7 +262,11 @@ def seed_row() -> tuple[gr.Number, gr.Checkbox]:
 
 
 def build_demo(
-    batchers: dict[str, Batcher], *, outputs: Outputs | None = None, job: LoraJob | None = None
+    batchers: dict[str, Batcher],
+    *,
+    outputs: Outputs | None = None,
+    job: LoraJob | None = None,
+    loras: dict[str, Path] | None = None,
 ) -> gr.Blocks:
     """The app around one loaded Wordbrush per generator kind ("diffusion", "gan"); the editing tabs
     use the diffusion generator."""
@@ -268,11 +275,13 @@ def build_demo(
     wb = batcher.wb
     gen = wb.generator
     outputs = outputs or Outputs()
-    loras: dict[str, Path] = {}  # name -> LoRA file, filled as trainings finish
+    loras = {} if loras is None else loras  # name -> LoRA file: given at start, and filled as trainings finish
+    presets = style_presets(wb.model, gen.kind)
+    real = gen.kind == "diffusers"
     with gr.Blocks(title="Wordbrush") as demo:
         gr.Markdown(
             "# Wordbrush\nA language-model prompt encoder chained into "
-            f"{' and '.join(kinds)} generators. Model `{wb.model}`, prompts read by `{wb.encoder.name}`, "
+            f"{' and '.join(kinds)} generators. Model `{wb.model}`, prompts read by `{wb.encoder_name}`, "
             f"{gen.resolution} px images (shown enlarged; downloads are the native PNGs with their recipe)."
         )
         results = gr.State([])  # paths of the last Text to image results
@@ -295,9 +304,15 @@ def build_demo(
                             seed, randomize = seed_row()
                             num_images = gr.Slider(1, MAX_IMAGES, value=4, step=1, label="Images")
                             with gr.Row():
-                                lora = gr.Dropdown([NO_LORA], value=NO_LORA, label="LoRA", allow_custom_value=False)
+                                lora = gr.Dropdown(
+                                    [NO_LORA, *loras], value=NO_LORA, label="LoRA", allow_custom_value=False
+                                )
                                 lora_scale = gr.Slider(0, 1.5, value=1.0, step=0.05, label="LoRA scale")
-                        gr.Examples(EXAMPLES, inputs=[prompt])
+                            expand = gr.Checkbox(
+                                value=batcher.wb.expansion.default,
+                                label="Expand the prompt with the language model (SmolLM2) first",
+                            )
+                        gr.Examples(REAL_EXAMPLES if real else EXAMPLES, inputs=[prompt])
                         recipe_file = gr.File(label="Drop a Wordbrush PNG to restore its settings", file_types=[".png"])
                     with gr.Column(scale=3):
                         gallery = gr.Gallery(label="Images", columns=2, height=560, elem_id="t2i-gallery", format="png")
@@ -313,7 +328,9 @@ def build_demo(
                         style_in = gr.Image(
                             label="Input image", type="filepath", sources=["upload", "clipboard"], elem_id="style-in"
                         )
-                        preset = gr.Radio(list(STYLE_PRESETS), value="outline", label="Style preset")
+                        preset = gr.Radio(
+                            list(presets), value=list(presets)[min(1, len(presets) - 1)], label="Style preset"
+                        )
                         style_text = gr.Textbox(
                             label="Describe the content or a style (optional)", placeholder="a red circle"
                         )
@@ -381,7 +398,7 @@ def build_demo(
                         validation = gr.Image(label="Validation images", type="filepath", interactive=False)
 
         # Events
-        t2i_inputs = [prompt, generator, steps, guidance, seed, randomize, num_images, lora, lora_scale]
+        t2i_inputs = [prompt, generator, steps, guidance, seed, randomize, num_images, lora, lora_scale, expand]
         t2i_outputs = [gallery, seen, recipe, seed, results]
         t2i = text_to_image_handler(batchers, outputs, loras)
         prompt.change(
@@ -462,11 +479,14 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=int(env("WORDBRUSH_PORT", "7860")))
     parser.add_argument("--share", action="store_true", default=env("WORDBRUSH_SHARE") == "1", help="public link")
     parser.add_argument("--auth", default=env("WORDBRUSH_AUTH"), help="user:password required to open the app")
+    parser.add_argument("--lora-dir", default=env("WORDBRUSH_LORA_DIR"), help="list this folder's .safetensors LoRAs")
+    parser.add_argument("--offload", action="store_true", help="diffusers models: model CPU offload (small GPUs)")
+    parser.add_argument("--compile", action="store_true", help="diffusers models: torch.compile the denoiser")
     args = parser.parse_args()
     auth = tuple(args.auth.split(":", 1)) if args.auth else None
     if args.share and not auth:
         print("note: a share link is public; add --auth user:password to keep strangers out")
-    wb = Wordbrush.load(args.model, device=args.device)  # once per process
+    wb = Wordbrush.load(args.model, device=args.device, offload=args.offload, compile=args.compile)  # once per process
     models = {wb.generator.kind: wb}
     for kind in available_generators(args.model):
         if kind not in models:  # the other generators share the loaded prompt encoder
@@ -476,8 +496,14 @@ def main() -> None:
 
         for m in models.values():
             m.generator.generate = spaces.GPU(m.generator.generate)
-    job = LoraJob(model=args.model, runs_dir=Path(tempfile.gettempdir()) / "wordbrush-loras")
-    demo = build_demo({kind: Batcher(m) for kind, m in models.items()}, job=job)
+    # LoRA training runs on the embedded model; diffusers checkpoints load LoRAs trained elsewhere (--lora-dir).
+    job = (
+        None
+        if wb.generator.kind == "diffusers"
+        else LoraJob(model=args.model, runs_dir=Path(tempfile.gettempdir()) / "wordbrush-loras")
+    )
+    loras = {p.stem: p for p in sorted(Path(args.lora_dir).glob("*.safetensors"))} if args.lora_dir else {}
+    demo = build_demo({kind: Batcher(m) for kind, m in models.items()}, job=job, loras=loras)
     demo.queue(max_size=256).launch(
         server_name=args.host, server_port=args.port, share=args.share, auth=auth,
         max_file_size=MAX_UPLOAD, css=CSS,

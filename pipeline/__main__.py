@@ -18,7 +18,9 @@ def _load(args: argparse.Namespace):
     """The model the options name, with its LoRA applied."""
     from pipeline import Wordbrush
 
-    wb = Wordbrush.load(args.model, generator=args.generator, device=args.device)
+    wb = Wordbrush.load(
+        args.model, generator=args.generator, device=args.device, offload=args.offload, compile=args.compile
+    )
     if args.lora:
         wb.set_lora(args.lora)
     return wb
@@ -44,7 +46,7 @@ def _generate(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(
-        f"loaded {args.model} ({wb.generator.kind}, encoder {wb.encoder.name}) in {time.time() - t0:.1f}s",
+        f"loaded {args.model} ({wb.generator.kind}, encoder {wb.encoder_name}) in {time.time() - t0:.1f}s",
         file=sys.stderr,
     )
     try:
@@ -55,19 +57,24 @@ def _generate(args: argparse.Namespace) -> int:
                 chunk = prompts[start : start + args.batch_size]
                 # Line i of the file gets seed + i, whatever batch it lands in.
                 seeds = [args.seed + start + i for i in range(len(chunk))] if args.seed != -1 else [-1] * len(chunk)
-                result = wb.text_to_image(chunk, seed=seeds, steps=args.steps, guidance=args.guidance)
+                result = wb.text_to_image(
+                    chunk, seed=seeds, steps=args.steps, guidance=args.guidance, expand=args.expand
+                )
                 for i, (image, recipe) in enumerate(zip(result.images, result.recipes)):
                     save_png(image, recipe, out_dir / f"{start + i:04d}.png")
             print(f"wrote {len(prompts)} images to {out_dir}", file=sys.stderr)
         else:
             result = wb.text_to_image(
-                prompts[0], seed=args.seed, steps=args.steps, guidance=args.guidance, num_images=args.num_images
-            )
+                prompts[0], seed=args.seed, steps=args.steps, guidance=args.guidance, num_images=args.num_images,
+                expand=args.expand,
+            )  # fmt: skip
             out = Path(args.out)
             for j, (image, recipe) in enumerate(zip(result.images, result.recipes)):
                 path = out if args.num_images == 1 else out.with_name(f"{out.stem}-{j:02d}{out.suffix}")
                 save_png(image, recipe, path)
                 print(f"wrote {path} (seed {recipe.seed})", file=sys.stderr)
+                if recipe.expanded:
+                    print(f"  the LM expanded the prompt to: {recipe.encoded_prompt}", file=sys.stderr)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -83,7 +90,7 @@ def _edit(args: argparse.Namespace) -> int:
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    knobs = {"seed": args.seed, "steps": args.steps, "guidance": args.guidance}
+    knobs = {"seed": args.seed, "steps": args.steps, "guidance": args.guidance, "expand": args.expand}
     try:
         if args.command == "style":
             result = wb.style_transfer(args.image, style_prompt=args.prompt, strength=args.strength, **knobs)
@@ -99,12 +106,21 @@ def _edit(args: argparse.Namespace) -> int:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="shapes", help="preset name, model folder or hub id (default: shapes)")
-    p.add_argument("--generator", choices=["diffusion", "gan"], default=None, help="default: the model's own")
+    p.add_argument(
+        "--generator", choices=["diffusion", "gan", "diffusers"], default=None, help="default: the model's own"
+    )
     p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the generator's)")
     p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale")
     p.add_argument("--seed", type=int, default=0, help="-1 for a random seed")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--lora", help="a LoRA to apply: FILE.safetensors[:scale] (diffusion generator)")
+    expand = p.add_mutually_exclusive_group()
+    expand.add_argument(
+        "--expand", action="store_true", default=None, help="rewrite the prompt with the LM expander (SmolLM2) first"
+    )
+    expand.add_argument("--no-expand", dest="expand", action="store_false", help="use the prompt as written")
+    p.add_argument("--offload", action="store_true", help="diffusers models: model CPU offload for small GPUs")
+    p.add_argument("--compile", action="store_true", help="diffusers models: torch.compile the denoiser")
 
 
 def main(argv: list[str] | None = None) -> int:

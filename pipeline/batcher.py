@@ -2,8 +2,8 @@
 
 Each server thread calls `batcher.text_to_image(request, callback=...)` and blocks for its own result.
 One worker thread takes the first waiting request, gathers the compatible ones that arrive within
-`window_s` (same steps, guidance and LoRA, up to `max_images` images in all), runs them as one batch and hands
-each caller its own images. Every caller's callback sees every denoising step of its batch.
+`window_s` (same steps, guidance, LoRA and prompt expansion; up to `max_images` images in all), runs them
+as one batch and hands each caller its own images. Every caller's callback sees every denoising step of its batch.
 """
 
 from __future__ import annotations
@@ -24,6 +24,11 @@ class T2IRequest:
     guidance: float
     num_images: int = 1
     lora: str | None = None  # "path:scale", applied to the diffusion generator for this request
+    expand: bool | None = None  # rewrite the prompt with the LM expander (None: the model's default)
+
+    def batch_key(self) -> tuple:
+        """Requests with equal keys can share one pipeline call."""
+        return (self.steps, self.guidance, self.lora, self.expand)
 
 
 @dataclass
@@ -56,7 +61,7 @@ class Batcher:
         while True:
             first = self._queue.get()
             batch, waiting = [first], []
-            key = (first.request.steps, first.request.guidance, first.request.lora)
+            key = first.request.batch_key()
             images = first.request.num_images
             deadline = threading.Event()
             timer = threading.Timer(self.window_s, deadline.set)
@@ -66,7 +71,7 @@ class Batcher:
                     nxt = self._queue.get(timeout=self.window_s / 5)
                 except queue.Empty:
                     continue
-                fits = (nxt.request.steps, nxt.request.guidance, nxt.request.lora) == key
+                fits = nxt.request.batch_key() == key
                 if fits and images + nxt.request.num_images <= self.max_images:
                     batch.append(nxt)
                     images += nxt.request.num_images
@@ -106,8 +111,9 @@ class Batcher:
                 if first.lora != self.wb.lora:  # the batch shares one LoRA (it is part of the batching key)
                     self.wb.set_lora(first.lora)
                 result = self.wb.text_to_image(
-                    prompts, seed=flat_seeds, steps=first.steps, guidance=first.guidance, callback=fan_out
-                )
+                    prompts, seed=flat_seeds, steps=first.steps, guidance=first.guidance, callback=fan_out,
+                    expand=first.expand,
+                )  # fmt: skip
         except Exception as err:  # e.g. out of memory: every caller hears of it, the server lives on
             for p in valid:
                 p.future.set_exception(err)

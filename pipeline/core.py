@@ -12,6 +12,7 @@ import dataclasses
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -19,8 +20,12 @@ from PIL import Image
 
 from pipeline import diffusion, gan, images
 from pipeline.encoders import PromptEncoder, load_encoder
-from pipeline.presets import DEFAULT_MODEL, resolve_model
+from pipeline.expand import ExpansionStage
+from pipeline.presets import DEFAULT_MODEL, is_diffusers, resolve_model
 from pipeline.recipe import Recipe
+
+if TYPE_CHECKING:
+    from pipeline.hub import HubPipeline
 
 MAX_IMAGES = 16  # per call: more is a batch job for the CLI
 MAX_SEED = 2**63 - 1
@@ -99,11 +104,25 @@ class Wordbrush:
     def __init__(self, encoder: PromptEncoder, generator: DiffusionGenerator | GANGenerator, *, model: str):
         self.encoder, self.generator, self.model = encoder, generator, model
         self.lora: str | None = None  # "path:scale" of the applied LoRA
+        self.expansion = ExpansionStage(default=False)  # the shapes model reads the world's own words best
         self._uncond = encoder.encode([""])
 
+    @property
+    def encoder_name(self) -> str:
+        return self.encoder.name
+
     @classmethod
-    def load(cls, model: str = DEFAULT_MODEL, *, generator: str | None = None, device: str = "auto") -> Wordbrush:
-        """Load a preset name, a Wordbrush model folder or a hub id, on CUDA when there is one."""
+    def load(
+        cls, model: str = DEFAULT_MODEL, *, generator: str | None = None, device: str = "auto", offload: bool = False,
+        compile: bool = False,
+    ) -> Wordbrush | HubPipeline:  # fmt: skip
+        """Load a preset name, a model folder or a hub id, on CUDA when there is one. Diffusers checkpoints
+        (presets such as "sd-turbo", pipeline folders, hub ids) come back as a HubPipeline with the same calls;
+        offload and compile apply to them."""
+        from pipeline.hub import HubPipeline, is_hub_pipeline
+
+        if generator in (None, "diffusers") and (is_diffusers(model) or is_hub_pipeline(model)):
+            return HubPipeline.load(model, device=device, offload=offload, compile=compile)
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         source, kind = resolve_model(model, generator)
@@ -132,9 +151,11 @@ class Wordbrush:
         guidance: float | None = None,
         num_images: int = 1,
         callback=None,
+        expand: bool | None = None,
     ) -> Result:
         """`num_images` images per prompt; image j of a prompt uses seed + j. All run as one batch.
-        seed=-1 picks a random seed (the recipe records it)."""
+        seed=-1 picks a random seed (the recipe records it). expand=True rewrites each prompt with the LM
+        expander first (pipeline/expand.py)."""
         # 1. Check inputs
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         seeds = [seed] * len(prompts) if isinstance(seed, int) else list(seed)
@@ -145,8 +166,9 @@ class Wordbrush:
         batch_prompts = [p for p in prompts for _ in range(num_images)]
         batch_seeds = [s + j for s in seeds for j in range(num_images)]
 
-        # 2. Encode the prompts
-        cond = self.encoder.encode(batch_prompts)
+        # 2. The language-model stage: optional rewrite, then the prompt encoder
+        seen = self.expansion.apply(batch_prompts, batch_seeds, expand)
+        cond = self.encoder.encode(seen)
 
         # 3. Generate
         x = self.generator.generate(
@@ -156,8 +178,8 @@ class Wordbrush:
         # 4. Images and their recipes
         size = (self.generator.resolution, self.generator.resolution)
         recipes = [
-            self._recipe(p, s, steps, guidance, size, truncated, task="text_to_image")
-            for p, s, truncated in zip(batch_prompts, batch_seeds, cond.truncated)
+            self._recipe(p, s, steps, guidance, size, truncated, task="text_to_image", seen=q)
+            for p, s, truncated, q in zip(batch_prompts, batch_seeds, cond.truncated, seen)
         ]
         return Result(to_pil(x), recipes)
 
@@ -186,6 +208,7 @@ class Wordbrush:
         steps: int | None = None,
         guidance: float | None = None,
         callback=None,
+        expand: bool | None = None,
     ) -> Result:
         """Redraw `image` (path or PIL, any mode and size) under `style_prompt`: noise it to `strength`
         (0 keeps it, 1 ignores it) and denoise with the prompt. Returned at the input's aspect ratio."""
@@ -198,8 +221,9 @@ class Wordbrush:
             raise ValueError(f"strength must be between 0 and 1, got {strength!r}")
         seed = resolve_seed(seed)
 
-        # 2. Encode the prompt, 3. prepare the start image, 4. denoise from it
-        cond = self.encoder.encode([style_prompt])
+        # 2. Encode the (optionally expanded) prompt, 3. prepare the start image, 4. denoise from it
+        seen = self.expansion.apply([style_prompt], [seed], expand)[0]
+        cond = self.encoder.encode([seen])
         init = images.to_model(source, self.generator.resolution)
         x = self.generator.generate(
             cond, self._uncond, seeds=[seed], steps=steps, guidance=guidance, callback=callback,
@@ -208,7 +232,9 @@ class Wordbrush:
 
         # 5. Back to the input's aspect ratio
         out = images.from_model(to_pil(x)[0], images.output_size(source.size, self.generator.resolution))
-        recipe = self._recipe(style_prompt, seed, steps, guidance, out.size, cond.truncated[0], task="style_transfer")
+        recipe = self._recipe(
+            style_prompt, seed, steps, guidance, out.size, cond.truncated[0], task="style_transfer", seen=seen
+        )
         return Result([out], [dataclasses.replace(recipe, strength=strength)])
 
     def inpaint(
@@ -221,6 +247,7 @@ class Wordbrush:
         steps: int | None = None,
         guidance: float | None = None,
         callback=None,
+        expand: bool | None = None,
     ) -> Result:
         """Regenerate the white part of `mask` (same size as `image`) to show `prompt`. Pixels outside
         the mask are returned unchanged, bit for bit, at the input's own size."""
@@ -235,8 +262,9 @@ class Wordbrush:
         if not region.any():  # nothing to regenerate
             return Result([source.copy()], [recipe])
 
-        # 2. Encode the prompt, 3. prepare image and mask at the model's resolution, 4. denoise
-        cond = self.encoder.encode([prompt])
+        # 2. Encode the (optionally expanded) prompt, 3. prepare image and mask at the model's resolution, 4. denoise
+        seen = self.expansion.apply([prompt], [seed], expand)[0]
+        cond = self.encoder.encode([seen])
         r = self.generator.resolution
         x = self.generator.generate(
             cond, self._uncond, seeds=[seed], steps=steps, guidance=guidance, callback=callback,
@@ -244,18 +272,18 @@ class Wordbrush:
         )  # fmt: skip
 
         # 5. Composite: generated pixels inside the mask, the input's own pixels outside
-        generated = np.asarray(to_pil(x)[0].resize(source.size, Image.LANCZOS))
-        out = np.where(region[..., None], generated, np.asarray(source))
+        out = images.composite(to_pil(x)[0], source, region)
         return Result(
-            [Image.fromarray(out)],
-            [dataclasses.replace(recipe, encoded_prompt=self.encoded_text(prompt, cond.truncated[0]))],
+            [out],
+            [self._recipe(prompt, seed, steps, guidance, source.size, cond.truncated[0], task="inpaint", seen=seen)],
         )
 
-    def _recipe(self, prompt, seed, steps, guidance, size, truncated, *, task) -> Recipe:
+    def _recipe(self, prompt, seed, steps, guidance, size, truncated, *, task, seen=None) -> Recipe:
+        seen = prompt if seen is None else seen
         return Recipe(
             prompt=prompt, seed=seed, steps=steps, guidance=guidance, model=self.model,
             generator=self.generator.kind, encoder=self.encoder.name, width=size[0], height=size[1],
-            task=task, encoded_prompt=self.encoded_text(prompt, truncated), lora=self.lora,
+            task=task, encoded_prompt=self.encoded_text(seen, truncated), lora=self.lora, expanded=seen != prompt,
         )  # fmt: skip
 
     def encoded_text(self, prompt: str, truncated: bool) -> str:

@@ -83,3 +83,9 @@ def output_size(size: tuple[int, int], resolution: int) -> tuple[int, int]:
 
 def from_model(image: Image.Image, size: tuple[int, int]) -> Image.Image:
     return image.resize(size, Image.LANCZOS)
+
+
+def composite(generated: Image.Image, source: Image.Image, region: np.ndarray) -> Image.Image:
+    """Generated pixels inside `region` (resized to the source), the source's own pixels outside, bit for bit."""
+    inside = np.asarray(generated.convert("RGB").resize(source.size, Image.LANCZOS))
+    return Image.fromarray(np.where(region[..., None], inside, np.asarray(source)))

@@ -27,6 +27,7 @@ class Recipe:
     encoded_prompt: str = ""  # the prompt as the language-model stage saw it (after cuts or rewrites)
     strength: float | None = None  # style transfer: how far from the input image
     lora: str | None = None  # "file:scale"
+    expanded: bool = False  # encoded_prompt is the LM expander's rewrite of prompt
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -41,7 +42,9 @@ class Recipe:
         """AUTOMATIC1111's `parameters` text: prompt line, then `Key: value` pairs."""
         pairs = [
             f"Steps: {self.steps}",
-            "Sampler: DPM++ 2M" if self.generator == "diffusion" else "Sampler: GAN (one step)",
+            {"diffusion": "Sampler: DPM++ 2M", "gan": "Sampler: GAN (one step)"}.get(
+                self.generator, "Sampler: checkpoint default"
+            ),
             f"CFG scale: {self.guidance}",
             f"Seed: {self.seed}",
             f"Size: {self.width}x{self.height}",
@@ -51,6 +54,8 @@ class Recipe:
             pairs.append(f"Denoising strength: {self.strength}")
         if self.lora:
             pairs.append(f"Lora: {self.lora}")
+        if self.expanded:
+            pairs.append(f'Expanded prompt: "{self.encoded_prompt}"')
         return f"{self.prompt}\n" + ", ".join(pairs)
 
 

@@ -23,3 +23,63 @@ def make_tiny_gan(folder: Path, *, seed: int = 0) -> Path:
     model = gan.build_gan(gan.GAN_SIZES["tiny"])
     gan.save(folder, model, encoder="minilm", card={"note": "random weights, for tests"})
     return folder
+
+
+def _clip_tokenizer_files(folder: Path) -> tuple[Path, Path]:
+    """A byte-level CLIP vocabulary with no merges: every byte is a token, so any text tokenizes."""
+    import json
+
+    # GPT-2's byte -> printable character table, as CLIP's BPE uses it
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    extra = iter(range(256, 512))
+    chars = [chr(b) if b in printable else chr(next(extra)) for b in range(256)]
+    vocab = {c: i for i, c in enumerate(chars)}
+    vocab.update({c + "</w>": len(chars) + i for i, c in enumerate(chars)})
+    vocab.update({"<|startoftext|>": len(vocab), "<|endoftext|>": len(vocab) + 1})
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    return folder / "vocab.json", folder / "merges.txt"
+
+
+def make_tiny_sd(folder: Path, *, seed: int = 0, inpainting: bool = False) -> Path:
+    """A Stable Diffusion pipeline (CLIP text encoder, tokenizer, UNet, VAE, scheduler) with tiny random
+    weights, saved with save_pretrained: 32 px images, loaded back as a hub id would be."""
+    from diffusers import (
+        AutoencoderKL,
+        EulerDiscreteScheduler,
+        StableDiffusionInpaintPipeline,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    torch.manual_seed(seed)
+    vocab, merges = _clip_tokenizer_files(folder.parent / f"{folder.name}-vocab")
+    tokenizer = CLIPTokenizer(str(vocab), str(merges), model_max_length=77)
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+            num_attention_heads=2, max_position_embeddings=77, bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        )
+    )  # fmt: skip
+    unet = UNet2DConditionModel(
+        sample_size=16, in_channels=9 if inpainting else 4, out_channels=4, layers_per_block=1,
+        block_out_channels=(8, 16), down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=16, attention_head_dim=2,
+        norm_num_groups=4,
+    )  # fmt: skip
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 16), layers_per_block=1,
+        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2, norm_num_groups=4,
+        sample_size=32,
+    )  # fmt: skip
+    cls = StableDiffusionInpaintPipeline if inpainting else StableDiffusionPipeline
+    pipe = cls(
+        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+        scheduler=EulerDiscreteScheduler(steps_offset=1), safety_checker=None, feature_extractor=None,
+        requires_safety_checker=False,
+    )  # fmt: skip
+    pipe.save_pretrained(folder)
+    return folder

@@ -1,6 +1,7 @@
 """LoRA fine-tuning of the diffusion generator on a folder of captioned images (a Task for train/loop.py).
 
     python -m train lora --model shapes --data DIR --out DIR [--rank 8 --steps 400 ...]
+    python -m train lora --model sd15 --data DIR --out DIR      # a diffusers SD-family preset, hub id or folder
 
 Data: images with captions, either a `metadata.jsonl` ({"file_name": ..., "text": ...} per line, the Hugging
 Face imagefolder layout) or a `.txt` file beside each image. Images of any size and mode are converted
@@ -138,23 +139,77 @@ class LoraTask(DiffusionTask):
         return {}
 
     def export(self, model, folder: Path, *, step: int, images_seen: int, seconds: float) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        save_lora(model, folder)
-        card = {**self.card, "step": step, "images_seen": images_seen, "train_minutes": round(seconds / 60, 1)}
-        (folder / "lora.json").write_text(json.dumps(card, indent=2) + "\n")
-        if self.validation_prompts:
-            from pipeline.core import to_pil
+        from pipeline.core import to_pil
 
+        def draw(prompts: list[str]) -> list[Image.Image]:
             model.eval()
-            seeds = list(range(len(self.validation_prompts)))
-            x = diffusion.sample(
-                model, self.cfg, self.encoder.encode(self.validation_prompts), self.pool.uncond, seeds=seeds
-            )
-            tiles = to_pil(x)
-            sheet = Image.new("RGB", (32 * len(tiles), 32))
-            for i, tile in enumerate(tiles):
-                sheet.paste(tile, (32 * i, 0))
-            sheet.resize((128 * len(tiles), 128), Image.NEAREST).save(folder / f"validation-{step:06d}.png")
+            seeds = list(range(len(prompts)))
+            x = diffusion.sample(model, self.cfg, self.encoder.encode(prompts), self.pool.uncond, seeds=seeds)
+            return [tile.resize((128, 128), Image.NEAREST) for tile in to_pil(x)]
+
+        export_lora(model, folder, {**self.card, **run_card(step, images_seen, seconds)}, self.validation_prompts, draw)
+
+
+class DiffusersLoraTask:
+    """The same LoRA training for a diffusers Stable Diffusion-family checkpoint: latents and prompt states
+    are computed once (frozen VAE and text encoder), then the UNet's LoRA learns the checkpoint's own loss
+    (epsilon or v, as its scheduler says)."""
+
+    def __init__(self, pipe, data: CaptionedImages, *, validation_prompts: list[str], card: dict | None = None):
+        from diffusers import DDPMScheduler
+
+        self.pipe, self.data, self.validation_prompts, self.card = pipe, data, validation_prompts, card or {}
+        self.noise = DDPMScheduler.from_config(pipe.scheduler.config)
+        with torch.no_grad():
+            x = ImageBatches(data.images, 1, seed=0).x.to(pipe.device, pipe.vae.dtype)
+            self.latents = pipe.vae.encode(x).latent_dist.mean * pipe.vae.config.scaling_factor  # (N, 4, h, w)
+            self.states = pipe.encode_prompt(data.captions, pipe.device, 1, False)[0]  # (N, 77, D)
+
+    def trainable(self) -> torch.nn.Module:
+        return self.pipe.unet
+
+    def batches(self, start_step: int, batch_size: int, device: torch.device) -> Iterator:
+        rng = random.Random(start_step)
+        while True:
+            idx = torch.tensor([rng.randrange(len(self.latents)) for _ in range(batch_size)])
+            yield idx, self.latents[idx].to(device)
+
+    def loss(self, model, batch) -> torch.Tensor:
+        idx, z0 = batch
+        noise = torch.randn_like(z0)
+        t = torch.randint(0, self.noise.config.num_train_timesteps, (len(idx),), device=z0.device)
+        z_t = self.noise.add_noise(z0, noise, t)
+        v_pred = self.noise.config.prediction_type == "v_prediction"
+        target = self.noise.get_velocity(z0, noise, t) if v_pred else noise
+        pred = model(z_t, t, encoder_hidden_states=self.states[idx].to(z0.device)).sample
+        return torch.nn.functional.mse_loss(pred.float(), target.float())
+
+    def evaluate(self, model) -> dict[str, float]:
+        return {}
+
+    def export(self, model, folder: Path, *, step: int, images_seen: int, seconds: float) -> None:
+        def draw(prompts: list[str]) -> list[Image.Image]:
+            gens = [torch.Generator().manual_seed(i) for i in range(len(prompts))]
+            return self.pipe(prompts, generator=gens, num_inference_steps=20).images
+
+        export_lora(model, folder, {**self.card, **run_card(step, images_seen, seconds)}, self.validation_prompts, draw)
+
+
+def run_card(step: int, images_seen: int, seconds: float) -> dict:
+    return {"step": step, "images_seen": images_seen, "train_minutes": round(seconds / 60, 1)}
+
+
+def export_lora(model, folder: Path, card: dict, validation_prompts: list[str], draw) -> None:
+    """folder/lora.safetensors, lora.json (how it was made) and validation-STEP.png: draw(prompts) side by side."""
+    folder.mkdir(parents=True, exist_ok=True)
+    save_lora(model, folder)
+    (folder / "lora.json").write_text(json.dumps(card, indent=2) + "\n")
+    if validation_prompts:
+        tiles = draw(validation_prompts)
+        sheet = Image.new("RGB", (sum(t.size[0] for t in tiles), tiles[0].size[1]))
+        for i, tile in enumerate(tiles):
+            sheet.paste(tile, (sum(t.size[0] for t in tiles[:i]), 0))
+        sheet.save(folder / f"validation-{card['step']:06d}.png")
 
 
 def train_lora(
@@ -180,22 +235,37 @@ def train_lora(
     The CLI (`python -m train lora`) and the app's Train tab both call this."""
     from pipeline.core import local_folder
     from pipeline.encoders import load_encoder
-    from pipeline.presets import resolve_model
+    from pipeline.hub import is_hub_pipeline
+    from pipeline.presets import is_diffusers, resolve_model
     from train.loop import TrainConfig, run_training
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    source, _ = resolve_model(model, "diffusion")
-    unet, cfg, meta = diffusion.load(local_folder(source))
-    unet = unet.float()
-    add_lora(unet, rank=rank)
+    card = {**(card or {}), "base_model": model, "rank": rank}
+    if is_diffusers(model) or is_hub_pipeline(model):  # a diffusers Stable Diffusion-family checkpoint
+        from diffusers import StableDiffusionPipeline
+
+        source, _ = resolve_model(model, "diffusers")
+        pipe = StableDiffusionPipeline.from_pretrained(source, use_safetensors=True).to(device)
+        pipe.set_progress_bar_config(disable=True)
+        pipe.vae.requires_grad_(False)
+        pipe.text_encoder.requires_grad_(False)
+        unet = pipe.unet
+        resolution = unet.config.sample_size * pipe.vae_scale_factor
+        images = load_folder(data, resolution=resolution, allow_empty_captions=allow_empty_captions)
+        add_lora(unet, rank=rank)
+        task = DiffusersLoraTask(pipe, images, validation_prompts=validation_prompts or [], card=card)
+    else:  # a Wordbrush model (the embedded shapes model, or a folder of ours)
+        source, _ = resolve_model(model, "diffusion")
+        unet, cfg, meta = diffusion.load(local_folder(source))
+        unet = unet.float()
+        add_lora(unet, rank=rank)
+        encoder = load_encoder(meta["encoder"], device=device)
+        images = load_folder(data, resolution=cfg.resolution, allow_empty_captions=allow_empty_captions)
+        task = LoraTask(unet, cfg, encoder, images, validation_prompts=validation_prompts or [], card=card)
     if gradient_checkpointing:
         unet.enable_gradient_checkpointing()
-    encoder = load_encoder(meta["encoder"], device=device)
-    images = load_folder(data, resolution=cfg.resolution, allow_empty_captions=allow_empty_captions)
     n_params = sum(p.numel() for p in unet.parameters() if p.requires_grad)
     print(f"LoRA rank {rank} on {model}: {n_params:,} trainable params; {len(images.images)} images")
-    card = {**(card or {}), "base_model": model, "rank": rank}
-    task = LoraTask(unet, cfg, encoder, images, validation_prompts=validation_prompts or [], card=card)
     train_cfg = TrainConfig(
         out=str(out),
         steps=steps,
