@@ -19,7 +19,12 @@ def _load(args: argparse.Namespace):
     from pipeline import Wordbrush
 
     wb = Wordbrush.load(
-        args.model, generator=args.generator, device=args.device, offload=args.offload, compile=args.compile
+        args.model,
+        generator=args.generator,
+        device=args.device,
+        offload=args.offload,
+        compile=args.compile,
+        precision=args.precision,
     )
     if args.lora:
         wb.set_lora(args.lora)
@@ -121,6 +126,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     expand.add_argument("--no-expand", dest="expand", action="store_false", help="use the prompt as written")
     p.add_argument("--offload", action="store_true", help="diffusers models: model CPU offload for small GPUs")
     p.add_argument("--compile", action="store_true", help="diffusers models: torch.compile the denoiser")
+    p.add_argument(
+        "--precision", choices=["auto", "bf16", "fp32"], default="auto",
+        help="embedded diffusion: bf16 autocast where the hardware has it natively (auto), or force one",
+    )  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -45,17 +45,20 @@ class DiffusionGenerator:
     default_steps = 12
     default_guidance = 3.0
 
-    def __init__(self, unet, cfg: diffusion.DiffusionConfig):
+    def __init__(self, unet, cfg: diffusion.DiffusionConfig, *, autocast: torch.dtype | None = None):
         self.unet, self.cfg = unet, cfg
         self.resolution = cfg.resolution
+        self.autocast = autocast  # run the UNet's matmuls and convolutions in this dtype (None: the weights')
 
     def generate(
         self, cond, uncond, *, seeds, steps, guidance, callback=None, init=None, strength=1.0, mask=None
     ) -> torch.Tensor:
-        return diffusion.sample(
-            self.unet, self.cfg, cond, uncond, seeds=seeds, steps=steps, guidance=guidance,
-            callback=callback, init=init, strength=strength, mask=mask,
-        )  # fmt: skip
+        device_type = self.unet.device.type
+        with torch.autocast(device_type, dtype=self.autocast or torch.bfloat16, enabled=self.autocast is not None):
+            return diffusion.sample(
+                self.unet, self.cfg, cond, uncond, seeds=seeds, steps=steps, guidance=guidance,
+                callback=callback, init=init, strength=strength, mask=mask,
+            ).float()  # fmt: skip
 
 
 class GANGenerator:
@@ -104,6 +107,7 @@ class Wordbrush:
     def __init__(self, encoder: PromptEncoder, generator: DiffusionGenerator | GANGenerator, *, model: str):
         self.encoder, self.generator, self.model = encoder, generator, model
         self.lora: str | None = None  # "path:scale" of the applied LoRA
+        self.precision = "auto"  # what load_generator was asked for
         self.expansion = ExpansionStage(default=False)  # the shapes model reads the world's own words best
         self._uncond = encoder.encode([""])
 
@@ -114,11 +118,11 @@ class Wordbrush:
     @classmethod
     def load(
         cls, model: str = DEFAULT_MODEL, *, generator: str | None = None, device: str = "auto", offload: bool = False,
-        compile: bool = False,
+        compile: bool = False, precision: str = "auto",
     ) -> Wordbrush | HubPipeline:  # fmt: skip
         """Load a preset name, a model folder or a hub id, on CUDA when there is one. Diffusers checkpoints
         (presets such as "sd-turbo", pipeline folders, hub ids) come back as a HubPipeline with the same calls;
-        offload and compile apply to them."""
+        offload and compile apply to them; precision ("auto", "bf16", "fp32") to the embedded diffusion generator."""
         from pipeline.hub import HubPipeline, is_hub_pipeline
 
         if generator in (None, "diffusers") and (is_diffusers(model) or is_hub_pipeline(model)):
@@ -131,7 +135,9 @@ class Wordbrush:
         if generator is not None and generator != meta["generator"]:
             raise ValueError(f"{folder} holds a {meta['generator']!r} generator, not {generator!r}")
         encoder = load_encoder(meta["encoder"], device=device)
-        return cls(encoder, load_generator(folder, meta, device=device), model=model)
+        wb = cls(encoder, load_generator(folder, meta, device=device, precision=precision), model=model)
+        wb.precision = precision
+        return wb
 
     def with_generator(self, kind: str) -> Wordbrush:
         """The same model and prompt encoder (shared, not reloaded) with its `kind` generator."""
@@ -140,7 +146,10 @@ class Wordbrush:
         meta = diffusion.read_meta(folder)
         if meta["encoder"] != self.encoder.name:
             raise ValueError(f"{folder} reads prompts with {meta['encoder']!r}, not {self.encoder.name!r}")
-        return Wordbrush(self.encoder, load_generator(folder, meta, device=str(self.encoder.device)), model=self.model)
+        generator = load_generator(folder, meta, device=str(self.encoder.device), precision=self.precision)
+        wb = Wordbrush(self.encoder, generator, model=self.model)
+        wb.precision = self.precision
+        return wb
 
     def text_to_image(
         self,
@@ -313,12 +322,30 @@ def parse_lora(spec: str) -> tuple[Path, float]:
     return p, scale
 
 
-def load_generator(folder: Path, meta: dict, *, device: str):
-    """The generator a Wordbrush model folder holds, by its wordbrush.json."""
+def load_generator(folder: Path, meta: dict, *, device: str, precision: str = "auto"):
+    """The generator a Wordbrush model folder holds, by its wordbrush.json.
+    precision "auto": bf16 autocast where the hardware computes bf16 natively (CUDA; CPUs with AMX or
+    AVX512-BF16), fp32 elsewhere; or "bf16" / "fp32"."""
     if meta["generator"] == "gan":
         return GANGenerator(gan.load(folder, device=device))
     unet, cfg, _ = diffusion.load(folder, device=device)
-    return DiffusionGenerator(unet, cfg)
+    if precision not in ("auto", "bf16", "fp32"):
+        raise ValueError(f"precision must be auto, bf16 or fp32, got {precision!r}")
+    bf16 = precision == "bf16" or (precision == "auto" and native_bf16(device))
+    return DiffusionGenerator(unet, cfg, autocast=torch.bfloat16 if bf16 else None)
+
+
+def native_bf16(device: str) -> bool:
+    """Does `device` compute bf16 natively (so autocast pays): CUDA, or a CPU with AMX / AVX512-BF16?
+    Measured on this project's CPU (AMX): 0.41 s/image at batch 1 and 0.165 at batch 8, against 0.47 and
+    0.31 in fp32 (bench/diffusion_latency.py)."""
+    if device.startswith("cuda"):
+        return True
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
 def check_request(prompts: list[str], seeds: list[int], *, steps: int, guidance: float, num_images: int) -> None:

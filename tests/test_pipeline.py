@@ -3,6 +3,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from pipeline import Wordbrush
@@ -32,12 +33,28 @@ def test_same_seed_same_image_other_seed_other_image(wb):
     assert np.abs(_arr(a) - _arr(c)).mean() > 5
 
 
-def test_batched_prompts_match_one_by_one(wb):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_batched_prompts_match_one_by_one(tiny_folder, precision):
+    wb = Wordbrush.load(str(tiny_folder), precision=precision)
+    assert (wb.generator.autocast is None) == (precision == "fp32")
     prompts = ["a red circle", "three blue squares", "a green triangle above a white circle"]
     batched = wb.text_to_image(prompts, seed=[1, 2, 3], steps=3)
     for prompt, seed, image in zip(prompts, [1, 2, 3], batched.images):
         alone = wb.text_to_image(prompt, seed=seed, steps=3).images[0]
-        assert np.abs(_arr(alone) - _arr(image)).max() <= 2  # same image up to float rounding
+        diff = np.abs(_arr(alone) - _arr(image))
+        if precision == "fp32":
+            assert diff.max() <= 2  # the same image up to float rounding
+        else:  # bf16 kernels round differently at another batch size: close, not identical
+            assert diff.mean() < 1.5 and diff.max() <= 24
+
+
+def test_auto_precision_uses_bf16_only_where_the_hardware_has_it(tiny_folder):
+    from pipeline.core import native_bf16
+
+    wb = Wordbrush.load(str(tiny_folder))
+    assert (wb.generator.autocast == torch.bfloat16) == native_bf16("cpu")
+    with pytest.raises(ValueError, match="precision must be"):
+        Wordbrush.load(str(tiny_folder), precision="fp8")
 
 
 @pytest.mark.parametrize(

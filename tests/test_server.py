@@ -118,3 +118,19 @@ def test_twenty_concurrent_users_each_get_their_own_images(url):
         t.join(timeout=600)
     assert not errors, errors[:3]
     assert len(checked) == users * per_user and all(checked)
+
+
+def test_the_main_thread_runner_runs_calls_on_the_serving_thread_and_passes_errors_back():
+    from pipeline.batcher import MainThreadRunner
+
+    runner = MainThreadRunner()
+    server = threading.Thread(target=runner.serve_forever, daemon=True)
+    server.start()
+    assert runner.call(threading.current_thread) is server  # from this (another) thread, run over there
+
+    def fail():
+        raise ValueError("bad prompt")
+
+    with pytest.raises(ValueError, match="bad prompt"):
+        runner.call(fail)
+    assert runner.call(lambda a, b=0: a + b, 2, b=3) == 5  # still serving after an error
