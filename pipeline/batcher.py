@@ -4,7 +4,8 @@ Each server thread calls `batcher.text_to_image(request, callback=...)` and bloc
 One worker thread takes the first waiting request, gathers the compatible ones that arrive within
 `window_s` (same steps, guidance, LoRA and prompt expansion; up to `max_images` images in all), runs them
 as one batch and hands each caller its own images. Requests that arrive while a batch runs wait in the
-queue and make up the next batch, so the window can stay short (10 ms: a lone request barely waits).
+queue and make up the next batch, so the window can stay short (10 ms, extended by each arrival up to
+100 ms: a lone request barely waits, a burst rides together).
 Every caller's callback sees every denoising step of its batch. With a MainThreadRunner, the pipeline
 calls themselves run on the app's main thread.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
@@ -99,21 +101,24 @@ class Batcher:
             batch, waiting = [first], []
             key = first.request.batch_key()
             images = first.request.num_images
-            deadline = threading.Event()
-            timer = threading.Timer(self.window_s, deadline.set)
-            timer.start()
-            while not deadline.is_set() and images < self.max_images:
+            # Gather while requests keep arriving: each arrival extends the window by window_s, up to 10x.
+            start = time.monotonic()
+            deadline = start + self.window_s
+            while images < self.max_images:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
                 try:
-                    nxt = self._queue.get(timeout=self.window_s / 5)
+                    nxt = self._queue.get(timeout=left)
                 except queue.Empty:
-                    continue
+                    break
                 fits = nxt.request.batch_key() == key
                 if fits and images + nxt.request.num_images <= self.max_images:
                     batch.append(nxt)
                     images += nxt.request.num_images
+                    deadline = min(time.monotonic() + self.window_s, start + 10 * self.window_s)
                 else:
                     waiting.append(nxt)
-            timer.cancel()
             for p in waiting:  # back in line for the next batch, in arrival order
                 self._queue.put(p)
             self._run(batch)
