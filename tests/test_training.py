@@ -100,3 +100,20 @@ def test_gan_training_exports_and_resumes_with_its_discriminator(encoder, tmp_pa
     run_training(resumed, TrainConfig(steps=6, **base))
     assert resumed._step == 6  # the discriminator's counter and optimizer came back from the checkpoint
     assert len(resumed.d_opt.state) > 0
+
+
+def test_gan_cli_starts_from_shipped_generator_weights_on_a_fresh_machine(tmp_path):
+    from pipeline import gan
+    from tests.tiny import make_tiny_gan
+
+    shipped = make_tiny_gan(tmp_path / "shipped", seed=3)
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "train", "gan", "--out", str(out), "--size", "tiny", "--batch-size", "4",
+           "--pool-size", "32", "--steps", "1", "--checkpoint-every", "1", "--eval-every", "0",
+           "--eval-per-category", "1", "--lr", "0", "--init", str(shipped)]  # fmt: skip
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"generator initialised from {shipped}" in done.stdout + done.stderr
+    start, after = gan.load(shipped), gan.load(out / "model")
+    for (name, a), (_, b) in zip(start.state_dict().items(), after.state_dict().items()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-2), name  # lr 0: the export is the shipped generator

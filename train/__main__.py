@@ -152,6 +152,9 @@ def _gan(args: argparse.Namespace) -> int:
     _, encoder, pool = _encoder_and_pool(args)
     cfg = dataclasses.replace(gan.GAN_SIZES[args.size], cond_dim=encoder.hidden_size)
     generator = gan.build_gan(cfg)
+    if args.init and not (Path(args.out) / "checkpoint" / "state.pt").exists():
+        generator = gan.load(args.init, device="cpu").float().train()  # the discriminator starts afresh
+        print(f"generator initialised from {args.init}")
     print(f"GAN generator: {sum(p.numel() for p in generator.parameters()) / 1e6:.1f}M params, encoder {args.encoder}")
     card = {"command": "python -m train " + " ".join(args.argv), "encoder": args.encoder}
     task = GANTask(
@@ -268,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--encoder", default="minilm")
     p.add_argument("--size", choices=["small", "tiny"], default="small", help="pipeline/gan.py GAN_SIZES")
+    p.add_argument("--init", help="GAN model folder whose generator starts a run that has no checkpoint yet")
     p.add_argument("--pool-size", type=int, default=20000)
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--eval-per-category", type=int, default=20)
