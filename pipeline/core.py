@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 MAX_IMAGES = 16  # per call: more is a batch job for the CLI
 MAX_SEED = 2**63 - 1
 MAX_GUIDANCE = 30.0
+INPAINT_RESAMPLE = 1  # RePaint resampling rounds per step for inpainting (1: blended diffusion alone)
 
 
 @dataclass
@@ -51,13 +52,13 @@ class DiffusionGenerator:
         self.autocast = autocast  # run the UNet's matmuls and convolutions in this dtype (None: the weights')
 
     def generate(
-        self, cond, uncond, *, seeds, steps, guidance, callback=None, init=None, strength=1.0, mask=None
+        self, cond, uncond, *, seeds, steps, guidance, callback=None, init=None, strength=1.0, mask=None, resample=1
     ) -> torch.Tensor:
         device_type = self.unet.device.type
         with torch.autocast(device_type, dtype=self.autocast or torch.bfloat16, enabled=self.autocast is not None):
             return diffusion.sample(
                 self.unet, self.cfg, cond, uncond, seeds=seeds, steps=steps, guidance=guidance,
-                callback=callback, init=init, strength=strength, mask=mask,
+                callback=callback, init=init, strength=strength, mask=mask, resample=resample,
             ).float()  # fmt: skip
 
 
@@ -73,7 +74,7 @@ class GANGenerator:
         self.resolution = model.config.resolution
 
     def generate(
-        self, cond, uncond, *, seeds, steps, guidance, callback=None, init=None, strength=1.0, mask=None
+        self, cond, uncond, *, seeds, steps, guidance, callback=None, init=None, strength=1.0, mask=None, resample=1
     ) -> torch.Tensor:
         if init is not None:
             raise ValueError(
@@ -257,9 +258,11 @@ class Wordbrush:
         guidance: float | None = None,
         callback=None,
         expand: bool | None = None,
+        resample: int = INPAINT_RESAMPLE,
     ) -> Result:
         """Regenerate the white part of `mask` (same size as `image`) to show `prompt`. Pixels outside
-        the mask are returned unchanged, bit for bit, at the input's own size."""
+        the mask are returned unchanged, bit for bit, at the input's own size. resample > 1: RePaint
+        resampling, each step redone that many times (bench/edit_quality.py measures the trade)."""
         # 1. Check inputs
         source = images.open_image(image)
         region = images.open_mask(mask, source.size)
@@ -277,7 +280,7 @@ class Wordbrush:
         r = self.generator.resolution
         x = self.generator.generate(
             cond, self._uncond, seeds=[seed], steps=steps, guidance=guidance, callback=callback,
-            init=images.to_model(source, r), mask=images.mask_to_model(region, r),
+            init=images.to_model(source, r), mask=images.mask_to_model(region, r), resample=resample,
         )  # fmt: skip
 
         # 5. Composite: generated pixels inside the mask, the input's own pixels outside

@@ -9,6 +9,7 @@ The sampler is one loop of `denoise_step`, the numbered recipe of STYLE.md:
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -145,6 +146,7 @@ def sample(
     init: torch.Tensor | None = None,
     strength: float = 1.0,
     mask: torch.Tensor | None = None,
+    resample: int = 1,
     callback: Callback | None = None,
 ) -> torch.Tensor:
     """Images (B, 3, H, W) in [0, 1] for B prompts.
@@ -152,7 +154,9 @@ def sample(
     With `init` (B, 3, H, W) in [0, 1] and strength < 1: start from `init` noised to that strength
     instead of pure noise (SDEdit, Meng et al., 2022). With `init` and `mask` (B, 1, H, W), 1 = generate:
     after every step the known region is replaced by `init` noised to the same level, so the generated
-    region grows to fit its surroundings (blended diffusion, Avrahami et al., 2022)."""
+    region grows to fit its surroundings (blended diffusion, Avrahami et al., 2022). resample > 1 adds
+    RePaint's resampling (Lugmayr et al., 2022): each step is undone (re-noised) and redone resample - 1
+    more times, so the generated region can agree with the known one."""
     # 1. Check inputs
     if not 1 <= steps <= MAX_STEPS:
         raise ValueError(f"steps must be between 1 and {MAX_STEPS}, got {steps}")
@@ -185,18 +189,37 @@ def sample(
     x = x * scheduler.init_noise_sigma
 
     # 3. Denoise
-    for i, t in enumerate(timesteps):
+    def solver_step(x, i, t):
+        """One guided solver step from t, then (inpainting) the known region put back at the new level."""
         model_out = denoise_step(unet, scheduler.scale_model_input(x, t), t.expand(len(seeds)), cond, uncond, guidance)
         x = scheduler.step(model_out, t, x).prev_sample
         if mask is not None:  # keep the known region on the trajectory of the input image
             last = i + 1 == len(timesteps)
             known_t = known if last else noise_schedule.add_noise(known, noise, timesteps[i + 1].expand(len(seeds)))
             x = mask * x + (1 - mask) * known_t
+        return x
+
+    redo = resample - 1 if mask is not None else 0
+    for i, t in enumerate(timesteps):
+        saved = copy.deepcopy(scheduler) if redo and i + 1 < len(timesteps) else None
+        x = solver_step(x, i, t)
+        for r in range(redo if saved is not None else 0):
+            scheduler = copy.deepcopy(saved)
+            fresh = seeded_noise([(s + 7919 * (i * resample + r + 1)) % 2**63 for s in seeds], x.shape[1:], device)
+            x = renoise(noise_schedule, x, fresh.to(dtype), from_t=timesteps[i + 1], to_t=t)
+            x = solver_step(x, i, t)
         if callback is not None:
             callback(i + 1, len(timesteps), ((x.float().clamp(-1, 1) + 1) / 2))
 
     # 4. Map to [0, 1]
     return ((x.float().clamp(-1, 1) + 1) / 2).cpu()
+
+
+def renoise(noise_schedule: DDPMScheduler, x: torch.Tensor, eps: torch.Tensor, *, from_t, to_t) -> torch.Tensor:
+    """q(x_to | x_from) of the variance-preserving forward process: from a cleaner level to a noisier one."""
+    a = noise_schedule.alphas_cumprod.to(x.device)
+    ratio = (a[to_t] / a[from_t]).to(x.dtype)
+    return ratio.sqrt() * x + (1 - ratio).sqrt() * eps
 
 
 def _to(e: EncodedPrompts, device, dtype) -> EncodedPrompts:

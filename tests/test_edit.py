@@ -51,6 +51,25 @@ def test_inpaint_keeps_outside_pixels_bit_identical(wb):
     assert not np.array_equal(before[mask > 0], after[mask > 0])
 
 
+def test_repaint_resampling_is_seeded_and_keeps_outside_pixels(wb):
+    photo = _photo((64, 64))
+    mask = np.zeros((64, 64), np.uint8)
+    mask[16:48, 16:48] = 255
+    steps_seen = []
+
+    def run(resample):
+        callback = (lambda i, n, _x: steps_seen.append((i, n))) if resample == 3 else None
+        out = wb.inpaint(photo, Image.fromarray(mask), prompt="a red circle", seed=1, steps=4, resample=resample,
+                         callback=callback)  # fmt: skip
+        return np.asarray(out.images[0])
+
+    plain, resampled, again = run(1), run(3), run(3)
+    assert np.array_equal(resampled, again)  # the extra noise is seeded too
+    assert np.array_equal(resampled[mask == 0], np.asarray(photo)[mask == 0])
+    assert not np.array_equal(resampled[mask > 0], plain[mask > 0])  # the redone steps changed the result
+    assert steps_seen[-1] == (4, 4)  # progress still counts solver steps
+
+
 def test_empty_mask_returns_the_input_and_full_mask_generates(wb):
     photo = _photo((32, 32))
     empty = wb.inpaint(photo, Image.new("L", (32, 32), 0), prompt="a red circle", seed=0, steps=2).images[0]
