@@ -23,7 +23,7 @@ from PIL import Image
 from pipeline import Wordbrush
 from pipeline.batcher import Batcher, MainThreadRunner, T2IRequest
 from pipeline.core import MAX_IMAGES
-from pipeline.presets import DEFAULT_MODEL, available_generators, style_presets
+from pipeline.presets import DEFAULT_MODEL, PRESETS, available_generators, style_presets
 from pipeline.recipe import read_recipe, save_png
 from train.job import LoraJob
 from train.lora import write_star_demo
@@ -144,10 +144,15 @@ def _run_edit(batcher: Batcher, outputs: Outputs, fn, *args, **kwargs) -> tuple[
     return outputs.save(result.images[0], recipe), recipe.to_a1111()
 
 
-def style_transfer_handler(batcher: Batcher, outputs: Outputs):
-    presets = style_presets(batcher.wb.model, batcher.wb.generator.kind)
+def editing_batcher(batchers: dict[str, Batcher]) -> Batcher:
+    """The generator the editing tabs use: the diffusion one (the GAN draws from text alone)."""
+    return batchers.get("diffusion") or batchers.get("diffusers") or next(iter(batchers.values()))
 
+
+def style_transfer_handler(batchers: dict[str, Batcher], outputs: Outputs):
     def handler(image, preset, free_text, strength, seed, randomize, progress=gr.Progress()):  # noqa: B008
+        batcher = editing_batcher(batchers)
+        presets = style_presets(batcher.wb.model, batcher.wb.generator.kind)
         if image is None:
             raise gr.Error("upload an image first (or send one from the Text to image gallery)")
         style_prompt = " ".join(t for t in [(free_text or "").strip(), presets.get(preset, "")] if t)
@@ -173,8 +178,9 @@ def editor_mask(value: dict) -> tuple[Image.Image, Image.Image]:
     return background, Image.fromarray(painted.astype(np.uint8) * 255)
 
 
-def inpaint_handler(batcher: Batcher, outputs: Outputs):
+def inpaint_handler(batchers: dict[str, Batcher], outputs: Outputs):
     def handler(editor_value, prompt, seed, randomize, progress=gr.Progress()):  # noqa: B008
+        batcher = editing_batcher(batchers)
         image, mask = editor_mask(editor_value)
         if not np.asarray(mask).any():
             gr.Warning("nothing is painted: paint over the part to regenerate (the image is returned unchanged)")
@@ -182,6 +188,41 @@ def inpaint_handler(batcher: Batcher, outputs: Outputs):
             batcher, outputs, batcher.wb.inpaint, image, mask, prompt=prompt or "", seed=_seed(seed, randomize),
             callback=_progress_callback(progress),
         )  # fmt: skip
+
+    return handler
+
+
+def load_model_handler(batchers: dict[str, Batcher], open_model):
+    """The Load button: open another model (preset, folder or hub id) and swap it in for every tab.
+    A model that cannot load leaves the current one serving and says why."""
+
+    def handler(name):
+        name = (name or "").strip()
+        if not name:
+            raise gr.Error("name a model: a preset, a model folder or a hub id")
+        current = next(iter(batchers.values())).wb.model
+        if name == current:
+            return [gr.update()] * 5 + [f"`{name}` is already loaded"]
+        try:
+            fresh = open_model(name)
+        except (ValueError, OSError, RuntimeError) as err:  # unknown id, offline, out of memory...
+            raise gr.Error(f"could not load {name!r}: {err}") from err
+        old = list(batchers.values())
+        batchers.clear()
+        batchers.update(fresh)
+        for b in old:
+            b.close()  # its worker ends once its queued requests are served; the old weights are freed
+        wb = editing_batcher(batchers).wb
+        gen = wb.generator
+        presets = list(style_presets(name, gen.kind))
+        return (
+            gr.update(choices=list(batchers), value=gen.kind),
+            gr.update(value=gen.default_steps),
+            gr.update(value=gen.default_guidance),
+            gr.update(value=wb.expansion.default),
+            gr.update(choices=presets, value=presets[min(1, len(presets) - 1)]),
+            f"loaded **{name}** ({', '.join(batchers)}; prompts read by `{wb.encoder_name}`)",
+        )
 
     return handler
 
@@ -267,9 +308,10 @@ def build_demo(
     outputs: Outputs | None = None,
     job: LoraJob | None = None,
     loras: dict[str, Path] | None = None,
+    open_model=None,
 ) -> gr.Blocks:
     """The app around one loaded Wordbrush per generator kind ("diffusion", "gan"); the editing tabs
-    use the diffusion generator."""
+    use the diffusion generator. open_model(name) -> {kind: Batcher} lets the page switch models."""
     kinds = list(batchers)
     batcher = batchers.get("diffusion") or batchers[kinds[0]]
     wb = batcher.wb
@@ -284,6 +326,13 @@ def build_demo(
             f"{' and '.join(kinds)} generators. Model `{wb.model}`, prompts read by `{wb.encoder_name}`, "
             f"{gen.resolution} px images (shown enlarged; downloads are the native PNGs with their recipe)."
         )
+        with gr.Row(visible=open_model is not None):
+            model_box = gr.Dropdown(
+                list(PRESETS), value=wb.model, allow_custom_value=True, label="Model",
+                info="a preset, a model folder or a diffusers hub id", scale=3,
+            )  # fmt: skip
+            model_load = gr.Button("Load model", scale=1)
+            model_status = gr.Markdown(f"serving **{wb.model}**", elem_id="model-status")
         results = gr.State([])  # paths of the last Text to image results
         selected = gr.State(0)
 
@@ -438,19 +487,24 @@ def build_demo(
             lambda: gr.Tabs(selected="inpaint"), None, tabs, api_name=False
         )
         style_run.click(
-            style_transfer_handler(batcher, outputs),
+            style_transfer_handler(batchers, outputs),
             [style_in, preset, style_text, strength, style_seed, style_random],
             [style_out, style_recipe],
             api_name="style_transfer",
         )
         style_to_inpaint.click(send_to("inpaint"), style_out, [editor, tabs], api_name=False)
         inpaint_run.click(
-            inpaint_handler(batcher, outputs),
+            inpaint_handler(batchers, outputs),
             [editor, inpaint_prompt, inpaint_seed, inpaint_random],
             [inpaint_out, inpaint_recipe],
             api_name="inpaint",
         )
         inpaint_to_style.click(send_to("style"), inpaint_out, [style_in, tabs], api_name=False)
+        if open_model is not None:
+            model_load.click(
+                load_model_handler(batchers, open_model), model_box,
+                [generator, steps, guidance, expand, preset, model_status], api_name=False,
+            )  # fmt: skip
         if job is not None:
             data_root = Path(tempfile.mkdtemp(prefix="wordbrush-train-"))
             train_start.click(
@@ -463,6 +517,21 @@ def build_demo(
                 training_status(job, loras), lora, [train_status, loss_plot, validation, lora], api_name=False
             )
     return demo
+
+
+def load_models(model: str, **knobs) -> dict[str, Wordbrush]:
+    """A model with each of its generators (they share the loaded prompt encoder), by generator kind."""
+    wb = Wordbrush.load(model, **knobs)
+    models = {wb.generator.kind: wb}
+    for kind in available_generators(model):
+        if kind not in models:
+            models[kind] = wb.with_generator(kind)
+    if on_zero_gpu():
+        import spaces  # only present on Hugging Face Spaces
+
+        for m in models.values():
+            m.generator.generate = spaces.GPU(m.generator.generate)
+    return models
 
 
 def on_zero_gpu() -> bool:
@@ -487,18 +556,14 @@ def main() -> None:
     auth = tuple(args.auth.split(":", 1)) if args.auth else None
     if args.share and not auth:
         print("note: a share link is public; add --auth user:password to keep strangers out")
-    wb = Wordbrush.load(
-        args.model, device=args.device, offload=args.offload, compile=args.compile, precision=args.precision
-    )  # once per process
-    models = {wb.generator.kind: wb}
-    for kind in available_generators(args.model):
-        if kind not in models:  # the other generators share the loaded prompt encoder
-            models[kind] = wb.with_generator(kind)
-    if on_zero_gpu():
-        import spaces  # only present on Hugging Face Spaces
+    runner = MainThreadRunner()  # pipeline calls run on this (main) thread: 1.6x faster on CPU than on a worker
+    knobs = {"device": args.device, "offload": args.offload, "compile": args.compile, "precision": args.precision}
 
-        for m in models.values():
-            m.generator.generate = spaces.GPU(m.generator.generate)
+    def open_model(name: str) -> dict[str, Batcher]:
+        return {kind: Batcher(m, runner=runner) for kind, m in load_models(name, **knobs).items()}
+
+    batchers = open_model(args.model)  # once per process (and again when the page loads another model)
+    wb = editing_batcher(batchers).wb
     # LoRA training runs on the embedded model; diffusers checkpoints load LoRAs trained elsewhere (--lora-dir).
     job = (
         None
@@ -506,8 +571,7 @@ def main() -> None:
         else LoraJob(model=args.model, runs_dir=Path(tempfile.gettempdir()) / "wordbrush-loras")
     )
     loras = {p.stem: p for p in sorted(Path(args.lora_dir).glob("*.safetensors"))} if args.lora_dir else {}
-    runner = MainThreadRunner()  # pipeline calls run on this (main) thread: 1.6x faster on CPU than on a worker
-    demo = build_demo({kind: Batcher(m, runner=runner) for kind, m in models.items()}, job=job, loras=loras)
+    demo = build_demo(batchers, job=job, loras=loras, open_model=open_model)
     demo.queue(max_size=256).launch(
         server_name=args.host, server_port=args.port, share=args.share, auth=auth,
         max_file_size=MAX_UPLOAD, css=CSS, prevent_thread_lock=True,

@@ -82,13 +82,18 @@ class Batcher:
         self._queue: queue.Queue[_Pending] = queue.Queue()
         self._lock = threading.Lock()  # one pipeline call at a time, batched or not
         self.batch_sizes: list[int] = []  # requests per batch run, for tests and benchmarks
-        threading.Thread(target=self._worker, name="wordbrush-batcher", daemon=True).start()
+        self._thread = threading.Thread(target=self._worker, name="wordbrush-batcher", daemon=True)
+        self._thread.start()
 
     def text_to_image(self, request: T2IRequest, *, callback=None, timeout: float | None = None) -> Result:
         """Block until this request's images are ready; errors of this request are raised here."""
         pending = _Pending(request, callback)
         self._queue.put(pending)
         return pending.future.result(timeout=timeout)
+
+    def close(self) -> None:
+        """End the worker after the requests already queued (a model switch drops the old batchers)."""
+        self._queue.put(None)
 
     def run_alone(self, fn, *args, **kwargs):
         """Run another pipeline call (style transfer, inpainting) between batches."""
@@ -98,6 +103,8 @@ class Batcher:
     def _worker(self) -> None:
         while True:
             first = self._queue.get()
+            if first is None:  # closed
+                return
             batch, waiting = [first], []
             key = first.request.batch_key()
             images = first.request.num_images
@@ -111,6 +118,9 @@ class Batcher:
                 try:
                     nxt = self._queue.get(timeout=left)
                 except queue.Empty:
+                    break
+                if nxt is None:  # closed: finish this batch, then stop
+                    self._queue.put(None)
                     break
                 fits = nxt.request.batch_key() == key
                 if fits and images + nxt.request.num_images <= self.max_images:

@@ -70,7 +70,7 @@ def test_bad_input_becomes_a_gradio_error(batchers, outputs, args, message):
 def test_style_transfer_handler(batcher, outputs, tmp_path):
     src = tmp_path / "in.png"
     Image.new("RGB", (64, 48), (200, 30, 30)).save(src)
-    path, recipe = app.style_transfer_handler(batcher, outputs)(
+    path, recipe = app.style_transfer_handler({"diffusion": batcher}, outputs)(
         str(src), "outline", "a red square", 0.6, 1, False, progress=no_progress
     )
     out = Image.open(path)
@@ -78,11 +78,15 @@ def test_style_transfer_handler(batcher, outputs, tmp_path):
     import gradio as gr
 
     with pytest.raises(gr.Error, match="upload an image"):
-        app.style_transfer_handler(batcher, outputs)(None, "outline", "", 0.6, 1, False, progress=no_progress)
+        app.style_transfer_handler({"diffusion": batcher}, outputs)(
+            None, "outline", "", 0.6, 1, False, progress=no_progress
+        )
     bogus = tmp_path / "bogus.png"
     bogus.write_text("not an image")
     with pytest.raises(gr.Error, match="not an image"):
-        app.style_transfer_handler(batcher, outputs)(str(bogus), "outline", "", 0.6, 1, False, progress=no_progress)
+        app.style_transfer_handler({"diffusion": batcher}, outputs)(
+            str(bogus), "outline", "", 0.6, 1, False, progress=no_progress
+        )
 
 
 def _editor(size=(48, 48), box=(10, 10, 30, 30)):
@@ -95,7 +99,9 @@ def _editor(size=(48, 48), box=(10, 10, 30, 30)):
 
 def test_inpaint_handler_regenerates_only_the_painted_part(batcher, outputs):
     value = _editor()
-    path, recipe = app.inpaint_handler(batcher, outputs)(value, "a yellow triangle", 0, False, progress=no_progress)
+    path, recipe = app.inpaint_handler({"diffusion": batcher}, outputs)(
+        value, "a yellow triangle", 0, False, progress=no_progress
+    )
     out = np.asarray(Image.open(path))
     _, mask = app.editor_mask(value)
     keep = np.asarray(mask) == 0
@@ -107,9 +113,11 @@ def test_inpaint_handler_errors(batcher, outputs):
     import gradio as gr
 
     with pytest.raises(gr.Error, match="upload an image"):
-        app.inpaint_handler(batcher, outputs)({"background": None, "layers": []}, "x", 0, False, progress=no_progress)
+        app.inpaint_handler({"diffusion": batcher}, outputs)(
+            {"background": None, "layers": []}, "x", 0, False, progress=no_progress
+        )
     with pytest.raises(gr.Error, match="prompt is empty"):
-        app.inpaint_handler(batcher, outputs)(_editor(), "", 0, False, progress=no_progress)
+        app.inpaint_handler({"diffusion": batcher}, outputs)(_editor(), "", 0, False, progress=no_progress)
 
 
 def test_restore_recipe_from_png(batchers, outputs):

@@ -193,9 +193,34 @@ def test_the_app_handlers_serve_the_tiny_pipeline(hub, tmp_path):
         "a red fox", "diffusers", 2, 3.0, 1, False, 2, progress=lambda *a, **k: None
     )
     assert len(paths) == 2 and Image.open(paths[0]).size == (32, 32) and "Seed: 1" in recipe
-    style = app.style_transfer_handler(batchers["diffusers"], outputs)
+    style = app.style_transfer_handler(batchers, outputs)
     path, recipe = style(str(paths[0]), "watercolor", "", 0.6, 0, False, progress=lambda *a, **k: None)
     assert "watercolor" in recipe and Image.open(path).size == (32, 32)
+
+
+def test_the_page_switches_models_and_a_bad_name_leaves_the_current_one_serving(tiny_folder, sd_folder, tmp_path):
+    import gradio as gr
+
+    first = Batcher(Wordbrush.load(str(tiny_folder)), window_s=0.01)
+    batchers = {"diffusion": first}
+
+    def open_model(name):
+        return {kind: Batcher(m, window_s=0.01) for kind, m in app.load_models(name).items()}
+
+    load = app.load_model_handler(batchers, open_model)
+    with pytest.raises(gr.Error, match="could not load 'nobody/no-such-model'"):
+        load("nobody/no-such-model")
+    assert batchers == {"diffusion": first}  # still serving the first model
+    t2i = app.text_to_image_handler(batchers, app.Outputs(tmp_path))
+    assert len(t2i("a red circle", "diffusion", 2, 3.0, 0, False, 1, progress=lambda *a, **k: None)[4]) == 1
+
+    updates = load(str(sd_folder))
+    assert list(batchers) == ["diffusers"] and "loaded" in updates[-1]
+    assert updates[0]["choices"] == [("diffusers", "diffusers")] or updates[0]["value"] == "diffusers"
+    paths = t2i("a red fox", "diffusers", 2, 3.0, 0, False, 2, progress=lambda *a, **k: None)[4]
+    assert [Image.open(p).size for p in paths] == [(32, 32), (32, 32)]
+    first._thread.join(timeout=10)
+    assert not first._thread.is_alive()  # the old model's worker ended, its weights can go
 
 
 @pytest.mark.skipif(browser.chromium_path() is None, reason="no chromium (bash scripts/install.sh --dev)")
@@ -203,6 +228,11 @@ def test_every_tab_in_a_real_browser_on_the_tiny_pipeline(sd_folder, tmp_path):
     picture = tmp_path / "in.png"
     Image.new("RGB", (64, 64), (40, 70, 225)).save(picture)
     with running_app(str(sd_folder)) as url, browser.browser_page(url, failure_screenshot=tmp_path / "f.png") as page:
+        model_box = page.get_by_role("combobox", name="Model")
+        model_box.fill("nobody/no-such-model")
+        model_box.press("Enter")
+        page.get_by_role("button", name="Load model").click()
+        page.get_by_text("could not load").first.wait_for(timeout=30_000)  # said in the page, server serves on
         assert browser.text_to_image(page, "a lighthouse at dusk") == 4
         browser.style_transfer(page, picture)
         assert "oil painting" in page.locator("#style-recipe textarea").input_value()
