@@ -2,9 +2,10 @@
 
     python bench/diffusion_latency.py [--model shapes] [--steps 12] [--repeats 5]
 
-Rows: batch 1 (one request), batch 16 (16 prompts in one call), the same 16 served one by one, and a
+Rows: batch 1 (one request), batch 16 (16 prompts in one call), the same 16 served one by one, a
 plain loop that runs the conditional and unconditional passes separately (as a first implementation
-of classifier-free guidance would).
+of classifier-free guidance would), and the same calls in fp32 (the default is bf16 autocast on CPUs
+that compute bf16 natively).
 """
 
 from __future__ import annotations
@@ -69,6 +70,9 @@ def main() -> None:
     b16 = timed(lambda: wb.text_to_image(PROMPTS, seed=list(range(n)), steps=steps, guidance=g), args.repeats) / n
     seq = timed(lambda: [wb.text_to_image(p, seed=i, steps=steps, guidance=g) for i, p in enumerate(PROMPTS)], 1) / n
     plain = timed(lambda: plain_loop(wb, PROMPTS[0], steps, g), args.repeats)
+    fp32 = Wordbrush.load(args.model, device="cpu", precision="fp32")
+    b1_32 = timed(lambda: fp32.text_to_image(PROMPTS[0], seed=0, steps=steps, guidance=g), args.repeats)
+    b16_32 = timed(lambda: fp32.text_to_image(PROMPTS, seed=list(range(n)), steps=steps, guidance=g), args.repeats) / n
     params = sum(p.numel() for p in wb.generator.unet.parameters()) / 1e6
     threads = torch.get_num_threads()
     print(f"model {args.model} ({params:.1f}M-param UNet), {steps} steps, guidance {g}, CPU, {threads} threads\n")
@@ -78,6 +82,9 @@ def main() -> None:
     print(f"| plain loop, batch 1 (cond and uncond passes apart) | {plain:.3f} | {plain / b1:.2f}x slower |")
     print(f"| ours, batch 16 | {b16:.3f} | {b1 / b16:.2f}x faster |")
     print(f"| 16 requests one by one | {seq:.3f} | batch 16 is {seq / b16:.2f}x faster |")
+    print(f"| ours in fp32 (--precision fp32), batch 1 | {b1_32:.3f} | {b1_32 / b1:.2f}x slower |")
+    print(f"| ours in fp32, batch 16 | {b16_32:.3f} | |")
+    print(f"\nprecision: {'bf16 autocast' if wb.generator.autocast is not None else 'fp32'} (auto)")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -57,6 +58,7 @@ def main() -> None:
     args = p.parse_args()
 
     data = write_star_demo(Path(args.data), n=args.images)
+    shutil.rmtree(args.out, ignore_errors=True)  # a fresh run: the time below is the whole training
     t0 = time.time()
     lora = train_lora(
         model=args.model, data=data, out=args.out, rank=args.rank, steps=args.steps, lr=args.lr,

@@ -37,7 +37,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     elif args.model:
         from pipeline import Wordbrush
 
-        wb = Wordbrush.load(args.model, generator=args.generator)
+        wb = Wordbrush.load(args.model, generator=args.generator, precision=args.precision)
         for split in splits:
             items = evaluate.eval_set(split, per_category=args.per_category)
             images = []
@@ -45,7 +45,8 @@ def _evaluate(args: argparse.Namespace) -> int:
                 chunk = items[i : i + 64]
                 result = wb.text_to_image([it.prompt for it in chunk], seed=[it.seed for it in chunk], steps=args.steps)
                 images += result.images
-            columns[f"{args.model} {wb.generator.kind}, held-out {split}"] = evaluate.score(items, images)
+            label = f"{args.model} {wb.generator.kind}" + (f" ({args.precision})" if args.precision != "auto" else "")
+            columns[f"{label}, held-out {split}"] = evaluate.score(items, images)
     elif args.clean:
         for split in splits:
             items = evaluate.eval_set(split, per_category=args.per_category)
@@ -227,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the generator's)")
     p.add_argument("--split", choices=["combos", "templates", "both"], default="both")
     p.add_argument("--per-category", type=int, default=100)
+    p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto", help="the diffusion generator's")
     p.set_defaults(fn=_evaluate)
 
     p = sub.add_parser("style-classifier", help="train the evaluator's style classifier")

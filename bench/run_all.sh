@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Every measurement in the README, in one run on an otherwise idle machine (about 35 minutes on the
+# 2-core CPU). Each table lands in bench/results/; the README quotes them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+R=bench/results
+run() { local out=$1; shift; echo "== $* -> $R/$out" >&2; "$@" 2>/dev/null | tee "$R/$out"; }
+
+run quality-diffusion.md $PY -m train evaluate --model shapes --per-category 100
+run quality-diffusion-fp32.md $PY -m train evaluate --model shapes --per-category 50 --split combos --precision fp32
+run diffusion-latency.md $PY bench/diffusion_latency.py
+run generators.md $PY bench/generators.py --per-category 50
+run edit-quality.md $PY bench/edit_quality.py --n 100 --resample 1 3
+run app-speed.md $PY bench/app_speed.py
+run lora-demo.log $PY bench/lora_demo.py --steps 300 --out runs/lora-star --results $R/lora-demo.md
+run encoders.md $PY bench/encoders.py
