@@ -52,6 +52,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--rank", type=int, default=8)
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--prior-weight", type=float, default=1.0)
     p.add_argument("--per-category", type=int, default=50)
     p.add_argument("--star-seeds", type=int, default=10)
     p.add_argument("--results", default="bench/results/lora_demo.md")
@@ -62,7 +63,8 @@ def main() -> None:
     t0 = time.time()
     lora = train_lora(
         model=args.model, data=data, out=args.out, rank=args.rank, steps=args.steps, lr=args.lr,
-        mixed_precision="bf16", validation_prompts=["a red star", "a blue star", "a green star", "a yellow star"],
+        mixed_precision="bf16", prior_weight=args.prior_weight,
+        validation_prompts=["a red star", "a blue star", "a green star", "a yellow star"],
     )  # fmt: skip
     minutes = (time.time() - t0) / 60
     print(f"trained {lora} in {minutes:.1f} min", flush=True)
@@ -74,7 +76,8 @@ def main() -> None:
     after = {"star": scores(wb, stars)["single_object"], **scores(wb, old)}
     rows = ["star", *evaluate.CATEGORIES, "overall"]
     lines = [
-        f"LoRA rank {args.rank}, {args.steps} steps x batch 16 on {args.images} star images, trained in "
+        f"LoRA rank {args.rank}, {args.steps} steps x batch 16 on {args.images} star images, prior-preservation "
+        f"weight {args.prior_weight}, trained in "
         f"{minutes:.1f} min on this machine's CPU (bf16 autocast); evaluator on {len(stars)} star prompts "
         f"(held-out templates) and {args.per_category} held-out combinations per old category.",
         "",

@@ -198,6 +198,7 @@ def _lora(args: argparse.Namespace) -> int:
         validation_prompts=args.validation_prompts,
         checkpoint_every=args.checkpoint_every,
         allow_empty_captions=args.allow_empty_captions,
+        prior_weight=args.prior_weight,
         seed=args.seed,
         card={"command": "python -m train " + " ".join(args.argv)},
     )
@@ -295,6 +296,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gradient-checkpointing", action="store_true")
     p.add_argument("--validation-prompts", nargs="*", default=[], help="drawn at every checkpoint export")
     p.add_argument("--checkpoint-every", type=int, default=50)
+    p.add_argument(
+        "--prior-weight", type=float, default=1.0,
+        help="embedded models: weight of prior preservation (self-distillation on the base world's captions); 0 off",
+    )  # fmt: skip
     p.add_argument(
         "--allow-empty-captions", action="store_true", help="train images without a caption as unconditional"
     )

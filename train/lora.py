@@ -21,12 +21,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from pipeline import diffusion
 from pipeline.encoders import PromptEncoder
 from pipeline.images import to_rgb
-from train.diffusion import CaptionPool, DiffusionTask
+from train.diffusion import CaptionPool, DiffusionTask, build_pool
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif"}
 LORA_FILE = "lora.safetensors"
@@ -124,11 +125,37 @@ class LoraTask(DiffusionTask):
     """The diffusion task on a user's folder: same loss, the UNet frozen but for its LoRA adapters."""
 
     def __init__(self, unet, cfg: diffusion.DiffusionConfig, encoder: PromptEncoder, data: CaptionedImages, *,
-                 validation_prompts: list[str], card: dict | None = None):  # fmt: skip
+                 validation_prompts: list[str], card: dict | None = None, prior: CaptionPool | None = None,
+                 prior_weight: float = 0.0):  # fmt: skip
         out = encoder.encode(data.captions)
         pool = CaptionPool([], out.states.half(), out.mask, out.pooled.half(), encoder.encode([""]))
         super().__init__(unet, cfg, encoder, pool, eval_per_category=1, card=card)
         self.data, self.validation_prompts = data, validation_prompts
+        self.prior, self.prior_weight = prior, prior_weight
+
+    def loss(self, model, batch) -> torch.Tensor:
+        loss = super().loss(model, batch)
+        if self.prior is None or self.prior_weight == 0:
+            return loss
+        return loss + self.prior_weight * self.prior_loss(model, batch[1])
+
+    def prior_loss(self, model, x0: torch.Tensor) -> torch.Tensor:
+        """Prior preservation by self-distillation: under captions of what the base model already draws,
+        the adapted UNet must predict what the frozen base UNet predicts, on the same noisy inputs. It
+        needs no extra images, and keeps the LoRA from drawing its new concept everywhere."""
+        device, n = x0.device, len(x0)
+        j = torch.randint(0, len(self.prior.states), (n,))
+        states = self.prior.states[j].to(device, torch.float32)
+        mask, pooled = self.prior.mask[j].to(device), self.prior.pooled[j].to(device, torch.float32)
+        t = torch.randint(0, self.cfg.train_timesteps, (n,), device=device)
+        x_t = self.noise.add_noise(x0, torch.randn_like(x0), t)
+        unet = getattr(model, "module", model)  # under DDP the adapters live on the wrapped module
+        with torch.no_grad():
+            unet.disable_adapters()
+            target = model(x_t, t, states, class_labels=pooled, encoder_attention_mask=mask).sample
+            unet.enable_adapters()
+        pred = model(x_t, t, states, class_labels=pooled, encoder_attention_mask=mask).sample
+        return F.mse_loss(pred.float(), target.float())
 
     def batches(self, start_step: int, batch_size: int, device: torch.device) -> Iterator:
         for idx, images in ImageBatches(self.data.images, batch_size, seed=start_step):
@@ -226,6 +253,7 @@ def train_lora(
     validation_prompts: list[str] | None = None,
     checkpoint_every: int = 50,
     allow_empty_captions: bool = False,
+    prior_weight: float = 1.0,
     seed: int = 0,
     card: dict | None = None,
     on_log=None,
@@ -261,7 +289,13 @@ def train_lora(
         add_lora(unet, rank=rank)
         encoder = load_encoder(meta["encoder"], device=device)
         images = load_folder(data, resolution=cfg.resolution, allow_empty_captions=allow_empty_captions)
-        task = LoraTask(unet, cfg, encoder, images, validation_prompts=validation_prompts or [], card=card)
+        # Prior captions: what the base model learned, from the world it was trained on.
+        prior = build_pool(encoder, size=512, seed=seed + 1) if prior_weight > 0 else None
+        card["prior_weight"] = prior_weight
+        task = LoraTask(
+            unet, cfg, encoder, images, validation_prompts=validation_prompts or [], card=card, prior=prior,
+            prior_weight=prior_weight,
+        )  # fmt: skip
     if gradient_checkpointing:
         unet.enable_gradient_checkpointing()
     n_params = sum(p.numel() for p in unet.parameters() if p.requires_grad)
