@@ -104,3 +104,27 @@ def test_lora_refuses_non_safetensors(tmp_path, trained_lora):
     bad.write_bytes(b"pickle")
     with pytest.raises(ValueError, match="safetensors files only"):
         Wordbrush.load(str(base)).set_lora(str(bad))
+
+
+def test_prior_preservation_is_zero_for_an_untouched_lora_and_grows_as_it_drifts(tmp_path):
+    from pipeline import diffusion
+    from pipeline.encoders import load_encoder
+    from train.diffusion import build_pool
+    from train.lora import LoraTask, add_lora, write_star_demo
+
+    unet, cfg, _ = diffusion.load(make_tiny_diffusion(tmp_path / "base"))
+    unet = unet.float()
+    add_lora(unet, rank=4)
+    encoder = load_encoder("minilm")
+    data = load_folder(write_star_demo(tmp_path / "stars", n=4), resolution=cfg.resolution)
+    prior = build_pool(encoder, size=16, seed=0)
+    task = LoraTask(unet, cfg, encoder, data, validation_prompts=[], prior=prior, prior_weight=1.0)
+    x0 = next(iter(task.batches(0, 4, torch.device("cpu"))))[1]
+    torch.manual_seed(0)
+    assert task.prior_loss(unet, x0).item() < 1e-10  # LoRA up-weights start at zero: the base model exactly
+    for name, p in unet.named_parameters():
+        if "lora_B" in name:
+            p.data.normal_(0, 0.1)
+    torch.manual_seed(0)
+    assert task.prior_loss(unet, x0).item() > 1e-4
+    assert all(p.requires_grad == ("lora" in n) for n, p in unet.named_parameters())  # adapters back on
