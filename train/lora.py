@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from train.diffusion import CaptionPool, DiffusionTask, build_pool
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif"}
 LORA_FILE = "lora.safetensors"
+PRIOR_IMAGES = 256  # base-model drawings used for prior preservation
 TARGET_MODULES = ["to_q", "to_k", "to_v", "to_out.0"]  # the UNet's attention projections
 
 
@@ -126,12 +128,13 @@ class LoraTask(DiffusionTask):
 
     def __init__(self, unet, cfg: diffusion.DiffusionConfig, encoder: PromptEncoder, data: CaptionedImages, *,
                  validation_prompts: list[str], card: dict | None = None, prior: CaptionPool | None = None,
-                 prior_weight: float = 0.0):  # fmt: skip
+                 prior_images: torch.Tensor | None = None, prior_weight: float = 0.0):  # fmt: skip
         out = encoder.encode(data.captions)
         pool = CaptionPool([], out.states.half(), out.mask, out.pooled.half(), encoder.encode([""]))
         super().__init__(unet, cfg, encoder, pool, eval_per_category=1, card=card)
         self.data, self.validation_prompts = data, validation_prompts
         self.prior, self.prior_weight = prior, prior_weight
+        self.prior_images = prior_images  # (N, 3, R, R) in [-1, 1]: the base model's own drawings of the prior
 
     def loss(self, model, batch) -> torch.Tensor:
         loss = super().loss(model, batch)
@@ -140,11 +143,14 @@ class LoraTask(DiffusionTask):
         return loss + self.prior_weight * self.prior_loss(model, batch[1])
 
     def prior_loss(self, model, x0: torch.Tensor) -> torch.Tensor:
-        """Prior preservation by self-distillation: under captions of what the base model already draws,
-        the adapted UNet must predict what the frozen base UNet predicts, on the same noisy inputs. It
-        needs no extra images, and keeps the LoRA from drawing its new concept everywhere."""
+        """Prior preservation by self-distillation (the idea of DreamBooth's prior loss, with the base model
+        as teacher): under captions of what the base already draws, and on noisy versions of the base's
+        own drawings of them, the adapted UNet must predict what the frozen base UNet predicts. No extra
+        training images; it keeps the LoRA from drawing its new concept everywhere."""
         device, n = x0.device, len(x0)
         j = torch.randint(0, len(self.prior.states), (n,))
+        if self.prior_images is not None:
+            x0 = self.prior_images[j].to(device, x0.dtype)
         states = self.prior.states[j].to(device, torch.float32)
         mask, pooled = self.prior.mask[j].to(device), self.prior.pooled[j].to(device, torch.float32)
         t = torch.randint(0, self.cfg.train_timesteps, (n,), device=device)
@@ -289,12 +295,14 @@ def train_lora(
         add_lora(unet, rank=rank)
         encoder = load_encoder(meta["encoder"], device=device)
         images = load_folder(data, resolution=cfg.resolution, allow_empty_captions=allow_empty_captions)
-        # Prior captions: what the base model learned, from the world it was trained on.
-        prior = build_pool(encoder, size=512, seed=seed + 1) if prior_weight > 0 else None
+        prior, prior_images = None, None
+        if prior_weight > 0:  # captions of what the base learned, and the base's own drawings of them
+            prior = build_pool(encoder, size=PRIOR_IMAGES, seed=seed + 1)
+            prior_images = draw_prior(unet, cfg, encoder, prior)
         card["prior_weight"] = prior_weight
         task = LoraTask(
             unet, cfg, encoder, images, validation_prompts=validation_prompts or [], card=card, prior=prior,
-            prior_weight=prior_weight,
+            prior_images=prior_images, prior_weight=prior_weight,
         )  # fmt: skip
     if gradient_checkpointing:
         unet.enable_gradient_checkpointing()
@@ -315,6 +323,24 @@ def train_lora(
     )
     run_training(task, train_cfg, on_log=on_log, should_stop=should_stop)
     return Path(out) / "model" / LORA_FILE
+
+
+def draw_prior(unet, cfg: diffusion.DiffusionConfig, encoder: PromptEncoder, prior: CaptionPool) -> torch.Tensor:
+    """The base model's drawings (12 guided steps) of the prior captions, in [-1, 1], before training starts.
+    Call it while the LoRA's up-weights are still zero, so the adapted UNet is the base UNet."""
+    from pipeline.encoders import EncodedPrompts
+
+    t0, out = time.time(), []
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=unet.device.type == "cpu"):
+        for i in range(0, len(prior.states), 64):
+            sl = slice(i, i + 64)
+            cond = EncodedPrompts(prior.states[sl].float(), prior.mask[sl], prior.pooled[sl].float(), [False] * 64)
+            out.append(
+                diffusion.sample(unet.eval(), cfg, cond, prior.uncond, seeds=list(range(i, i + len(cond.states))))
+            )
+    unet.train()
+    print(f"drew {len(prior.states)} prior images with the base model in {time.time() - t0:.0f}s")
+    return torch.cat(out).float() * 2 - 1
 
 
 def write_star_demo(out: Path, *, n: int = 40, seed: int = 0) -> Path:
