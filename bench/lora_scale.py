@@ -1,6 +1,6 @@
 """The star LoRA at several scales: the new concept against the old categories (same sets as lora_demo).
 
-    python bench/lora_scale.py --lora runs/lora-star/model/lora.safetensors --scales 0.5 0.75 1.0
+python bench/lora_scale.py --lora runs/lora-star/model/lora.safetensors --scales 0.5 0.75 1.0
 """
 
 from __future__ import annotations
