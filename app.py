@@ -313,7 +313,7 @@ def build_demo(
     """The app around one loaded Wordbrush per generator kind ("diffusion", "gan"); the editing tabs
     use the diffusion generator. open_model(name) -> {kind: Batcher} lets the page switch models."""
     kinds = list(batchers)
-    batcher = batchers.get("diffusion") or batchers[kinds[0]]
+    batcher = editing_batcher(batchers)
     wb = batcher.wb
     gen = wb.generator
     outputs = outputs or Outputs()

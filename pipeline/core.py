@@ -105,10 +105,17 @@ def local_folder(source: str) -> Path:
 class Wordbrush:
     """A prompt encoder and a generator, loaded once and shared by the UI, the CLI and scripts."""
 
-    def __init__(self, encoder: PromptEncoder, generator: DiffusionGenerator | GANGenerator, *, model: str):
+    def __init__(
+        self,
+        encoder: PromptEncoder,
+        generator: DiffusionGenerator | GANGenerator,
+        *,
+        model: str,
+        precision: str = "auto",
+    ):
         self.encoder, self.generator, self.model = encoder, generator, model
+        self.precision = precision  # what load_generator was asked for (with_generator asks the same)
         self.lora: str | None = None  # "path:scale" of the applied LoRA
-        self.precision = "auto"  # what load_generator was asked for
         self.expansion = ExpansionStage(default=False)  # the shapes model reads the world's own words best
         self._uncond = encoder.encode([""])
 
@@ -136,9 +143,8 @@ class Wordbrush:
         if generator is not None and generator != meta["generator"]:
             raise ValueError(f"{folder} holds a {meta['generator']!r} generator, not {generator!r}")
         encoder = load_encoder(meta["encoder"], device=device)
-        wb = cls(encoder, load_generator(folder, meta, device=device, precision=precision), model=model)
-        wb.precision = precision
-        return wb
+        generator = load_generator(folder, meta, device=device, precision=precision)
+        return cls(encoder, generator, model=model, precision=precision)
 
     def with_generator(self, kind: str) -> Wordbrush:
         """The same model and prompt encoder (shared, not reloaded) with its `kind` generator."""
@@ -148,9 +154,7 @@ class Wordbrush:
         if meta["encoder"] != self.encoder.name:
             raise ValueError(f"{folder} reads prompts with {meta['encoder']!r}, not {self.encoder.name!r}")
         generator = load_generator(folder, meta, device=str(self.encoder.device), precision=self.precision)
-        wb = Wordbrush(self.encoder, generator, model=self.model)
-        wb.precision = self.precision
-        return wb
+        return Wordbrush(self.encoder, generator, model=self.model, precision=self.precision)
 
     def text_to_image(
         self,

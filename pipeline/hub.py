@@ -272,12 +272,9 @@ def is_hub_pipeline(model: str) -> bool:
     if Path(model).exists() or model.count("/") != 1:
         return False
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError
 
     try:
         hf_hub_download(model, "model_index.json")
-    except EntryNotFoundError:
-        return False
-    except Exception:  # offline or unknown: the Wordbrush loader gives the clear message
+    except Exception:  # no such file (a Wordbrush repo), offline, unknown id: the Wordbrush loader says which
         return False
     return True

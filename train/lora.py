@@ -298,7 +298,7 @@ def train_lora(
         prior, prior_images = None, None
         if prior_weight > 0:  # captions of what the base learned, and the base's own drawings of them
             prior = build_pool(encoder, size=PRIOR_IMAGES, seed=seed + 1)
-            prior_images = draw_prior(unet, cfg, encoder, prior)
+            prior_images = draw_prior(unet, cfg, prior)
         card["prior_weight"] = prior_weight
         task = LoraTask(
             unet, cfg, encoder, images, validation_prompts=validation_prompts or [], card=card, prior=prior,
@@ -325,19 +325,23 @@ def train_lora(
     return Path(out) / "model" / LORA_FILE
 
 
-def draw_prior(unet, cfg: diffusion.DiffusionConfig, encoder: PromptEncoder, prior: CaptionPool) -> torch.Tensor:
-    """The base model's drawings (12 guided steps) of the prior captions, in [-1, 1], before training starts.
-    Call it while the LoRA's up-weights are still zero, so the adapted UNet is the base UNet."""
+def draw_prior(unet, cfg: diffusion.DiffusionConfig, prior: CaptionPool) -> torch.Tensor:
+    """The base model's drawings of the prior captions (the pipeline's default sampling: 12 guided steps, bf16
+    where the hardware has it), in [-1, 1]. Call it while the LoRA's up-weights are still zero, so the adapted
+    UNet is the base UNet."""
+    from pipeline.core import DiffusionGenerator, native_bf16
     from pipeline.encoders import EncodedPrompts
 
     t0, out = time.time(), []
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=unet.device.type == "cpu"):
-        for i in range(0, len(prior.states), 64):
-            sl = slice(i, i + 64)
-            cond = EncodedPrompts(prior.states[sl].float(), prior.mask[sl], prior.pooled[sl].float(), [False] * 64)
-            out.append(
-                diffusion.sample(unet.eval(), cfg, cond, prior.uncond, seeds=list(range(i, i + len(cond.states))))
-            )
+    gen = DiffusionGenerator(unet.eval(), cfg, autocast=torch.bfloat16 if native_bf16(str(unet.device)) else None)
+    for i in range(0, len(prior.states), 64):
+        sl = slice(i, i + 64)
+        n = len(prior.states[sl])
+        cond = EncodedPrompts(prior.states[sl].float(), prior.mask[sl], prior.pooled[sl].float(), [False] * n)
+        seeds = list(range(i, i + n))
+        out.append(
+            gen.generate(cond, prior.uncond, seeds=seeds, steps=gen.default_steps, guidance=gen.default_guidance)
+        )
     unet.train()
     print(f"drew {len(prior.states)} prior images with the base model in {time.time() - t0:.0f}s")
     return torch.cat(out).float() * 2 - 1
