@@ -5,7 +5,8 @@
 Style transfer: a held-out scene drawn in one style is redrawn toward another. "Content kept" = the
 evaluator still finds the scene (its objects, colours, relation or count); "style recognized" = the style
 classifier names the target style. Measured with the style preset alone ("in outline style") and with the
-content described too ("a red circle above a blue square in outline style").
+content described in the target style (a caption of the restyled scene: "an outlined red circle above an
+outlined blue square", "three green squares with stripes").
 Inpainting: a held-out one-object scene; a 14 x 14 box of empty background is masked and a new object
 is asked for there. "Present" = an object of the asked colour and shape is found with its centre in the
 box; "outside identical" = every pixel outside the mask is bit-identical to the input.
@@ -37,18 +38,17 @@ def style_transfer_scores(wb: Wordbrush, n: int, strength: float, describe: bool
         source_style, target = rng.sample(world.STYLES, 2)
         scene = world.sample_split_scene(rng, split="heldout", style=source_style)
         image, _ = world.render_scene(scene, rng.getrandbits(31))
-        content = world.caption(world.Scene(scene.kind, scene.objects, "flat", scene.relation), rng).removesuffix(
-            " in flat style"
-        )
-        prompt = f"{content} in {target} style" if describe else f"in {target} style"
-        out = wb.style_transfer(image, style_prompt=prompt, strength=strength, seed=i).images[0]
         target_scene = world.Scene(scene.kind, scene.objects, target, scene.relation)
+        # The content described in the target style (a caption of the restyled scene), or the preset alone.
+        described = world.caption(target_scene, rng)
+        prompt = described if describe else f"in {target} style"
+        out = wb.style_transfer(image, style_prompt=prompt, strength=strength, seed=i).images[0]
         kept.append(evaluate.judge(evaluate.EvalItem(CATEGORY_OF_KIND[scene.kind], target_scene, prompt, 0), out))
         styled.append(evaluate.judge(evaluate.EvalItem("style", target_scene, prompt, 0), out))
     return float(np.mean(kept)), float(np.mean(styled))
 
 
-def inpaint_scores(wb: Wordbrush, n: int, seed: int = 0, resample: int = 1) -> tuple[float, float]:
+def inpaint_scores(wb: Wordbrush, n: int, seed: int = 0, resample: int = 1, zoom: bool = True) -> tuple[float, float]:
     rng = random.Random(seed)
     present, identical = [], []
     for i in range(n):
@@ -64,7 +64,7 @@ def inpaint_scores(wb: Wordbrush, n: int, seed: int = 0, resample: int = 1) -> t
         want = world.Obj(rng.choice(list(world.COLORS)), rng.choice(world.SHAPES))
         prompt = f"a {want.color} {want.shape}"
         mask_image = Image.fromarray(mask.astype(np.uint8) * 255)
-        out = wb.inpaint(image, mask_image, prompt=prompt, seed=i, resample=resample).images[0]
+        out = wb.inpaint(image, mask_image, prompt=prompt, seed=i, resample=resample, zoom=zoom).images[0]
         before, after = np.asarray(image), np.asarray(out)
         identical.append(bool(np.array_equal(before[~mask], after[~mask])))
         found = [f for f in evaluate.find_objects(out) if (f.color, f.shape) == (want.color, want.shape)]
@@ -76,25 +76,32 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default="shapes")
     parser.add_argument("--n", type=int, default=100)
-    parser.add_argument("--strength", type=float, default=0.6)
-    parser.add_argument("--resample", type=int, nargs="+", default=[1, 3], help="RePaint rounds to compare")
+    parser.add_argument("--strength", type=float, nargs="+", default=[0.6], help="style-transfer strengths to compare")
+    parser.add_argument(
+        "--inpaint", nargs="+", default=["whole", "zoom", "zoom-repaint3"],
+        help="inpainting variants: whole or zoom (the mask's square on the whole canvas), -repaintK for RePaint",
+    )  # fmt: skip
     parser.add_argument("--skip-style", action="store_true")
     args = parser.parse_args()
     wb = Wordbrush.load(args.model, generator="diffusion", device="cpu")
-    print(f"model {args.model}, {args.n} held-out scenes each, strength {args.strength}\n")
-    print("| task | prompt | measure | score |")
+    print(f"model {args.model}, {args.n} held-out scenes each\n")
+    print("| task | variant | measure | score |")
     print("|---|---|---|---:|")
-    for describe in () if args.skip_style else (False, True):
-        kept, styled = style_transfer_scores(wb, args.n, args.strength, describe)
-        label = "content + style" if describe else "style preset only"
-        print(f"| style transfer | {label} | content kept | {kept:.3f} |")
-        print(f"| style transfer | {label} | target style recognized | {styled:.3f} |")
-    for r in args.resample:
+    for strength in [] if args.skip_style else args.strength:
+        for describe in (False, True):
+            kept, styled = style_transfer_scores(wb, args.n, strength, describe)
+            label = f"{'content + style' if describe else 'style preset only'} prompt, strength {strength}"
+            print(f"| style transfer | {label} | content kept | {kept:.3f} |")
+            print(f"| style transfer | {label} | target style recognized | {styled:.3f} |")
+    for variant in args.inpaint:
+        area, _, rounds = variant.partition("-repaint")
+        resample = int(rounds or 1)
         t0 = time.perf_counter()
-        present, identical = inpaint_scores(wb, args.n, resample=r)
+        present, identical = inpaint_scores(wb, args.n, resample=resample, zoom=area == "zoom")
         seconds = (time.perf_counter() - t0) / args.n
-        label = "blended diffusion" if r == 1 else f"blended + RePaint resampling x{r}"
-        print(f"| inpainting | {label} ({seconds:.2f} s/image) | object present in the mask | {present:.3f} |")
+        label = "mask's square on the whole canvas" if area == "zoom" else "whole image"
+        label += f", blended diffusion{f' + RePaint x{resample}' if resample > 1 else ''} ({seconds:.2f} s/image)"
+        print(f"| inpainting | {label} | object present in the mask | {present:.3f} |")
         print(f"| inpainting | {label} | outside-mask pixels identical | {identical:.3f} |")
 
 

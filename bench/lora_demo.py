@@ -51,6 +51,7 @@ def main() -> None:
     p.add_argument("--images", type=int, default=40)
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--rank", type=int, default=8)
+    p.add_argument("--targets", default="attention", help="train/lora.py TARGETS")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--prior-weight", type=float, default=1.0)
     p.add_argument("--per-category", type=int, default=50)
@@ -62,7 +63,7 @@ def main() -> None:
     shutil.rmtree(args.out, ignore_errors=True)  # a fresh run: the time below is the whole training
     t0 = time.time()
     lora = train_lora(
-        model=args.model, data=data, out=args.out, rank=args.rank, steps=args.steps, lr=args.lr,
+        model=args.model, data=data, out=args.out, rank=args.rank, targets=args.targets, steps=args.steps, lr=args.lr,
         mixed_precision="bf16", prior_weight=args.prior_weight,
         validation_prompts=["a red star", "a blue star", "a green star", "a yellow star"],
     )  # fmt: skip
@@ -76,7 +77,8 @@ def main() -> None:
     after = {"star": scores(wb, stars)["single_object"], **scores(wb, old)}
     rows = ["star", *evaluate.CATEGORIES, "overall"]
     lines = [
-        f"LoRA rank {args.rank}, {args.steps} steps x batch 16 on {args.images} star images, prior-preservation "
+        f"LoRA rank {args.rank} on {args.targets} layers, {args.steps} steps x batch 16 on {args.images} star "
+        f"images, prior-preservation "
         f"weight {args.prior_weight}, trained in "
         f"{minutes:.1f} min on this machine's CPU (bf16 autocast); evaluator on {len(stars)} star prompts "
         f"(held-out templates) and {args.per_category} held-out combinations per old category.",

@@ -100,7 +100,7 @@ def _edit(args: argparse.Namespace) -> int:
         if args.command == "style":
             result = wb.style_transfer(args.image, style_prompt=args.prompt, strength=args.strength, **knobs)
         else:
-            result = wb.inpaint(args.image, args.mask, prompt=args.prompt, **knobs)
+            result = wb.inpaint(args.image, args.mask, prompt=args.prompt, zoom=not args.whole_image, **knobs)
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -160,6 +160,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mask", required=True, help="white = regenerate, black = keep (any mode, 50%% threshold)")
     p.add_argument("--prompt", required=True)
     p.add_argument("--out", default="out.png")
+    p.add_argument(
+        "--whole-image", action="store_true",
+        help="redraw the whole image (default: a small mask's square on the model's whole canvas)",
+    )  # fmt: skip
     _common(p)
     p.set_defaults(fn=_edit)
     args = parser.parse_args(argv)

@@ -263,10 +263,13 @@ class Wordbrush:
         callback=None,
         expand: bool | None = None,
         resample: int = INPAINT_RESAMPLE,
+        zoom: bool = True,
     ) -> Result:
         """Regenerate the white part of `mask` (same size as `image`) to show `prompt`. Pixels outside
-        the mask are returned unchanged, bit for bit, at the input's own size. resample > 1: RePaint
-        resampling, each step redone that many times (bench/edit_quality.py measures the trade)."""
+        the mask are returned unchanged, bit for bit, at the input's own size. zoom: a small mask is
+        redrawn on the model's whole canvas (a square crop around it, `images.inpaint_area`), as
+        AUTOMATIC1111's "only masked"; False redraws the whole image. resample > 1: RePaint resampling,
+        each step redone that many times (bench/edit_quality.py measures both)."""
         # 1. Check inputs
         source = images.open_image(image)
         region = images.open_mask(mask, source.size)
@@ -278,17 +281,21 @@ class Wordbrush:
         if not region.any():  # nothing to regenerate
             return Result([source.copy()], [recipe])
 
-        # 2. Encode the (optionally expanded) prompt, 3. prepare image and mask at the model's resolution, 4. denoise
+        # 2. Encode the (optionally expanded) prompt
         seen = self.expansion.apply([prompt], [seed], expand)[0]
         cond = self.encoder.encode([seen])
+        # 3. The area to redraw (a square around a small mask, else the whole image), at the model's resolution
+        box = images.inpaint_area(region) if zoom else None
+        area, area_mask = images.crop_area(source, region, box)
         r = self.generator.resolution
+        # 4. Denoise
         x = self.generator.generate(
             cond, self._uncond, seeds=[seed], steps=steps, guidance=guidance, callback=callback,
-            init=images.to_model(source, r), mask=images.mask_to_model(region, r), resample=resample,
+            init=images.to_model(area, r), mask=images.mask_to_model(area_mask, r), resample=resample,
         )  # fmt: skip
 
         # 5. Composite: generated pixels inside the mask, the input's own pixels outside
-        out = images.composite(to_pil(x)[0], source, region)
+        out = images.paste_area(source, images.composite(to_pil(x)[0], area, area_mask), box)
         return Result(
             [out],
             [self._recipe(prompt, seed, steps, guidance, source.size, cond.truncated[0], task="inpaint", seen=seen)],

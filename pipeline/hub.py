@@ -192,9 +192,10 @@ class HubPipeline:
 
     def inpaint(
         self, image, mask, *, prompt: str, seed: int = 0, steps: int | None = None, guidance: float | None = None,
-        callback=None, expand: bool | None = None,
+        callback=None, expand: bool | None = None, zoom: bool = True,
     ) -> Result:  # fmt: skip
-        """diffusers inpainting on the white part of `mask`; outside it the input's pixels, bit for bit."""
+        """diffusers inpainting on the white part of `mask`; outside it the input's pixels, bit for bit.
+        zoom: a small mask's square is redrawn at the pipeline's full resolution (`images.inpaint_area`)."""
         source = images.open_image(image)
         region = images.open_mask(mask, source.size)
         steps, guidance = self._defaults(steps, guidance)
@@ -204,14 +205,16 @@ class HubPipeline:
         if not region.any():
             return Result([source.copy()], [recipe])
         seen = self.expansion.apply([prompt], [seed], expand)
-        w, h = self._fit(source.size)
-        mask_image = Image.fromarray(region.astype(np.uint8) * 255).resize((w, h), Image.BOX)
+        box = images.inpaint_area(region) if zoom else None
+        area, area_mask = images.crop_area(source, region, box)
+        w, h = self._fit(area.size)
+        mask_image = Image.fromarray(area_mask.astype(np.uint8) * 255).resize((w, h), Image.BOX)
         generated = self.generator.generate(
-            "inpaint", seen, [seed], callback=callback, image=source.resize((w, h), Image.LANCZOS),
+            "inpaint", seen, [seed], callback=callback, image=area.resize((w, h), Image.LANCZOS),
             mask_image=mask_image.point(lambda v: 255 if v > 0 else 0), height=h, width=w, strength=1.0,
             num_inference_steps=steps, guidance_scale=guidance,
         )[0]  # fmt: skip
-        out = images.composite(generated, source, region)
+        out = images.paste_area(source, images.composite(generated, area, area_mask), box)
         return Result([out], [dataclasses.replace(recipe, encoded_prompt=seen[0])])
 
     def set_lora(self, lora: str | None) -> None:

@@ -73,6 +73,41 @@ def mask_to_model(mask: np.ndarray, resolution: int) -> torch.Tensor:
     return torch.from_numpy((np.asarray(m) > 0).astype(np.float32))[None, None]
 
 
+def inpaint_area(region: np.ndarray, *, padding: float = 0.15, max_fraction: float = 0.8) -> tuple | None:
+    """The square (left, top, right, bottom) around the mask that inpainting redraws at the model's full
+    resolution, AUTOMATIC1111's "inpaint only masked": a small mask gets the model's whole canvas, so an
+    object asked for there is drawn at the scale the model learned, then fitted back. The mask's bounding
+    box grows by `padding` of its side (at least 2 px) for context. None (use the whole image) when that
+    square would cover more than `max_fraction` of the image's shorter side anyway."""
+    ys, xs = np.nonzero(region)
+    h, w = region.shape
+    x0, x1, y0, y1 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
+    side = max(x1 - x0, y1 - y0)
+    side = int(side + 2 * max(2, round(padding * side)))
+    if side > max_fraction * min(w, h):
+        return None
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    left = int(min(max(0, round(cx - side / 2)), w - side))  # shifted inside the image, never shrunk
+    top = int(min(max(0, round(cy - side / 2)), h - side))
+    return left, top, left + side, top + side
+
+
+def crop_area(source: Image.Image, region: np.ndarray, box: tuple | None) -> tuple[Image.Image, np.ndarray]:
+    """The image and mask inside `box` (from inpaint_area); both whole when box is None."""
+    if box is None:
+        return source, region
+    return source.crop(box), region[box[1] : box[3], box[0] : box[2]]
+
+
+def paste_area(source: Image.Image, area: Image.Image, box: tuple | None) -> Image.Image:
+    """`area` (a redrawn crop) put back into a copy of `source` at `box`; `area` itself when box is None."""
+    if box is None:
+        return area
+    whole = source.copy()
+    whole.paste(area, box[:2])
+    return whole
+
+
 def output_size(size: tuple[int, int], resolution: int) -> tuple[int, int]:
     """The input's aspect ratio, long side between the model's resolution and MAX_OUTPUT_SIDE."""
     w, h = size

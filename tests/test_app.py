@@ -190,3 +190,15 @@ def test_choosing_the_gan_locks_steps_and_guidance(batchers):
     assert steps["value"] == 1 and steps["interactive"] is False and guidance["value"] == 0.0
     steps, _ = app.generator_settings(batchers)("diffusion")
     assert steps["interactive"] is True
+
+
+def test_an_image_with_a_recipe_fills_the_style_tabs_content_box(batchers, outputs, tmp_path):
+    *_, paths = app.text_to_image_handler(batchers, outputs)(
+        "two red circles in striped style", "diffusion", 2, 3.0, 5, False, 1, progress=no_progress
+    )
+    describe = app.describe_input_handler(batchers)
+    assert describe(paths[0], "") == "two red circles"  # the content, less the style phrase
+    assert isinstance(describe(paths[0], "my own words"), dict)  # a typed description is never overwritten
+    plain = tmp_path / "plain.png"
+    Image.new("RGB", (8, 8)).save(plain)
+    assert isinstance(describe(str(plain), ""), dict)  # no recipe: nothing to fill in

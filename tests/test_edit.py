@@ -51,6 +51,33 @@ def test_inpaint_keeps_outside_pixels_bit_identical(wb):
     assert not np.array_equal(before[mask > 0], after[mask > 0])
 
 
+def test_inpaint_area_is_a_padded_square_inside_the_image():
+    from pipeline.images import inpaint_area
+
+    region = np.zeros((64, 96), bool)
+    region[10:24, 20:34] = True  # a 14 px box
+    left, top, right, bottom = inpaint_area(region)
+    assert right - left == bottom - top == 18  # grown by 2 px a side
+    assert left <= 20 and top <= 10 and right >= 34 and bottom >= 24
+    corner = np.zeros((64, 96), bool)
+    corner[0:10, 86:96] = True  # against the edge: shifted inside, never shrunk
+    left, top, right, bottom = inpaint_area(corner)
+    assert (right, top) == (96, 0) and right - left == bottom - top == 14
+    assert inpaint_area(np.ones((64, 96), bool)) is None  # a big mask: the whole image
+
+
+def test_zoomed_inpainting_redraws_only_the_masks_square(wb):
+    photo = _photo((96, 64))
+    mask = np.zeros((64, 96), np.uint8)
+    mask[20:34, 40:54] = 255
+    zoomed = wb.inpaint(photo, Image.fromarray(mask), prompt="a red circle", seed=2, steps=4).images[0]
+    whole = wb.inpaint(photo, Image.fromarray(mask), prompt="a red circle", seed=2, steps=4, zoom=False).images[0]
+    before, a, b = np.asarray(photo), np.asarray(zoomed), np.asarray(whole)
+    assert np.array_equal(before[mask == 0], a[mask == 0])  # outside the mask: bit for bit, both ways
+    assert np.array_equal(before[mask == 0], b[mask == 0])
+    assert not np.array_equal(a[mask > 0], b[mask > 0])  # the 18 px square drawn on the whole canvas differs
+
+
 def test_repaint_resampling_is_seeded_and_keeps_outside_pixels(wb):
     photo = _photo((64, 64))
     mask = np.zeros((64, 64), np.uint8)

@@ -43,6 +43,23 @@ def test_long_prompts_are_truncated_and_flagged(minilm):
     assert torch.isfinite(out.states).all()
 
 
+def test_cached_prompts_match_the_language_model_and_the_cache_is_bounded():
+    enc = load_encoder("minilm")
+    enc._cache_size = 3
+    first = enc.encode(["three green triangles"])  # cached alone...
+    mixed = enc.encode(["a red circle above a blue square", "three green triangles", "ok"])  # ...reused in a batch
+    fresh = enc._run(["a red circle above a blue square", "three green triangles", "ok"])  # no cache
+    assert torch.equal(mixed.mask, fresh.mask)
+    real = fresh.mask.bool()
+    assert torch.allclose(mixed.states[real], fresh.states[real], atol=1e-5)
+    assert torch.allclose(mixed.pooled, fresh.pooled, atol=1e-5)
+    n = int(first.mask.sum())
+    assert torch.equal(mixed.states[1, :n], first.states[0, :n])  # the very tensors cached the first time
+    assert (mixed.states[~mixed.mask.bool()] == 0).all()  # padding is zeros, on the right
+    enc.encode(["a", "b"])
+    assert len(enc._cache) == 3 and list(enc._cache)[-2:] == ["a", "b"]  # least recently used went first
+
+
 def test_encode_rejects_a_bare_string(minilm):
     with pytest.raises(TypeError, match="list of prompts"):
         minilm.encode("a red circle")

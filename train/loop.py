@@ -43,6 +43,7 @@ class TrainConfig:
     eval_every: int = 2000  # steps between evaluator runs (0: only at the end)
     log_every: int = 25
     seed: int = 0
+    max_minutes: float = 0  # stop (checkpoint, export) after this much wall time in this run; 0: no limit
 
 
 class Task(Protocol):
@@ -69,6 +70,7 @@ def run_training(task: Task, cfg: TrainConfig, *, on_log=None, should_stop=None)
     on_log(record) sees every log record; should_stop() is asked after every step: when it says yes,
     the loop checkpoints, exports and returns early (a cancelled run keeps its work)."""
     out = Path(cfg.out)
+    started = time.time()
     precision = cfg.mixed_precision
     if precision == "auto":
         precision = "bf16" if torch.cuda.is_available() else "no"
@@ -184,6 +186,9 @@ def run_training(task: Task, cfg: TrainConfig, *, on_log=None, should_stop=None)
             t_window = time.time()  # evaluation time is not training time
         if should_stop is not None and should_stop():
             tqdm.write(f"stopped at step {step}; the checkpoint keeps the work done")
+            break
+        if cfg.max_minutes and time.time() - started > cfg.max_minutes * 60:
+            tqdm.write(f"--max-minutes {cfg.max_minutes:g} reached at step {step}")
             break
     bar.close()
     save_checkpoint()

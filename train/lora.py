@@ -33,7 +33,12 @@ from train.diffusion import CaptionPool, DiffusionTask, build_pool
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif"}
 LORA_FILE = "lora.safetensors"
 PRIOR_IMAGES = 256  # base-model drawings used for prior preservation
-TARGET_MODULES = ["to_q", "to_k", "to_v", "to_out.0"]  # the UNet's attention projections
+# Which UNet layers get adapters: every attention projection, or (Custom Diffusion, Kumari et al., 2023)
+# only the cross-attention keys and values, the layers that read the prompt.
+TARGETS = {
+    "attention": ["to_q", "to_k", "to_v", "to_out.0"],
+    "cross-kv": ["attn2.to_k", "attn2.to_v"],
+}
 
 
 @dataclass
@@ -87,13 +92,15 @@ def load_folder(folder: str | Path, *, resolution: int, allow_empty_captions: bo
     return CaptionedImages(images, texts, skipped)
 
 
-def add_lora(unet, *, rank: int, alpha: float | None = None) -> None:
-    """Freeze the UNet and add trainable LoRA adapters (peft) to its attention projections."""
+def add_lora(unet, *, rank: int, alpha: float | None = None, targets: str = "attention") -> None:
+    """Freeze the UNet and add trainable LoRA adapters (peft) to the layers TARGETS[targets] names."""
     from peft import LoraConfig
 
+    if targets not in TARGETS:
+        raise ValueError(f"unknown LoRA targets {targets!r}; choose one of {', '.join(TARGETS)}")
     unet.requires_grad_(False)
     unet.add_adapter(
-        LoraConfig(r=rank, lora_alpha=alpha or rank, init_lora_weights="gaussian", target_modules=TARGET_MODULES)
+        LoraConfig(r=rank, lora_alpha=alpha or rank, init_lora_weights="gaussian", target_modules=TARGETS[targets])
     )
 
 
@@ -251,6 +258,7 @@ def train_lora(
     data: str | Path,
     out: str | Path,
     rank: int = 8,
+    targets: str = "attention",
     steps: int = 400,
     lr: float = 1e-3,
     batch_size: int = 16,
@@ -274,7 +282,7 @@ def train_lora(
     from train.loop import TrainConfig, run_training
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    card = {**(card or {}), "base_model": model, "rank": rank}
+    card = {**(card or {}), "base_model": model, "rank": rank, "targets": targets}
     if is_diffusers(model) or is_hub_pipeline(model):  # a diffusers Stable Diffusion-family checkpoint
         from diffusers import StableDiffusionPipeline
 
@@ -286,13 +294,13 @@ def train_lora(
         unet = pipe.unet
         resolution = unet.config.sample_size * pipe.vae_scale_factor
         images = load_folder(data, resolution=resolution, allow_empty_captions=allow_empty_captions)
-        add_lora(unet, rank=rank)
+        add_lora(unet, rank=rank, targets=targets)
         task = DiffusersLoraTask(pipe, images, validation_prompts=validation_prompts or [], card=card)
     else:  # a Wordbrush model (the embedded shapes model, or a folder of ours)
         source, _ = resolve_model(model, "diffusion")
         unet, cfg, meta = diffusion.load(local_folder(source))
         unet = unet.float()
-        add_lora(unet, rank=rank)
+        add_lora(unet, rank=rank, targets=targets)
         encoder = load_encoder(meta["encoder"], device=device)
         images = load_folder(data, resolution=cfg.resolution, allow_empty_captions=allow_empty_captions)
         prior, prior_images = None, None

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# One call of the device tool on a GPU host with no network (see README "Training on a GPU"):
+# train the diffusion model and the GAN side by side for $MINUTES each (resuming the shipped weights),
+# then bench/gpu_speed.py in what is left of $BUDGET seconds. Results land in $OUT.
+#
+# Prepared here (ignored by git, carried to the host):
+#   python scripts/pack_minilm.py --out .carry/minilm.tar.gz          # the prompt encoder, 21 MB
+#   pip download --no-deps diffusers==0.42.1 importlib_metadata -d .whl  (see the device README)
+set -u
+start=$(date +%s)
+MINUTES=${MINUTES:-5}
+BUDGET=${BUDGET:-560}
+PY=${PY:-python3}
+OUT=${OUT:-/tmp/gpu-out}
+RUNS=${RUNS:-/tmp/runs}
+DIFF_BATCH=${DIFF_BATCH:-512} GAN_BATCH=${GAN_BATCH:-256}
+DIFF_WORKERS=${DIFF_WORKERS:-10} GAN_WORKERS=${GAN_WORKERS:-4}
+mkdir -p "$OUT" "$RUNS"
+if [[ -d .whl ]]; then
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    && export PYTHONPATH=/tmp/site || exit 1
+fi
+tar xzf .carry/minilm.tar.gz -C /tmp && export WORDBRUSH_MINILM_DIR=/tmp/minilm
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TQDM_MININTERVAL=5
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | tee "$OUT/host.txt"
+$PY -c "import torch, diffusers, transformers; print('torch', torch.__version__, 'diffusers', diffusers.__version__, 'transformers', transformers.__version__)" | tee -a "$OUT/host.txt"
+
+common=(--steps 1000000 --pool-size 100000 --threads 2 --checkpoint-every 1000 --eval-every 0 --max-minutes "$MINUTES")
+$PY -m train diffusion --out "$RUNS/diffusion" --init assets/shapes-diffusion --batch-size "$DIFF_BATCH" --lr 4e-4 \
+  --workers "$DIFF_WORKERS" "${common[@]}" >"$OUT/diffusion.log" 2>&1 &
+d=$!
+$PY -m train gan --out "$RUNS/gan" --init assets/shapes-gan --batch-size "$GAN_BATCH" \
+  --workers "$GAN_WORKERS" "${common[@]}" >"$OUT/gan.log" 2>&1 &
+g=$!
+wait $d; echo "diffusion exit $?" | tee -a "$OUT/host.txt"
+wait $g; echo "gan exit $?" | tee -a "$OUT/host.txt"
+tar cf "$OUT/models.tar" -C "$RUNS" diffusion/model diffusion/log.jsonl gan/model gan/log.jsonl 2>>"$OUT/host.txt"
+
+left=$((BUDGET - ($(date +%s) - start)))
+echo "training done at $(($(date +%s) - start)) s; bench gets ${left} s" | tee -a "$OUT/host.txt"
+if ((left > 30)); then
+  timeout "$left" $PY bench/gpu_speed.py --repeats 3 --out "$OUT/gpu-speed.md" ${BENCH_ARGS:-} >"$OUT/gpu-speed.log" 2>&1
+  echo "bench exit $?" | tee -a "$OUT/host.txt"
+fi
+# Files come back at most 16 MiB each: split the models.
+split -b 15M "$OUT/models.tar" "$OUT/models.tar." && rm "$OUT/models.tar"
+ls -la "$OUT"
