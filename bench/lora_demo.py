@@ -54,6 +54,7 @@ def main() -> None:
     p.add_argument("--targets", default="attention", help="train/lora.py TARGETS")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--prior-weight", type=float, default=1.0)
+    p.add_argument("--prior-data", choices=["world", "base"], default="world")
     p.add_argument("--per-category", type=int, default=50)
     p.add_argument("--star-seeds", type=int, default=10)
     p.add_argument("--results", default="bench/results/lora_demo.md")
@@ -64,7 +65,7 @@ def main() -> None:
     t0 = time.time()
     lora = train_lora(
         model=args.model, data=data, out=args.out, rank=args.rank, targets=args.targets, steps=args.steps, lr=args.lr,
-        mixed_precision="bf16", prior_weight=args.prior_weight,
+        mixed_precision="bf16", prior_weight=args.prior_weight, prior_data=args.prior_data,
         validation_prompts=["a red star", "a blue star", "a green star", "a yellow star"],
     )  # fmt: skip
     minutes = (time.time() - t0) / 60
@@ -78,7 +79,7 @@ def main() -> None:
     rows = ["star", *evaluate.CATEGORIES, "overall"]
     lines = [
         f"LoRA rank {args.rank} on {args.targets} layers, {args.steps} steps x batch 16 on {args.images} star "
-        f"images, prior-preservation "
+        f"images, prior preservation on {args.prior_data} images, "
         f"weight {args.prior_weight}, trained in "
         f"{minutes:.1f} min on this machine's CPU (bf16 autocast); evaluator on {len(stars)} star prompts "
         f"(held-out templates) and {args.per_category} held-out combinations per old category.",

@@ -120,7 +120,30 @@ def from_model(image: Image.Image, size: tuple[int, int]) -> Image.Image:
     return image.resize(size, Image.LANCZOS)
 
 
-def composite(generated: Image.Image, source: Image.Image, region: np.ndarray) -> Image.Image:
-    """Generated pixels inside `region` (resized to the source), the source's own pixels outside, bit for bit."""
+def composite(generated: Image.Image, source: Image.Image, region: np.ndarray, *, match: bool = True) -> Image.Image:
+    """Generated pixels inside `region` (resized to the source), the source's own pixels outside, bit for bit.
+    match: where the mask's inner edge was redrawn as the same surface as just outside it (pixels within
+    48 levels of the outside's median colour), shift the generated pixels by the median difference, so no
+    halo of a slightly different tone shows where the redrawn area meets the kept one."""
     inside = np.asarray(generated.convert("RGB").resize(source.size, Image.LANCZOS))
-    return Image.fromarray(np.where(region[..., None], inside, np.asarray(source)))
+    kept = np.asarray(source)
+    if match:
+        inner, outer = region & _grow(~region, 2), _grow(region, 2) & ~region
+        if inner.any() and outer.any():
+            ref = np.median(kept[outer].astype(np.int16), 0)
+            edge = inside[inner].astype(np.int16)
+            same = np.abs(edge - ref).max(1) < 48  # the edge pixels that continue the outside surface
+            if same.sum() >= 0.25 * len(edge):
+                offset = np.round(ref - np.median(edge[same], 0)).astype(np.int16)
+                inside = np.clip(inside.astype(np.int16) + offset, 0, 255).astype(np.uint8)
+    return Image.fromarray(np.where(region[..., None], inside, kept))
+
+
+def _grow(mask: np.ndarray, pixels: int) -> np.ndarray:
+    """`mask` dilated by `pixels` (8-neighbourhood)."""
+    out = mask.copy()
+    for _ in range(pixels):
+        padded = np.pad(out, 1)
+        h, w = out.shape
+        out = np.logical_or.reduce([padded[dy : dy + h, dx : dx + w] for dy in range(3) for dx in range(3)])
+    return out

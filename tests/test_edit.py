@@ -78,6 +78,23 @@ def test_zoomed_inpainting_redraws_only_the_masks_square(wb):
     assert not np.array_equal(a[mask > 0], b[mask > 0])  # the 18 px square drawn on the whole canvas differs
 
 
+def test_composite_matches_the_redrawn_background_to_the_kept_one():
+    from pipeline.images import composite
+
+    source = Image.new("RGB", (32, 32), (128, 128, 128))
+    region = np.zeros((32, 32), bool)
+    region[8:24, 8:24] = True
+    drawn = np.full((32, 32, 3), 140, np.uint8)  # the redrawn background came out 12 levels lighter...
+    drawn[12:20, 12:20] = (220, 30, 30)  # ...around a red object
+    out = np.asarray(composite(Image.fromarray(drawn), source, region))
+    assert (out[8, 8] == 128).all() and (out[15, 15] == (208, 18, 18)).all()  # the tone shift is undone
+    assert (out[~region] == 128).all()
+    plain = np.asarray(composite(Image.fromarray(drawn), source, region, match=False))
+    assert (plain[8, 8] == 140).all()
+    filled = np.full((32, 32, 3), (30, 30, 220), np.uint8)  # an object that fills the mask: nothing to match
+    assert (np.asarray(composite(Image.fromarray(filled), source, region))[15, 15] == (30, 30, 220)).all()
+
+
 def test_repaint_resampling_is_seeded_and_keeps_outside_pixels(wb):
     photo = _photo((64, 64))
     mask = np.zeros((64, 64), np.uint8)

@@ -203,6 +203,7 @@ def _lora(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every,
         allow_empty_captions=args.allow_empty_captions,
         prior_weight=args.prior_weight,
+        prior_data=args.prior_data,
         seed=args.seed,
         card={"command": "python -m train " + " ".join(args.argv)},
     )
@@ -309,6 +310,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--prior-weight", type=float, default=1.0,
         help="embedded models: weight of prior preservation (self-distillation on the base world's captions); 0 off",
+    )  # fmt: skip
+    p.add_argument(
+        "--prior-data", choices=["world", "base"], default="world",
+        help="prior preservation images: fresh renders of the base's training world, or the base's own drawings",
     )  # fmt: skip
     p.add_argument(
         "--allow-empty-captions", action="store_true", help="train images without a caption as unconditional"

@@ -110,18 +110,7 @@ class DiffusionTask:
         """v-prediction MSE (Salimans & Ho, 2022) with the prompt dropped for `cond_dropout` of the batch."""
         idx, x0 = batch
         device = x0.device
-        states = self.pool.states[idx].to(device, torch.float32)
-        mask = self.pool.mask[idx].to(device)
-        pooled = self.pool.pooled[idx].to(device, torch.float32)
-        drop = torch.rand(len(idx), device=device) < self.cond_dropout
-        if drop.any():  # classifier-free guidance learns the empty prompt as "unconditional"
-            u = self.pool.uncond
-            t_u = u.states.shape[1]
-            states[drop] = 0
-            states[drop, :t_u] = u.states[0].to(device, torch.float32)
-            mask[drop] = 0
-            mask[drop, :t_u] = 1
-            pooled[drop] = u.pooled[0].to(device, torch.float32)
+        states, mask, pooled = conditioning(self.pool, idx, device, self.cond_dropout)
         noise = torch.randn_like(x0)
         t = torch.randint(0, self.cfg.train_timesteps, (len(idx),), device=device)
         x_t = self.noise.add_noise(x0, noise, t)
@@ -146,6 +135,24 @@ class DiffusionTask:
         export_model = diffusion.build_unet(self.cfg)
         export_model.load_state_dict(model.state_dict())
         diffusion.save(folder, export_model, self.cfg, encoder=self.encoder.name, card=card)
+
+
+def conditioning(pool: CaptionPool, idx: torch.Tensor, device, dropout: float):
+    """(states, mask, pooled) of pool entries `idx`, with the prompt replaced by the empty one for a
+    `dropout` fraction: classifier-free guidance learns the empty prompt as "unconditional"."""
+    states = pool.states[idx].to(device, torch.float32)
+    mask = pool.mask[idx].to(device)
+    pooled = pool.pooled[idx].to(device, torch.float32)
+    drop = torch.rand(len(idx), device=device) < dropout
+    if drop.any():
+        u = pool.uncond
+        t_u = u.states.shape[1]
+        states[drop] = 0
+        states[drop, :t_u] = u.states[0].to(device, torch.float32)
+        mask[drop] = 0
+        mask[drop, :t_u] = 1
+        pooled[drop] = u.pooled[0].to(device, torch.float32)
+    return states, mask, pooled
 
 
 def generate_for_items(encoder: PromptEncoder, items: list, draw, *, batch: int = 64):

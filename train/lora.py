@@ -28,11 +28,14 @@ from PIL import Image, UnidentifiedImageError
 from pipeline import diffusion
 from pipeline.encoders import PromptEncoder
 from pipeline.images import to_rgb
-from train.diffusion import CaptionPool, DiffusionTask, build_pool
+from train import world
+from train.diffusion import CaptionPool, DiffusionTask, build_pool, conditioning
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif"}
 LORA_FILE = "lora.safetensors"
-PRIOR_IMAGES = 256  # base-model drawings used for prior preservation
+PRIOR_IMAGES = 256  # prior preservation from the base model's drawings ("base"): captions drawn
+PRIOR_DROPOUT = 0.1  # prior samples under the empty prompt, as in the base's training (guidance's baseline)
+PRIOR_CAPTIONS = 4096  # prior preservation from the base's own training world ("world"): captions, rendered anew
 # Which UNet layers get adapters: every attention projection, or (Custom Diffusion, Kumari et al., 2023)
 # only the cross-attention keys and values, the layers that read the prompt.
 TARGETS = {
@@ -138,7 +141,9 @@ class LoraTask(DiffusionTask):
                  prior_images: torch.Tensor | None = None, prior_weight: float = 0.0):  # fmt: skip
         out = encoder.encode(data.captions)
         pool = CaptionPool([], out.states.half(), out.mask, out.pooled.half(), encoder.encode([""]))
-        super().__init__(unet, cfg, encoder, pool, eval_per_category=1, card=card)
+        # No prompt dropout on the new data: the empty prompt (the "unconditional" that guidance pushes
+        # away from) must not learn the new concept, or every guided image shifts. The prior keeps it.
+        super().__init__(unet, cfg, encoder, pool, cond_dropout=0.0 if prior else 0.1, eval_per_category=1, card=card)
         self.data, self.validation_prompts = data, validation_prompts
         self.prior, self.prior_weight = prior, prior_weight
         self.prior_images = prior_images  # (N, 3, R, R) in [-1, 1]: the base model's own drawings of the prior
@@ -151,15 +156,21 @@ class LoraTask(DiffusionTask):
 
     def prior_loss(self, model, x0: torch.Tensor) -> torch.Tensor:
         """Prior preservation by self-distillation (the idea of DreamBooth's prior loss, with the base model
-        as teacher): under captions of what the base already draws, and on noisy versions of the base's
-        own drawings of them, the adapted UNet must predict what the frozen base UNet predicts. No extra
-        training images; it keeps the LoRA from drawing its new concept everywhere."""
-        device, n = x0.device, len(x0)
+        as teacher): under captions of what the base already draws, on noisy images of them, the adapted
+        UNet must predict what the frozen base UNet predicts. The images are fresh renders of the base's
+        own training world (prior_data="world": thousands of captions, a new layout every time) or the
+        base's drawings of a few hundred captions ("base"). No extra training images from the user; it
+        keeps the LoRA from drawing its new concept everywhere."""
+        device, dtype, n = x0.device, x0.dtype, len(x0)
         j = torch.randint(0, len(self.prior.states), (n,))
         if self.prior_images is not None:
-            x0 = self.prior_images[j].to(device, x0.dtype)
-        states = self.prior.states[j].to(device, torch.float32)
-        mask, pooled = self.prior.mask[j].to(device), self.prior.pooled[j].to(device, torch.float32)
+            x0 = self.prior_images[j].to(device, dtype)
+        elif self.prior.examples:
+            seeds = torch.randint(0, 2**31, (n,)).tolist()
+            images = [world.render_scene(self.prior.examples[int(k)].scene, s)[0] for k, s in zip(j, seeds)]
+            x0 = torch.from_numpy(np.stack([np.asarray(im, np.float32) for im in images]) / 127.5 - 1)
+            x0 = x0.permute(0, 3, 1, 2).to(device, dtype)
+        states, mask, pooled = conditioning(self.prior, j, device, PRIOR_DROPOUT)
         t = torch.randint(0, self.cfg.train_timesteps, (n,), device=device)
         x_t = self.noise.add_noise(x0, torch.randn_like(x0), t)
         unet = getattr(model, "module", model)  # under DDP the adapters live on the wrapped module
@@ -268,6 +279,7 @@ def train_lora(
     checkpoint_every: int = 50,
     allow_empty_captions: bool = False,
     prior_weight: float = 1.0,
+    prior_data: str = "world",
     seed: int = 0,
     card: dict | None = None,
     on_log=None,
@@ -304,10 +316,12 @@ def train_lora(
         encoder = load_encoder(meta["encoder"], device=device)
         images = load_folder(data, resolution=cfg.resolution, allow_empty_captions=allow_empty_captions)
         prior, prior_images = None, None
-        if prior_weight > 0:  # captions of what the base learned, and the base's own drawings of them
+        if prior_weight > 0 and prior_data == "base":  # captions of what the base learned, its own drawings of them
             prior = build_pool(encoder, size=PRIOR_IMAGES, seed=seed + 1)
             prior_images = draw_prior(unet, cfg, prior)
-        card["prior_weight"] = prior_weight
+        elif prior_weight > 0:  # the base's training world: captions encoded once, scenes rendered every step
+            prior = build_pool(encoder, size=PRIOR_CAPTIONS, seed=seed + 1)
+        card["prior_weight"], card["prior_data"] = prior_weight, prior_data
         task = LoraTask(
             unet, cfg, encoder, images, validation_prompts=validation_prompts or [], card=card, prior=prior,
             prior_images=prior_images, prior_weight=prior_weight,
@@ -357,7 +371,6 @@ def draw_prior(unet, cfg: diffusion.DiffusionConfig, prior: CaptionPool) -> torc
 
 def write_star_demo(out: Path, *, n: int = 40, seed: int = 0) -> Path:
     """A folder of `n` captioned images of flat stars in every colour: a shape the base model never saw."""
-    from train import world
 
     rng = random.Random(seed)
     out.mkdir(parents=True, exist_ok=True)
