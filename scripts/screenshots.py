@@ -31,7 +31,7 @@ def main() -> None:
     with running_app(args.model) as url, browser.browser_page(url, height=820) as page:
         browser.text_to_image(page, "a red circle above a blue square")
         page.screenshot(path=str(out / "text-to-image.png"))
-        browser.style_transfer(page, tmp / "scene.png")
+        browser.style_transfer(page, tmp / "scene.png", content="a red circle to the left of a blue square")
         page.screenshot(path=str(out / "style-transfer.png"))
         browser.inpaint(page, tmp / "scene.png", "a yellow triangle")
         page.screenshot(path=str(out / "inpainting.png"))

@@ -51,7 +51,7 @@ def text_to_image(page, prompt: str, *, timeout: float = 60_000) -> int:
     return images.count()
 
 
-def style_transfer(page, image: Path, *, timeout: float = 60_000) -> None:
+def style_transfer(page, image: Path, *, content: str = "", timeout: float = 60_000) -> None:
     page.get_by_role("tab", name="Style transfer").click()
     for attempt in range(3):
         page.locator("#style-in input[type=file]").set_input_files(str(image))
@@ -61,6 +61,8 @@ def style_transfer(page, image: Path, *, timeout: float = 60_000) -> None:
         except Exception:
             if attempt == 2:
                 raise
+    if content:
+        page.get_by_label("Describe the content or a style (optional)").fill(content)
     page.get_by_role("button", name="Apply style").click()
     page.locator("#style-out img").first.wait_for(state="visible", timeout=timeout)
 
