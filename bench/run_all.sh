@@ -14,3 +14,4 @@ run edit-quality.md $PY bench/edit_quality.py --n 100 --strength 0.6 --inpaint w
 run generators.md $PY bench/generators.py --per-category 50
 run app-speed.md $PY bench/app_speed.py
 run quality-diffusion-fp32.md $PY -m train evaluate --model shapes --per-category 50 --split combos --precision fp32
+run encoders.md $PY bench/encoders.py

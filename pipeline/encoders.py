@@ -92,11 +92,14 @@ class PromptEncoder:
         return next(self.model.parameters()).device
 
     @torch.inference_mode()
-    def encode(self, prompts: list[str]) -> EncodedPrompts:
+    def encode(self, prompts: list[str], *, cache: bool = True) -> EncodedPrompts:
         """States, mask and pooled vector for each prompt, padded (right) to the longest in the batch.
-        Prompts seen recently come from the cache; the rest run through the language model together."""
+        Prompts seen recently come from the cache; the rest run through the language model together.
+        cache=False: straight through the language model, nothing kept (a training run's caption pool)."""
         if isinstance(prompts, str):
             raise TypeError("encode takes a list of prompts; wrap a single prompt in a list")
+        if not cache:
+            return self._run(prompts)
         with self._lock:
             missing = [p for p in dict.fromkeys(prompts) if p not in self._cache]
             if missing:

@@ -56,6 +56,8 @@ def test_cached_prompts_match_the_language_model_and_the_cache_is_bounded():
     n = int(first.mask.sum())
     assert torch.equal(mixed.states[1, :n], first.states[0, :n])  # the very tensors cached the first time
     assert (mixed.states[~mixed.mask.bool()] == 0).all()  # padding is zeros, on the right
+    uncached = enc.encode(["a training caption"], cache=False)  # straight through, nothing kept
+    assert "a training caption" not in enc._cache and uncached.states.shape[0] == 1
     enc.encode(["a", "b"])
     assert len(enc._cache) == 3 and list(enc._cache)[-2:] == ["a", "b"]  # least recently used went first
 

@@ -43,7 +43,7 @@ def build_pool(encoder: PromptEncoder, *, size: int, seed: int, chunk: int = 256
     states, masks, pooled = [], [], []
     t0 = time.time()
     for i in range(0, size, chunk):
-        out = encoder.encode([e.caption for e in examples[i : i + chunk]])
+        out = encoder.encode([e.caption for e in examples[i : i + chunk]], cache=False)  # cached here instead
         states.append(out.states.half().cpu())
         masks.append(out.mask.cpu())
         pooled.append(out.pooled.half().cpu())
@@ -66,8 +66,13 @@ class RenderedBatches(IterableDataset):
         while True:
             idx = [rng.randrange(len(self.examples)) for _ in range(self.batch_size)]
             images = [world.render_scene(self.examples[i].scene, rng.getrandbits(31))[0] for i in idx]
-            arr = np.stack([np.asarray(im, np.float32) for im in images]) / 127.5 - 1
-            yield torch.tensor(idx), torch.from_numpy(arr).permute(0, 3, 1, 2)
+            yield torch.tensor(idx), to_tensor(images)
+
+
+def to_tensor(images: list) -> torch.Tensor:
+    """RGB PIL images -> (B, 3, H, W) float in [-1, 1], the models' training range."""
+    arr = np.stack([np.asarray(im, np.float32) for im in images]) / 127.5 - 1
+    return torch.from_numpy(arr).permute(0, 3, 1, 2)
 
 
 def rendered_batches(pool: CaptionPool, start_step: int, batch_size: int, device, *, workers: int) -> Iterator:

@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
@@ -29,7 +28,7 @@ from pipeline import diffusion
 from pipeline.encoders import PromptEncoder
 from pipeline.images import to_rgb
 from train import world
-from train.diffusion import CaptionPool, DiffusionTask, build_pool, conditioning
+from train.diffusion import CaptionPool, DiffusionTask, build_pool, conditioning, to_tensor
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif"}
 LORA_FILE = "lora.safetensors"
@@ -122,9 +121,7 @@ class ImageBatches:
     """Endless random batches from a fixed set of images, as (indices, images in [-1, 1])."""
 
     def __init__(self, images: list[Image.Image], batch_size: int, seed: int):
-        self.x = torch.from_numpy(np.stack([np.asarray(im, np.float32) for im in images]) / 127.5 - 1).permute(
-            0, 3, 1, 2
-        )
+        self.x = to_tensor(images)
         self.batch_size, self.rng = batch_size, random.Random(seed)
 
     def __iter__(self):
@@ -168,8 +165,7 @@ class LoraTask(DiffusionTask):
         elif self.prior.examples:
             seeds = torch.randint(0, 2**31, (n,)).tolist()
             images = [world.render_scene(self.prior.examples[int(k)].scene, s)[0] for k, s in zip(j, seeds)]
-            x0 = torch.from_numpy(np.stack([np.asarray(im, np.float32) for im in images]) / 127.5 - 1)
-            x0 = x0.permute(0, 3, 1, 2).to(device, dtype)
+            x0 = to_tensor(images).to(device, dtype)
         states, mask, pooled = conditioning(self.prior, j, device, PRIOR_DROPOUT)
         t = torch.randint(0, self.cfg.train_timesteps, (n,), device=device)
         x_t = self.noise.add_noise(x0, torch.randn_like(x0), t)
