@@ -1,16 +1,19 @@
 """The LoRA demonstration: teach the embedded model a shape its training never had (a star) from 40
 images, then measure the new concept and the old categories before and after, with the evaluator.
 
-    python bench/lora_demo.py [--steps 300] [--out runs/lora-star] [--per-category 50]
+    python bench/lora_demo.py [--steps 300] [--out runs/lora-star] [--per-category 50] [--skip-training]
 
 Star accuracy: "single object" judging (exactly one object, the right colour, shape star) on prompts in
 the held-out caption templates, 8 colours x --star-seeds seeds. Old categories: the held-out combinations
-evaluation set, base model against base + LoRA, same prompts and seeds.
+evaluation set, base model against base + LoRA, same prompts and seeds. Each change comes with its 95%
+interval: the same prompt and seed is judged with and without the LoRA, so the interval is that of the
+mean of paired differences (-1, 0 or +1 per prompt), mean +- 1.96 sd / sqrt(n).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import shutil
 import sys
@@ -19,9 +22,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import numpy as np  # noqa: E402
+
 from pipeline import Wordbrush  # noqa: E402
 from train import evaluate, world  # noqa: E402
-from train.lora import train_lora, write_star_demo  # noqa: E402
+from train.lora import LORA_FILE, train_lora, write_star_demo  # noqa: E402
 
 
 def star_items(n_seeds: int, *, seed: int = 99) -> list[evaluate.EvalItem]:
@@ -35,12 +40,26 @@ def star_items(n_seeds: int, *, seed: int = 99) -> list[evaluate.EvalItem]:
     return items
 
 
-def scores(wb: Wordbrush, items: list[evaluate.EvalItem]) -> dict[str, float]:
+def passes(wb: Wordbrush, items: list[evaluate.EvalItem]) -> list[bool]:
+    """The evaluator's verdict on each item's image."""
     images = []
     for i in range(0, len(items), 16):
         chunk = items[i : i + 16]
         images += wb.text_to_image([it.prompt for it in chunk], seed=[it.seed for it in chunk]).images
-    return evaluate.score(items, images)
+    return [evaluate.judge(it, im) for it, im in zip(items, images)]
+
+
+def paired_change(before: list[bool], after: list[bool]) -> tuple[float, float]:
+    """Mean of after - before over the same prompts, and the half-width of its 95% interval."""
+    d = np.array(after, float) - np.array(before, float)
+    return float(d.mean()), float(1.96 * d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else 0.0
+
+
+def by_category(items: list[evaluate.EvalItem], verdicts: list[bool]) -> dict[str, list[bool]]:
+    out: dict[str, list[bool]] = {}
+    for it, v in zip(items, verdicts):
+        out.setdefault(it.category, []).append(v)
+    return out
 
 
 def main() -> None:
@@ -58,38 +77,59 @@ def main() -> None:
     p.add_argument("--per-category", type=int, default=50)
     p.add_argument("--star-seeds", type=int, default=10)
     p.add_argument("--results", default="bench/results/lora_demo.md")
+    p.add_argument("--skip-training", action="store_true", help="measure the LoRA already in --out")
     args = p.parse_args()
 
-    data = write_star_demo(Path(args.data), n=args.images)
-    shutil.rmtree(args.out, ignore_errors=True)  # a fresh run: the time below is the whole training
-    t0 = time.time()
-    lora = train_lora(
-        model=args.model, data=data, out=args.out, rank=args.rank, targets=args.targets, steps=args.steps, lr=args.lr,
-        mixed_precision="bf16", prior_weight=args.prior_weight, prior_data=args.prior_data,
-        validation_prompts=["a red star", "a blue star", "a green star", "a yellow star"],
-    )  # fmt: skip
-    minutes = (time.time() - t0) / 60
-    print(f"trained {lora} in {minutes:.1f} min", flush=True)
+    if args.skip_training:  # describe the LoRA by its own record, not by this command's flags
+        lora = Path(args.out) / "model" / LORA_FILE
+        meta = json.loads(lora.with_name("lora.json").read_text())
+        args.rank, args.targets, args.steps = meta["rank"], meta["targets"], meta["step"]
+        args.prior_weight, args.prior_data = meta["prior_weight"], meta["prior_data"]
+        trained = f"trained in {meta['train_minutes']} min ({args.out}, measured here with --skip-training)"
+    else:
+        data = write_star_demo(Path(args.data), n=args.images)
+        shutil.rmtree(args.out, ignore_errors=True)  # a fresh run: the time below is the whole training
+        t0 = time.time()
+        lora = train_lora(
+            model=args.model, data=data, out=args.out, rank=args.rank, targets=args.targets, steps=args.steps,
+            lr=args.lr, mixed_precision="bf16", prior_weight=args.prior_weight, prior_data=args.prior_data,
+            validation_prompts=["a red star", "a blue star", "a green star", "a yellow star"],
+        )  # fmt: skip
+        trained = f"trained in {(time.time() - t0) / 60:.1f} min on this machine's CPU (bf16 autocast)"
+        print(f"{lora}: {trained}", flush=True)
 
     wb = Wordbrush.load(args.model, device="cpu")
     stars, old = star_items(args.star_seeds), evaluate.eval_set("combos", per_category=args.per_category)
-    before = {"star": scores(wb, stars)["single_object"], **scores(wb, old)}
+    items = stars + old
+    before = passes(wb, items)
     wb.set_lora(str(lora))
-    after = {"star": scores(wb, stars)["single_object"], **scores(wb, old)}
-    rows = ["star", *evaluate.CATEGORIES, "overall"]
+    after = passes(wb, items)
+    cats = {"star": (before[: len(stars)], after[: len(stars)])}
+    b_old, a_old = by_category(old, before[len(stars) :]), by_category(old, after[len(stars) :])
+    cats |= {c: (b_old[c], a_old[c]) for c in evaluate.CATEGORIES}
+    mean = {c: (float(np.mean(b)), float(np.mean(a))) for c, (b, a) in cats.items()}
+    overall_b = float(np.mean([mean[c][0] for c in evaluate.CATEGORIES]))
+    overall_a = float(np.mean([mean[c][1] for c in evaluate.CATEGORIES]))
+    change = {c: paired_change(b, a) for c, (b, a) in cats.items()}
     lines = [
         f"LoRA rank {args.rank} on {args.targets} layers, {args.steps} steps x batch 16 on {args.images} star "
-        f"images, prior preservation on {args.prior_data} images, "
-        f"weight {args.prior_weight}, trained in "
-        f"{minutes:.1f} min on this machine's CPU (bf16 autocast); evaluator on {len(stars)} star prompts "
-        f"(held-out templates) and {args.per_category} held-out combinations per old category.",
+        f"images, prior preservation on {args.prior_data} images, weight {args.prior_weight}, {trained}; "
+        f"evaluator on {len(stars)} star prompts (held-out templates) and {args.per_category} held-out "
+        f"combinations per old category. Change: mean paired difference, +- its 95% interval.",
         "",
         "| category | base | base + star LoRA | change |",
         "|---|---:|---:|---:|",
-        *[f"| {r} | {before[r]:.3f} | {after[r]:.3f} | {after[r] - before[r]:+.3f} |" for r in rows],
+        *[
+            f"| {c} | {mean[c][0]:.3f} | {mean[c][1]:.3f} | {change[c][0]:+.3f} +- {change[c][1]:.3f} |"
+            for c in ["star", *evaluate.CATEGORIES]
+        ],
+        f"| overall | {overall_b:.3f} | {overall_a:.3f} | {overall_a - overall_b:+.3f} |",
     ]
-    worst = min(after[c] - before[c] for c in evaluate.CATEGORIES)
-    lines += ["", f"Largest drop on an old category: {worst:+.3f}."]
+    worst = min(evaluate.CATEGORIES, key=lambda c: change[c][0])
+    lines += [
+        "",
+        f"Largest drop on an old category: {change[worst][0]:+.3f} +- {change[worst][1]:.3f} ({worst}).",
+    ]
     print("\n".join(lines))
     Path(args.results).parent.mkdir(parents=True, exist_ok=True)
     Path(args.results).write_text("\n".join(lines) + "\n")

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every measurement in the README, in one run on an otherwise idle machine (about 35 minutes on the
+# Every measurement in the README, in one run on an otherwise idle machine (about 45 minutes on the
 # 2-core CPU). Each table lands in bench/results/; the README quotes them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,7 +8,7 @@ R=bench/results
 run() { local out=$1; shift; echo "== $* -> $R/$out" >&2; "$@" 2>/dev/null | tee "$R/$out"; }
 
 run quality-diffusion.md $PY -m train evaluate --model shapes --per-category 100
-run lora-demo.log $PY bench/lora_demo.py --steps 400 --out runs/lora-star --results $R/lora-demo.md
+run lora-demo.log $PY bench/lora_demo.py --steps 400 --out runs/lora-star --per-category 200 --star-seeds 20 --results $R/lora-demo.md
 run diffusion-latency.md $PY bench/diffusion_latency.py
 run edit-quality.md $PY bench/edit_quality.py --n 100 --strength 0.6 --inpaint whole zoom zoom-repaint3
 run generators.md $PY bench/generators.py --per-category 50

@@ -116,3 +116,22 @@ def test_eval_sets_are_fixed_and_cover_every_category():
 def test_score_rejects_mismatched_lengths(items):
     with pytest.raises(ValueError, match="must match"):
         evaluate.score(items, [])
+
+
+def test_touching_objects_of_different_colours_are_told_apart():
+    """A square drawn against a triangle (as inpainting can) is one foreground component; it is split by
+    colour into both objects. Touching objects of one colour stay one object."""
+    from PIL import ImageDraw
+
+    image = Image.new("RGB", (32, 32), world.BACKGROUNDS["grey"])
+    draw = ImageDraw.Draw(image)
+    draw.polygon([(4, 26), (18, 26), (11, 12)], fill=world.COLORS["green"])
+    draw.rectangle([19, 14, 28, 23], fill=world.COLORS["white"])  # touches the triangle's base corner
+    draw.rectangle([18, 24, 19, 26], fill=world.COLORS["white"])  # and bridges to it
+    found = sorted((f.color, f.shape) for f in evaluate.find_objects(image))
+    assert found == [("green", "triangle"), ("white", "square")]
+
+    same = Image.new("RGB", (32, 32), world.BACKGROUNDS["grey"])
+    ImageDraw.Draw(same).rectangle([4, 10, 13, 19], fill=world.COLORS["red"])
+    ImageDraw.Draw(same).rectangle([14, 10, 23, 19], fill=world.COLORS["red"])
+    assert len(evaluate.find_objects(same)) == 1

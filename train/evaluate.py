@@ -12,7 +12,8 @@ answer the category's question about the scene:
     style               the style classifier names the scene's style
 
 Objects are found by rules: the background is the median border colour; pixels far from it are
-foreground; 4-connected components (holes filled) are objects; the colour is the majority palette
+foreground; 4-connected components (holes filled) are objects, a component in which two palette
+colours each hold a good share of the pixels split by colour (touching objects); the colour is the majority palette
 colour of a component's strongest pixels; the shape comes from its fill ratio and taper.
 Overall = the mean of the categories.
 """
@@ -44,6 +45,8 @@ KIND_OF_CATEGORY = {
 }
 FOREGROUND_DISTANCE = 45.0  # RGB distance from the background that makes a pixel foreground
 MIN_AREA = 10  # components smaller than this (pixels at 32 px) are noise
+SPLIT_SHARE = 0.25  # a colour with this share of a component's near-palette pixels is an object of its own
+PURE_DISTANCE = 60.0  # RGB distance to a palette colour within which a pixel counts as that colour
 MAX_AREA_FRACTION = 0.45  # the biggest object (18 x 18 px) covers 32% of the frame
 STYLE_CLASSIFIER = Path(__file__).resolve().parent.parent / "assets" / "evaluator" / "style-classifier"
 PALETTE_NAMES = list(world.COLORS)
@@ -85,24 +88,62 @@ def find_objects(image: Image.Image) -> list[Found]:
     labels, n = ndimage.label(foreground)  # 4-connected
     found = []
     for i in range(1, n + 1):
-        component = (labels == i) & foreground
+        component = labels == i
         if component.sum() < MIN_AREA:
             continue
-        # Shape from the contour at 35% of the peak: close to the drawn outline for soft (blurred) objects.
-        filled = ndimage.binary_fill_holes((labels == i) & (distance >= 0.35 * distance[component].max()))
-        if not filled.any():
-            continue
-        ys, xs = np.nonzero(filled)
-        # Colour: vote among the component's strongest pixels (the core of soft or anti-aliased edges).
-        d = distance[component]
-        core = px[component][d >= 0.7 * d.max()]
-        nearest = np.linalg.norm(core[:, None, :] - PALETTE[None], axis=-1).argmin(1)
-        ((top, votes),) = Counter(nearest.tolist()).most_common(1)
-        if filled.sum() > MAX_AREA_FRACTION * filled.size or votes < 0.5 * len(core):
-            continue  # a region that fills the frame or has no dominant colour is not an object
-        color = PALETTE_NAMES[top]
-        found.append(Found(color, _shape_of(filled), (xs.mean() + 0.5, ys.mean() + 0.5), int(filled.sum())))
+        # Touching objects of different colours (an object inpainted beside another) are one component:
+        # split it by colour when two or more palette colours each hold a good share of its pixels.
+        colors = _strong_colors(px[component])
+        parts = [component] if len(colors) < 2 else _split_by_color(px, component, colors)
+        for part in parts:
+            obj = _object_of(px, distance, part)
+            if obj is not None:
+                found.append(obj)
     return found
+
+
+def _nearest_palette(pixels: np.ndarray) -> np.ndarray:
+    return np.linalg.norm(pixels[:, None, :] - PALETTE[None], axis=-1).argmin(1)
+
+
+def _strong_colors(pixels: np.ndarray) -> list[int]:
+    """Palette indices that each hold at least SPLIT_SHARE of a component's near-palette pixels (within
+    PURE_DISTANCE of a palette colour: object cores, not the blends at soft or anti-aliased edges)."""
+    d = np.linalg.norm(pixels[:, None, :] - PALETTE[None], axis=-1)
+    pure = d.min(1) < PURE_DISTANCE
+    counts = Counter(d[pure].argmin(1).tolist())
+    return [c for c, k in counts.items() if k >= SPLIT_SHARE * pure.sum() and k >= MIN_AREA]
+
+
+def _split_by_color(px: np.ndarray, component: np.ndarray, colors: list[int]) -> list[np.ndarray]:
+    """The component's pixels given to the nearest of `colors`, each colour's 4-connected pieces apart."""
+    ys, xs = np.nonzero(component)
+    nearest = np.linalg.norm(px[ys, xs][:, None, :] - PALETTE[colors][None], axis=-1).argmin(1)
+    parts = []
+    for k in range(len(colors)):
+        piece = np.zeros_like(component)
+        piece[ys[nearest == k], xs[nearest == k]] = True
+        labels, n = ndimage.label(piece)
+        parts += [labels == j for j in range(1, n + 1) if (labels == j).sum() >= MIN_AREA]
+    return parts
+
+
+def _object_of(px: np.ndarray, distance: np.ndarray, component: np.ndarray) -> Found | None:
+    """The object a component shows: its colour, shape, centre and area; None for noise."""
+    if component.sum() < MIN_AREA:
+        return None
+    # Shape from the contour at 35% of the peak: close to the drawn outline for soft (blurred) objects.
+    filled = ndimage.binary_fill_holes(component & (distance >= 0.35 * distance[component].max()))
+    if not filled.any():
+        return None
+    ys, xs = np.nonzero(filled)
+    # Colour: vote among the component's strongest pixels (the core of soft or anti-aliased edges).
+    d = distance[component]
+    core = px[component][d >= 0.7 * d.max()]
+    ((top, votes),) = Counter(_nearest_palette(core).tolist()).most_common(1)
+    if filled.sum() > MAX_AREA_FRACTION * filled.size or votes < 0.5 * len(core):
+        return None  # a region that fills the frame or has no dominant colour is not an object
+    return Found(PALETTE_NAMES[top], _shape_of(filled), (xs.mean() + 0.5, ys.mean() + 0.5), int(filled.sum()))
 
 
 def _shape_of(mask: np.ndarray) -> str:
