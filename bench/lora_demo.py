@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 
 from pipeline import Wordbrush  # noqa: E402
 from train import evaluate, world  # noqa: E402
-from train.lora import LORA_FILE, train_lora, write_star_demo  # noqa: E402
+from train.lora import LORA_FILE, PRIOR_WEIGHT, train_lora, write_star_demo  # noqa: E402
 
 
 def star_items(n_seeds: int, *, seed: int = 99) -> list[evaluate.EvalItem]:
@@ -72,7 +72,7 @@ def main() -> None:
     p.add_argument("--rank", type=int, default=8)
     p.add_argument("--targets", default="attention", help="train/lora.py TARGETS")
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--prior-weight", type=float, default=1.0)
+    p.add_argument("--prior-weight", type=float, default=PRIOR_WEIGHT)
     p.add_argument("--prior-data", choices=["world", "base"], default="world")
     p.add_argument("--per-category", type=int, default=50)
     p.add_argument("--star-seeds", type=int, default=10)

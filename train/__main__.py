@@ -202,10 +202,10 @@ def _lora(args: argparse.Namespace) -> int:
         validation_prompts=args.validation_prompts,
         checkpoint_every=args.checkpoint_every,
         allow_empty_captions=args.allow_empty_captions,
-        prior_weight=args.prior_weight,
         prior_data=args.prior_data,
         seed=args.seed,
         card={"command": "python -m train " + " ".join(args.argv)},
+        **({} if args.prior_weight is None else {"prior_weight": args.prior_weight}),
     )
     print(f"LoRA written to {path}")
     return 0
@@ -308,8 +308,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--validation-prompts", nargs="*", default=[], help="drawn at every checkpoint export")
     p.add_argument("--checkpoint-every", type=int, default=50)
     p.add_argument(
-        "--prior-weight", type=float, default=1.0,
-        help="embedded models: weight of prior preservation (self-distillation on the base world's captions); 0 off",
+        "--prior-weight", type=float, default=None,
+        help="embedded models: weight of prior preservation (self-distillation on the base world's captions; "
+        "default: train/lora.py PRIOR_WEIGHT); 0 off",
     )  # fmt: skip
     p.add_argument(
         "--prior-data", choices=["world", "base"], default="world",
