@@ -12,9 +12,10 @@ answer the category's question about the scene:
     style               the style classifier names the scene's style
 
 Objects are found by rules: the background is the median border colour; pixels far from it are
-foreground; 4-connected components (holes filled) are objects, a component in which two palette
-colours each hold a good share of the pixels split by colour (touching objects); the colour is the majority palette
-colour of a component's strongest pixels; the shape comes from its fill ratio and taper.
+foreground; 4-connected components (holes filled) are objects, a component in which two palette colours
+each hold a good share of the pixels split by colour when the parts are convex shapes and the whole is
+not (touching objects); the colour is the majority palette colour of a component's strongest pixels;
+the shape comes from its fill ratio and taper.
 Overall = the mean of the categories.
 """
 
@@ -46,6 +47,7 @@ KIND_OF_CATEGORY = {
 FOREGROUND_DISTANCE = 45.0  # RGB distance from the background that makes a pixel foreground
 MIN_AREA = 10  # components smaller than this (pixels at 32 px) are noise
 SPLIT_SHARE = 0.25  # a colour with this share of a component's near-palette pixels is an object of its own
+STAR_SOLIDITY = 0.78  # area over convex-hull area below which a shape has a star's notches
 PURE_DISTANCE = 60.0  # RGB distance to a palette colour within which a pixel counts as that colour
 MAX_AREA_FRACTION = 0.45  # the biggest object (18 x 18 px) covers 32% of the frame
 STYLE_CLASSIFIER = Path(__file__).resolve().parent.parent / "assets" / "evaluator" / "style-classifier"
@@ -92,7 +94,8 @@ def find_objects(image: Image.Image) -> list[Found]:
         if component.sum() < MIN_AREA:
             continue
         # Touching objects of different colours (an object inpainted beside another) are one component:
-        # split it by colour when two or more palette colours each hold a good share of its pixels.
+        # split it by colour when two or more palette colours each hold a good share of its pixels and
+        # the parts are convex shapes where the whole is not.
         colors = _strong_colors(px[component])
         parts = [component] if len(colors) < 2 else _split_by_color(px, component, colors)
         for part in parts:
@@ -116,7 +119,11 @@ def _strong_colors(pixels: np.ndarray) -> list[int]:
 
 
 def _split_by_color(px: np.ndarray, component: np.ndarray, colors: list[int]) -> list[np.ndarray]:
-    """The component's pixels given to the nearest of `colors`, each colour's 4-connected pieces apart."""
+    """The component's pixels given to the nearest of `colors`, one part per colour, when that explains it
+    better: the whole is no single convex shape (it would read as a star) while each colour's part is one.
+    Else the component whole: one object whose colour bleeds or mixes is not two objects."""
+    if _solidity(ndimage.binary_fill_holes(component)) >= STAR_SOLIDITY:
+        return [component]
     ys, xs = np.nonzero(component)
     nearest = np.linalg.norm(px[ys, xs][:, None, :] - PALETTE[colors][None], axis=-1).argmin(1)
     parts = []
@@ -124,7 +131,11 @@ def _split_by_color(px: np.ndarray, component: np.ndarray, colors: list[int]) ->
         piece = np.zeros_like(component)
         piece[ys[nearest == k], xs[nearest == k]] = True
         labels, n = ndimage.label(piece)
-        parts += [labels == j for j in range(1, n + 1) if (labels == j).sum() >= MIN_AREA]
+        sizes = ndimage.sum(piece, labels, range(1, n + 1))
+        part = labels == 1 + int(sizes.argmax())
+        if _solidity(ndimage.binary_fill_holes(part)) < STAR_SOLIDITY:
+            return [component]
+        parts.append(part)
     return parts
 
 
@@ -152,7 +163,7 @@ def _shape_of(mask: np.ndarray) -> str:
     ys, xs = np.nonzero(mask)
     box = mask[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
     h, w = box.shape
-    if _solidity(box) < 0.78:  # deep notches between points: a star (<= 0.69 measured; triangles >= 0.88)
+    if _solidity(box) < STAR_SOLIDITY:  # deep notches between points: a star (<= 0.69 measured; triangles >= 0.88)
         return "star"
     widths = box.sum(1)
     if widths[int(h * 0.25)] < 0.75 * widths[min(int(h * 0.75), h - 1)]:
