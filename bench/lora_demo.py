@@ -55,13 +55,6 @@ def paired_change(before: list[bool], after: list[bool]) -> tuple[float, float]:
     return float(d.mean()), float(1.96 * d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else 0.0
 
 
-def by_category(items: list[evaluate.EvalItem], verdicts: list[bool]) -> dict[str, list[bool]]:
-    out: dict[str, list[bool]] = {}
-    for it, v in zip(items, verdicts):
-        out.setdefault(it.category, []).append(v)
-    return out
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="shapes")
@@ -104,12 +97,12 @@ def main() -> None:
     before = passes(wb, items)
     wb.set_lora(str(lora))
     after = passes(wb, items)
-    cats = {"star": (before[: len(stars)], after[: len(stars)])}
-    b_old, a_old = by_category(old, before[len(stars) :]), by_category(old, after[len(stars) :])
+    n = len(stars)
+    cats = {"star": (before[:n], after[:n])}
+    b_old, a_old = evaluate.by_category(old, before[n:]), evaluate.by_category(old, after[n:])
     cats |= {c: (b_old[c], a_old[c]) for c in evaluate.CATEGORIES}
-    mean = {c: (float(np.mean(b)), float(np.mean(a))) for c, (b, a) in cats.items()}
-    overall_b = float(np.mean([mean[c][0] for c in evaluate.CATEGORIES]))
-    overall_a = float(np.mean([mean[c][1] for c in evaluate.CATEGORIES]))
+    rate_b, rate_a = evaluate.pass_rates(b_old), evaluate.pass_rates(a_old)
+    rate_b["star"], rate_a["star"] = float(np.mean(before[:n])), float(np.mean(after[:n]))
     change = {c: paired_change(b, a) for c, (b, a) in cats.items()}
     lines = [
         f"LoRA rank {args.rank} on {args.targets} layers, {args.steps} steps x batch 16 on {args.images} star "
@@ -120,10 +113,11 @@ def main() -> None:
         "| category | base | base + star LoRA | change |",
         "|---|---:|---:|---:|",
         *[
-            f"| {c} | {mean[c][0]:.3f} | {mean[c][1]:.3f} | {change[c][0]:+.3f} +- {change[c][1]:.3f} |"
+            f"| {c} | {rate_b[c]:.3f} | {rate_a[c]:.3f} | {change[c][0]:+.3f} +- {change[c][1]:.3f} |"
             for c in ["star", *evaluate.CATEGORIES]
         ],
-        f"| overall | {overall_b:.3f} | {overall_a:.3f} | {overall_a - overall_b:+.3f} |",
+        f"| overall | {rate_b['overall']:.3f} | {rate_a['overall']:.3f} | "
+        f"{rate_a['overall'] - rate_b['overall']:+.3f} |",
     ]
     worst = min(evaluate.CATEGORIES, key=lambda c: change[c][0])
     lines += [

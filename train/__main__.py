@@ -184,7 +184,7 @@ def _gan(args: argparse.Namespace) -> int:
 def _lora(args: argparse.Namespace) -> int:
     import torch
 
-    from train.lora import train_lora
+    from train.lora import PRIOR_WEIGHT, train_lora
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -202,10 +202,10 @@ def _lora(args: argparse.Namespace) -> int:
         validation_prompts=args.validation_prompts,
         checkpoint_every=args.checkpoint_every,
         allow_empty_captions=args.allow_empty_captions,
+        prior_weight=PRIOR_WEIGHT if args.prior_weight is None else args.prior_weight,
         prior_data=args.prior_data,
         seed=args.seed,
         card={"command": "python -m train " + " ".join(args.argv)},
-        **({} if args.prior_weight is None else {"prior_weight": args.prior_weight}),
     )
     print(f"LoRA written to {path}")
     return 0

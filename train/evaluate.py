@@ -105,14 +105,19 @@ def find_objects(image: Image.Image) -> list[Found]:
     return found
 
 
+def _palette_distances(pixels: np.ndarray, palette: np.ndarray = PALETTE) -> np.ndarray:
+    """(N, K) RGB distances of N pixels to K palette colours."""
+    return np.linalg.norm(pixels[:, None, :] - palette[None], axis=-1)
+
+
 def _nearest_palette(pixels: np.ndarray) -> np.ndarray:
-    return np.linalg.norm(pixels[:, None, :] - PALETTE[None], axis=-1).argmin(1)
+    return _palette_distances(pixels).argmin(1)
 
 
 def _strong_colors(pixels: np.ndarray) -> list[int]:
     """Palette indices that each hold at least SPLIT_SHARE of a component's near-palette pixels (within
     PURE_DISTANCE of a palette colour: object cores, not the blends at soft or anti-aliased edges)."""
-    d = np.linalg.norm(pixels[:, None, :] - PALETTE[None], axis=-1)
+    d = _palette_distances(pixels)
     pure = d.min(1) < PURE_DISTANCE
     counts = Counter(d[pure].argmin(1).tolist())
     return [c for c, k in counts.items() if k >= SPLIT_SHARE * pure.sum() and k >= MIN_AREA]
@@ -125,7 +130,7 @@ def _split_by_color(px: np.ndarray, component: np.ndarray, colors: list[int]) ->
     if _solidity(ndimage.binary_fill_holes(component)) >= STAR_SOLIDITY:
         return [component]
     ys, xs = np.nonzero(component)
-    nearest = np.linalg.norm(px[ys, xs][:, None, :] - PALETTE[colors][None], axis=-1).argmin(1)
+    nearest = _palette_distances(px[ys, xs], PALETTE[colors]).argmin(1)
     parts = []
     for k in range(len(colors)):
         piece = np.zeros_like(component)
@@ -266,10 +271,20 @@ def score(items: list[EvalItem], images: list[Image.Image]) -> dict[str, float]:
     """Per-category pass rates and their mean ("overall")."""
     if len(items) != len(images):
         raise ValueError(f"{len(items)} items but {len(images)} images; they must match")
+    return pass_rates(by_category(items, [judge(item, image) for item, image in zip(items, images)]))
+
+
+def by_category(items: list[EvalItem], verdicts: list[bool]) -> dict[str, list[bool]]:
+    """Each category's verdicts, in item order (categories with no items left out)."""
     passed: dict[str, list[bool]] = {c: [] for c in CATEGORIES}
-    for item, image in zip(items, images):
-        passed[item.category].append(judge(item, image))
-    scores = {c: float(np.mean(v)) for c, v in passed.items() if v}
+    for item, verdict in zip(items, verdicts):
+        passed[item.category].append(verdict)
+    return {c: v for c, v in passed.items() if v}
+
+
+def pass_rates(passed: dict[str, list[bool]]) -> dict[str, float]:
+    """Pass rate of each category and their mean ("overall")."""
+    scores = {c: float(np.mean(v)) for c, v in passed.items()}
     scores["overall"] = float(np.mean(list(scores.values())))
     return scores
 
