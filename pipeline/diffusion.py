@@ -66,6 +66,33 @@ def build_unet(cfg: DiffusionConfig) -> UNet2DConditionModel:
     )
 
 
+INPAINT_INPUTS = 4  # an inpainting UNet's extra input channels: the kept image (3, masked to 0) and the mask (1)
+
+
+def inpainting_unet(unet: UNet2DConditionModel) -> UNet2DConditionModel:
+    """A copy of `unet` that also reads the kept pixels and the mask (as Stable Diffusion's inpainting
+    models do): its first convolution gains INPAINT_INPUTS zero-initialised input channels, so before any
+    training it draws exactly as `unet` does."""
+    config = {**unet.config, "in_channels": unet.config.in_channels + INPAINT_INPUTS}
+    wide = UNet2DConditionModel.from_config(config)
+    state = unet.state_dict()
+    old = state.pop("conv_in.weight")
+    wide.load_state_dict(state, strict=False)
+    with torch.no_grad():
+        wide.conv_in.weight.zero_()
+        wide.conv_in.weight[:, : old.shape[1]] = old
+    return wide.to(unet.device, unet.dtype)
+
+
+def is_inpainting(unet: UNet2DConditionModel) -> bool:
+    return unet.config.in_channels > unet.config.out_channels
+
+
+def inpaint_inputs(known: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, 4, H, W): the kept pixels (known in [-1, 1], zero where the mask is 1) and the mask itself."""
+    return torch.cat([known * (1 - mask), mask], dim=1)
+
+
 def training_scheduler(cfg: DiffusionConfig) -> DDPMScheduler:
     return DDPMScheduler(
         num_train_timesteps=cfg.train_timesteps,
@@ -106,9 +133,13 @@ def denoise_step(
     cond: EncodedPrompts,
     uncond: EncodedPrompts,
     guidance: float,
+    image_inputs: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """One guided model evaluation: conditional and unconditional halves in a single batch, mixed by
-    classifier-free guidance (Ho & Salimans, 2022). Returns the model output (v) for x."""
+    classifier-free guidance (Ho & Salimans, 2022). Returns the model output (v) for x.
+    image_inputs: an inpainting UNet's extra channels (`inpaint_inputs`), the same for both halves."""
+    if image_inputs is not None:
+        x = torch.cat([x, image_inputs.to(x.dtype)], dim=1)
     if guidance == 1.0:
         return unet(x, t, cond.states, class_labels=cond.pooled, encoder_attention_mask=cond.mask).sample
     both = unet(
@@ -156,7 +187,8 @@ def sample(
     after every step the known region is replaced by `init` noised to the same level, so the generated
     region grows to fit its surroundings (blended diffusion, Avrahami et al., 2022). resample > 1 adds
     RePaint's resampling (Lugmayr et al., 2022): each step is undone (re-noised) and redone resample - 1
-    more times, so the generated region can agree with the known one."""
+    more times, so the generated region can agree with the known one. An inpainting UNet (`is_inpainting`,
+    trained by train/inpaint.py) also sees the kept pixels and the mask at every step."""
     # 1. Check inputs
     if not 1 <= steps <= MAX_STEPS:
         raise ValueError(f"steps must be between 1 and {MAX_STEPS}, got {steps}")
@@ -175,10 +207,15 @@ def sample(
     timesteps = scheduler.timesteps
     x = seeded_noise(seeds, (3, cfg.resolution, cfg.resolution), device).to(dtype)
     noise = x
+    image_inputs = None
     if mask is not None:
         if init is None:
             raise ValueError("a mask needs the image it applies to (init)")
         known, mask = init.to(device, dtype) * 2 - 1, mask.to(device, dtype)
+        if is_inpainting(unet):
+            image_inputs = inpaint_inputs(known, mask)
+    elif is_inpainting(unet):
+        raise ValueError("an inpainting UNet needs an image and a mask")
     elif init is not None:
         start = min(int(round(steps * strength)), steps)
         timesteps = timesteps[steps - start :]
@@ -191,7 +228,8 @@ def sample(
     # 3. Denoise
     def solver_step(x, i, t):
         """One guided solver step from t, then (inpainting) the known region put back at the new level."""
-        model_out = denoise_step(unet, scheduler.scale_model_input(x, t), t.expand(len(seeds)), cond, uncond, guidance)
+        x_in = scheduler.scale_model_input(x, t)
+        model_out = denoise_step(unet, x_in, t.expand(len(seeds)), cond, uncond, guidance, image_inputs)
         x = scheduler.step(model_out, t, x).prev_sample
         if mask is not None:  # keep the known region on the trajectory of the input image
             last = i + 1 == len(timesteps)
@@ -231,17 +269,33 @@ def _expand(e: EncodedPrompts, n: int) -> EncodedPrompts:
 
 
 # ----------------------------------------------------------------------------------------------------
-# Saving and loading: a folder (or hub id) with unet/ and wordbrush.json
+# Saving and loading: a folder (or hub id) with unet/, wordbrush.json and, optionally, inpaint-unet/
+
+INPAINT_FOLDER = "inpaint-unet"  # the inpainting UNet beside the text-to-image one, when there is one
 
 
 def save(folder: str | Path, unet: UNet2DConditionModel, cfg: DiffusionConfig, *, encoder: str, card: dict) -> None:
     """Write the UNet (fp16 safetensors) and what the pipeline needs to rebuild it."""
     folder = Path(folder)
-    # Shards under 10 MB: a Hugging Face Space takes files that size without Git LFS.
-    unet.to(torch.float16).save_pretrained(folder / "unet", max_shard_size="9MB")
-    unet.to(torch.float32)
+    save_unet(unet, folder / "unet")
     meta = {"generator": "diffusion", "encoder": encoder, "config": asdict(cfg), "card": card}
     (folder / "wordbrush.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def save_unet(unet: UNet2DConditionModel, folder: Path) -> None:
+    # Shards under 10 MB: a Hugging Face Space takes files that size without Git LFS.
+    dtype = unet.dtype
+    unet.to(torch.float16).save_pretrained(folder, max_shard_size="9MB")
+    unet.to(dtype)
+
+
+def load_inpainting_unet(folder: str | Path, *, device: str = "cpu", dtype: torch.dtype = torch.float32):
+    """The folder's inpainting UNet (inpaint-unet/), or None when it has none."""
+    path = Path(folder) / INPAINT_FOLDER
+    if not path.is_dir():
+        return None
+    unet = UNet2DConditionModel.from_pretrained(path, use_safetensors=True)
+    return unet.to(device, dtype).eval()
 
 
 def read_meta(folder: str | Path) -> dict:

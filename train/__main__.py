@@ -101,6 +101,24 @@ def _encoder_and_pool(args: argparse.Namespace):
     return device, encoder, build_pool(encoder, size=args.pool_size, seed=args.seed)
 
 
+def _train_config(args: argparse.Namespace, **overrides):
+    """The training loop's settings from a training command's common options, plus its own overrides."""
+    from train.loop import TrainConfig
+
+    settings = {
+        "out": args.out,
+        "steps": args.steps,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "checkpoint_every": args.checkpoint_every,
+        "eval_every": args.eval_every,
+        "mixed_precision": getattr(args, "mixed_precision", "auto"),
+        "seed": args.seed,
+        "max_minutes": args.max_minutes,
+    }
+    return TrainConfig(**{**settings, **overrides})
+
+
 def _diffusion(args: argparse.Namespace) -> int:
     import dataclasses
     import platform
@@ -109,7 +127,7 @@ def _diffusion(args: argparse.Namespace) -> int:
 
     from pipeline import diffusion
     from train.diffusion import DiffusionTask
-    from train.loop import TrainConfig, run_training
+    from train.loop import run_training
 
     device, encoder, pool = _encoder_and_pool(args)
     cfg = dataclasses.replace(diffusion.SIZES[args.size], cond_dim=encoder.hidden_size)
@@ -130,18 +148,29 @@ def _diffusion(args: argparse.Namespace) -> int:
     task = DiffusionTask(
         unet, cfg, encoder, pool, workers=args.workers, eval_per_category=args.eval_per_category, card=card
     )
-    train_cfg = TrainConfig(
-        out=args.out,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        checkpoint_every=args.checkpoint_every,
-        eval_every=args.eval_every,
-        mixed_precision=args.mixed_precision,
-        seed=args.seed,
-        max_minutes=args.max_minutes,
-    )
-    run_training(task, train_cfg)
+    run_training(task, _train_config(args))
+    return 0
+
+
+def _inpaint(args: argparse.Namespace) -> int:
+    import torch
+
+    from pipeline import diffusion
+    from pipeline.core import local_folder
+    from pipeline.encoders import load_encoder
+    from train.inpaint import InpaintTask
+    from train.loop import run_training
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    base = local_folder(args.init)
+    unet, cfg, meta = diffusion.load(base)
+    unet = diffusion.inpainting_unet(unet.float()).train()  # checkpoint weights, if any, replace these
+    encoder = load_encoder(meta["encoder"], device=device)
+    card = {"command": "python -m train " + " ".join(args.argv), "base": str(args.init)}
+    task = InpaintTask(unet, cfg, encoder, base=base, workers=args.workers, eval_n=args.eval_n, card=card)
+    run_training(task, _train_config(args, warmup=50))
     return 0
 
 
@@ -150,7 +179,7 @@ def _gan(args: argparse.Namespace) -> int:
 
     from pipeline import gan
     from train.gan import GANTask
-    from train.loop import TrainConfig, run_training
+    from train.loop import run_training
 
     _, encoder, pool = _encoder_and_pool(args)
     cfg = dataclasses.replace(gan.GAN_SIZES[args.size], cond_dim=encoder.hidden_size)
@@ -163,21 +192,7 @@ def _gan(args: argparse.Namespace) -> int:
     task = GANTask(
         generator, encoder, pool, lr=args.lr, workers=args.workers, eval_per_category=args.eval_per_category, card=card
     )
-    train_cfg = TrainConfig(
-        out=args.out,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        warmup=0,
-        betas=(0.0, 0.99),
-        ema_decay=0.999,
-        checkpoint_every=args.checkpoint_every,
-        eval_every=args.eval_every,
-        mixed_precision="no",
-        seed=args.seed,
-        max_minutes=args.max_minutes,
-    )
-    run_training(task, train_cfg)
+    run_training(task, _train_config(args, warmup=0, betas=(0.0, 0.99), ema_decay=0.999, mixed_precision="no"))
     return 0
 
 
@@ -272,6 +287,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-minutes", type=float, default=0, help="stop after this much wall time (checkpoint, export)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(fn=_diffusion)
+
+    p = sub.add_parser("inpaint", help="train (or resume) an inpainting UNet from a diffusion model")
+    p.add_argument("--init", default="assets/shapes-diffusion", help="the text-to-image model it starts from")
+    p.add_argument("--out", default="runs/inpaint", help="run folder; OUT/model is the base plus inpaint-unet/")
+    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--eval-n", type=int, default=50, help="held-out inpainting cases per evaluation")
+    p.add_argument("--checkpoint-every", type=int, default=100)
+    p.add_argument("--eval-every", type=int, default=500)
+    p.add_argument("--mixed-precision", choices=["auto", "no", "bf16", "fp16"], default="auto")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--max-minutes", type=float, default=0)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(fn=_inpaint)
 
     p = sub.add_parser("gan", help="train (or resume) the one-step GAN generator")
     p.add_argument("--out", default="runs/gan")
