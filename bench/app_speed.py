@@ -2,14 +2,18 @@
 
     python bench/app_speed.py [--model shapes] [--repeats 10]
 
-1. one request: the bare pipeline call against the same request through the live app (gradio_client);
+1. one request: the bare pipeline call (in a process of its own) against the same request through the live app,
+   over gradio's plain HTTP API (what curl and a browser's fetch do: POST, read the event stream, fetch
+   the PNG) and through the `gradio_client` library (whose own client-side cost is counted too); the
+   three take turns, so a drift in the machine's speed shows in all three alike;
 2. eight concurrent requests through the app (batched by the app's queue) against the same eight
-   requests sent one by one.
+   requests sent one by one, over each of the two.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import statistics
 import sys
 import threading
@@ -18,12 +22,63 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import httpx  # noqa: E402
 from gradio_client import Client  # noqa: E402
 
 from pipeline import Wordbrush  # noqa: E402
-from tests.server import running_app  # noqa: E402
+from tests.server import call_http_api, running_app  # noqa: E402
 
 PROMPT = "a red circle above a blue square"
+
+
+def _bare_worker(model: str, conn) -> None:
+    """A process of its own that runs the pipeline call alone, one seed per message (no client threads
+    of this benchmark beside it)."""
+    wb = Wordbrush.load(model, device="cpu")
+    steps, guidance = wb.generator.default_steps, wb.generator.default_guidance
+    conn.send((steps, guidance))
+    while (seed := conn.recv()) is not None:
+        wb.text_to_image(PROMPT, seed=seed, steps=steps, guidance=guidance)
+        conn.send(True)
+
+
+def bare_pipeline(model: str):
+    """(ask(seed) running the bare pipeline call in its own process, stop(), default steps, guidance)."""
+    ctx = multiprocessing.get_context("spawn")
+    mine, theirs = ctx.Pipe()
+    worker = ctx.Process(target=_bare_worker, args=(model, theirs), daemon=True)
+    worker.start()
+    steps, guidance = mine.recv()
+
+    def ask(seed):
+        mine.send(seed)
+        mine.recv()
+
+    def stop():
+        mine.send(None)
+        worker.join(timeout=30)
+
+    return ask, stop, steps, guidance
+
+
+def timed(fn, seeds) -> list[float]:
+    out = []
+    for s in seeds:
+        t0 = time.perf_counter()
+        fn(s)
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def together(askers, seeds) -> float:
+    """Seconds until every asker has its answer, all sent at once (one thread each)."""
+    threads = [threading.Thread(target=ask, args=(s,)) for ask, s in zip(askers, seeds)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - t0
 
 
 def main() -> None:
@@ -32,54 +87,59 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--concurrent", type=int, default=8)
     args = parser.parse_args()
-
-    wb = Wordbrush.load(args.model, device="cpu")
-    steps, guidance = wb.generator.default_steps, wb.generator.default_guidance
-    wb.text_to_image(PROMPT, seed=0)  # warm-up
-    bare = []
-    for i in range(args.repeats):
-        t0 = time.perf_counter()
-        wb.text_to_image(PROMPT, seed=i, steps=steps, guidance=guidance)
-        bare.append(time.perf_counter() - t0)
-    del wb  # the server process holds its own copy; this one would only compete for memory
+    bare, stop_bare, steps, guidance = bare_pipeline(args.model)
+    n = args.concurrent
 
     with running_app(args.model) as url:
-        client = Client(url, verbose=False)
 
-        def ask(c: Client, seed: int) -> None:
-            c.predict(PROMPT, "diffusion", steps, guidance, seed, False, 1, api_name="/text_to_image")
+        def http_asker():
+            session = httpx.Client(timeout=120)
 
-        ask(client, 0)  # warm-up
-        app = []
-        for i in range(args.repeats):
+            def ask(seed):
+                inputs = [PROMPT, "diffusion", steps, guidance, seed, False, 1, "none", 1.0, False]
+                _, files = call_http_api(url, "text_to_image", inputs, http=session)
+                assert len(files) == 1
+
+            return ask
+
+        def client_asker():
+            client = Client(url, verbose=False)
+
+            def ask(seed):
+                client.predict(PROMPT, "diffusion", steps, guidance, seed, False, 1, api_name="/text_to_image")
+
+            return ask
+
+        ways = {"bare pipeline call": bare, "plain HTTP (curl's way)": http_asker(), "gradio_client": client_asker()}
+        one = {name: [] for name in ways}
+        for ask in ways.values():
+            ask(0)  # warm-up
+        for i in range(1, args.repeats + 1):  # in turns
+            for name, ask in ways.items():
+                one[name] += timed(ask, [i])
+        one = {name: statistics.median(t) for name, t in one.items()}
+        stop_bare()
+        rows = {}
+        for name, make in [("plain HTTP (curl's way)", http_asker), ("gradio_client", client_asker)]:
+            askers = [make() for _ in range(n)]
+            for a in askers:
+                a(0)  # each client's connection opened before the clock starts
             t0 = time.perf_counter()
-            ask(client, i)
-            app.append(time.perf_counter() - t0)
+            for i, ask in enumerate(askers):
+                ask(100 + i)
+            one_by_one = time.perf_counter() - t0
+            rows[name] = (one_by_one, together(askers, range(200, 200 + n)))
 
-        n = args.concurrent
-        clients = [Client(url, verbose=False) for _ in range(n)]
-        t0 = time.perf_counter()
-        for i, c in enumerate(clients):
-            ask(c, 100 + i)
-        one_by_one = time.perf_counter() - t0
-        threads = [threading.Thread(target=ask, args=(c, 200 + i)) for i, c in enumerate(clients)]
-        t0 = time.perf_counter()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        together = time.perf_counter() - t0
-
-    b, a = statistics.median(bare), statistics.median(app)
     print(f"model {args.model}, {steps} steps, guidance {guidance}, CPU, medians of {args.repeats}\n")
     print("| measurement | seconds | ratio |")
     print("|---|---:|---:|")
-    print(f"| one request, bare pipeline call | {b:.3f} | |")
-    print(f"| one request through the app (gradio_client) | {a:.3f} | app adds {100 * (a / b - 1):.1f}% |")
-    print(f"| {n} requests one by one through the app | {one_by_one:.2f} | |")
-    print(
-        f"| {n} concurrent requests through the app (batched) | {together:.2f} | {one_by_one / together:.2f}x faster |"
-    )
+    bare_s = one.pop("bare pipeline call")
+    print(f"| one request, bare pipeline call | {bare_s:.3f} | |")
+    for name, seconds in one.items():
+        print(f"| one request through the app, {name} | {seconds:.3f} | app adds {100 * (seconds / bare_s - 1):.1f}% |")
+    for name, (one_by_one, both) in rows.items():
+        print(f"| {n} requests one by one, {name} | {one_by_one:.2f} | |")
+        print(f"| {n} concurrent requests (batched), {name} | {both:.2f} | {one_by_one / both:.2f}x faster |")
 
 
 if __name__ == "__main__":

@@ -4,8 +4,11 @@ Each server thread calls `batcher.text_to_image(request, callback=...)` and bloc
 One worker thread takes the first waiting request, gathers the compatible ones that arrive within
 `window_s` (same steps, guidance, LoRA and prompt expansion; up to `max_images` images in all), runs them
 as one batch and hands each caller its own images. Requests that arrive while a batch runs wait in the
-queue and make up the next batch, so the window can stay short (10 ms, extended by each arrival up to
-100 ms: a lone request barely waits, a burst rides together).
+queue and make up the next batch, so the window can stay short (2 ms, extended by each arrival up to
+20 ms: a lone request barely waits, a burst rides together). Clients of a burst rarely land within one
+window, so a batch still in its first REGROUP_STEPS denoising steps starts over with the compatible
+requests that arrived meanwhile (each image depends on its seed only, so nothing changes but the batch
+size; at most the first steps' work is redone, and a lone request never waits).
 Every caller's callback sees every denoising step of its batch. With a MainThreadRunner, the pipeline
 calls themselves run on the app's main thread.
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
@@ -34,6 +38,14 @@ class T2IRequest:
     def batch_key(self) -> tuple:
         """Requests with equal keys can share one pipeline call."""
         return (self.steps, self.guidance, self.lora, self.expand)
+
+
+REGROUP_STEPS = 2  # a batch in its first this-many steps starts over to take in compatible arrivals
+MAX_REGROUPS = 3  # ... at most this many times, so a steady stream cannot keep it from finishing
+
+
+class _Regroup(Exception):
+    """Raised from a batch's step callback: compatible requests are waiting; run again with them."""
 
 
 @dataclass
@@ -74,26 +86,35 @@ def _call_here(fn, *args, **kwargs):
 
 class Batcher:
     def __init__(
-        self, wb: Wordbrush, *, max_images: int = 16, window_s: float = 0.01, runner: MainThreadRunner | None = None
+        self, wb: Wordbrush, *, max_images: int = 16, window_s: float = 0.002, runner: MainThreadRunner | None = None
     ):
         """runner: where pipeline calls run (default: the batcher's own worker thread)."""
         self.wb, self.max_images, self.window_s = wb, max_images, window_s
         self._run_call = runner.call if runner is not None else _call_here
-        self._queue: queue.Queue[_Pending] = queue.Queue()
+        self._waiting: deque[_Pending] = deque()  # arrived, not yet in a batch, in arrival order
+        self._arrived = threading.Condition()  # guards _waiting and _closed; notified on each arrival
+        self._closed = False
         self._lock = threading.Lock()  # one pipeline call at a time, batched or not
         self.batch_sizes: list[int] = []  # requests per batch run, for tests and benchmarks
+        self.regroups = 0  # batches started over to take in arrivals, for tests and benchmarks
         self._thread = threading.Thread(target=self._worker, name="wordbrush-batcher", daemon=True)
         self._thread.start()
 
     def text_to_image(self, request: T2IRequest, *, callback=None, timeout: float | None = None) -> Result:
         """Block until this request's images are ready; errors of this request are raised here."""
         pending = _Pending(request, callback)
-        self._queue.put(pending)
+        with self._arrived:
+            if self._closed:
+                raise ValueError("this model was just replaced by another; send the request again")
+            self._waiting.append(pending)
+            self._arrived.notify()
         return pending.future.result(timeout=timeout)
 
     def close(self) -> None:
         """End the worker after the requests already queued (a model switch drops the old batchers)."""
-        self._queue.put(None)
+        with self._arrived:
+            self._closed = True
+            self._arrived.notify()
 
     def run_alone(self, fn, *args, **kwargs):
         """Run another pipeline call (style transfer, inpainting) between batches."""
@@ -102,38 +123,55 @@ class Batcher:
 
     def _worker(self) -> None:
         while True:
-            first = self._queue.get()
-            if first is None:  # closed
-                return
-            batch, waiting = [first], []
-            key = first.request.batch_key()
-            images = first.request.num_images
-            # Gather while requests keep arriving: each arrival extends the window by window_s, up to 10x.
-            start = time.monotonic()
-            deadline = start + self.window_s
-            while images < self.max_images:
+            with self._arrived:
+                while not self._waiting and not self._closed:
+                    self._arrived.wait()
+                if not self._waiting:  # closed, and everyone queued before was served
+                    return
+                batch = [self._waiting.popleft()]
+            self._run(self._gather(batch))
+
+    def _gather(self, batch: list[_Pending]) -> list[_Pending]:
+        """`batch` plus the compatible requests that are waiting or arrive within the window: each
+        arrival extends it by window_s, up to 10 x window_s in all."""
+        start = time.monotonic()
+        deadline = start + self.window_s
+        with self._arrived:
+            while True:
+                self._take_compatible(batch)
                 left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                try:
-                    nxt = self._queue.get(timeout=left)
-                except queue.Empty:
-                    break
-                if nxt is None:  # closed: finish this batch, then stop
-                    self._queue.put(None)
-                    break
-                fits = nxt.request.batch_key() == key
-                if fits and images + nxt.request.num_images <= self.max_images:
-                    batch.append(nxt)
-                    images += nxt.request.num_images
+                if _images(batch) >= self.max_images or left <= 0:
+                    return batch
+                seen = len(self._waiting)
+                self._arrived.wait(left)
+                if len(self._waiting) > seen:
                     deadline = min(time.monotonic() + self.window_s, start + 10 * self.window_s)
-                else:
-                    waiting.append(nxt)
-            for p in waiting:  # back in line for the next batch, in arrival order
-                self._queue.put(p)
-            self._run(batch)
+
+    def _take_compatible(self, batch: list[_Pending]) -> bool:
+        """Move waiting requests that can share `batch`'s pipeline call into it (caller holds _arrived)."""
+        key, images, took = batch[0].request.batch_key(), _images(batch), False
+        for p in list(self._waiting):
+            if p.request.batch_key() == key and images + p.request.num_images <= self.max_images:
+                self._waiting.remove(p)
+                batch.append(p)
+                images += p.request.num_images
+                took = True
+        return took
+
+    def _compatible_waiting(self, batch: list[_Pending]) -> bool:
+        key, room = batch[0].request.batch_key(), self.max_images - _images(batch)
+        with self._arrived:
+            return any(p.request.batch_key() == key and p.request.num_images <= room for p in self._waiting)
 
     def _run(self, batch: list[_Pending]) -> None:
+        for regroups_left in range(MAX_REGROUPS, -1, -1):
+            try:
+                return self._run_once(batch, may_regroup=regroups_left > 0)
+            except _Regroup:
+                self.regroups += 1
+                batch = self._gather(batch)
+
+    def _run_once(self, batch: list[_Pending], *, may_regroup: bool) -> None:
         valid = []
         for p in batch:  # a bad request fails alone, not its whole batch
             r = p.request
@@ -142,6 +180,7 @@ class Batcher:
                 valid.append(p)
             except ValueError as err:
                 p.future.set_exception(err)
+        batch[:] = valid
         if not valid:
             return
         prompts = [p.request.prompt for p in valid for _ in range(p.request.num_images)]
@@ -149,6 +188,8 @@ class Batcher:
         flat_seeds = [s + j for p, s in zip(valid, seeds) for j in range(p.request.num_images)]
 
         def fan_out(step, total, preview):
+            if may_regroup and step <= REGROUP_STEPS and step < total and self._compatible_waiting(valid):
+                raise _Regroup
             for p in valid:
                 if p.callback is not None:
                     try:
@@ -166,6 +207,8 @@ class Batcher:
                     prompts, seed=flat_seeds, steps=first.steps, guidance=first.guidance, callback=fan_out,
                     expand=first.expand,
                 )  # fmt: skip
+        except _Regroup:  # not an error: _run gathers the arrivals and starts again
+            raise
         except Exception as err:  # e.g. out of memory: every caller hears of it, the server lives on
             for p in valid:
                 p.future.set_exception(err)
@@ -176,3 +219,7 @@ class Batcher:
             n = p.request.num_images
             p.future.set_result(Result(result.images[start : start + n], result.recipes[start : start + n]))
             start += n
+
+
+def _images(batch: list[_Pending]) -> int:
+    return sum(p.request.num_images for p in batch)

@@ -1,7 +1,9 @@
-"""Start the real app (`python app.py`) in a subprocess on a free port, for live tests and benchmarks."""
+"""Start the real app (`python app.py`) in a subprocess on a free port, for live tests and benchmarks;
+call it over gradio's plain HTTP API, as curl does."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -47,3 +49,31 @@ def running_app(model: str, *, extra: list[str] | None = None, timeout: float = 
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def call_http_api(url: str, api_name: str, data: list, *, http=None) -> tuple[list, list[bytes]]:
+    """One request over gradio's HTTP API (what the README's curl lines do): POST the inputs, read the
+    event stream to its end, fetch the output files. Returns (outputs, bytes of each gallery/image file)."""
+    import httpx
+
+    http = http or httpx.Client(timeout=120)
+    event = http.post(f"{url}gradio_api/call/{api_name}", json={"data": data}).json()["event_id"]
+    kind, payload = None, None
+    with http.stream("GET", f"{url}gradio_api/call/{api_name}/{event}") as stream:
+        for line in stream.iter_lines():
+            if line.startswith("event:"):
+                kind = line.removeprefix("event:").strip()
+            elif line.startswith("data:") and kind in ("complete", "error"):
+                payload = line.removeprefix("data:").strip()
+                break
+    if kind != "complete":
+        raise RuntimeError(f"{api_name} failed: {payload}")
+    outputs = json.loads(payload)
+    files = []
+    for out in outputs:
+        items = out if isinstance(out, list) else [out]
+        for item in items:
+            ref = item.get("image", item) if isinstance(item, dict) else None
+            if isinstance(ref, dict) and ref.get("url"):
+                files.append(http.get(ref["url"]).content)
+    return outputs, files

@@ -1,3 +1,5 @@
+import time
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -150,6 +152,33 @@ def test_batcher_runs_concurrent_requests_as_one_batch(batcher):
         assert results[i].recipes[0].prompt == f"prompt {i}" and results[i].recipes[0].seed == 100 + i
         alone = exact.text_to_image(f"prompt {i}", seed=100 + i, steps=2).images[0]
         assert np.abs(np.asarray(alone, np.int16) - np.asarray(results[i].images[0], np.int16)).max() <= 2
+
+
+def test_a_batch_starts_over_to_take_in_requests_that_arrive_in_its_first_steps(batcher):
+    import threading
+
+    from pipeline.batcher import T2IRequest
+
+    exact = Wordbrush.load(batcher.wb.model, precision="fp32")  # batch-invariant to float rounding
+    b = Batcher(exact, window_s=0.001)  # a window too short to catch the second request
+    results = {}
+    second = threading.Thread(
+        target=lambda: results.update(late=b.text_to_image(T2IRequest("a blue square", seed=7, steps=4, guidance=3.0)))
+    )
+
+    def on_step(step, total, _preview):
+        if step == 1 and not second.is_alive() and "late" not in results:  # after the first step: send another
+            second.start()
+            while not b._waiting:
+                time.sleep(0.001)
+
+    results["early"] = b.text_to_image(T2IRequest("a red circle", seed=3, steps=4, guidance=3.0), callback=on_step)
+    second.join()
+    assert b.regroups == 1 and b.batch_sizes == [2]  # started over once, then ran both together
+    for key, prompt, seed in [("early", "a red circle", 3), ("late", "a blue square", 7)]:
+        assert results[key].recipes[0].prompt == prompt and results[key].recipes[0].seed == seed
+        alone = exact.text_to_image(prompt, seed=seed, steps=4).images[0]
+        assert np.abs(np.asarray(alone, np.int16) - np.asarray(results[key].images[0], np.int16)).max() <= 2
 
 
 def test_a_bad_request_fails_alone_in_its_batch(batcher):

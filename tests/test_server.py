@@ -8,7 +8,7 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 from pipeline.recipe import read_recipe
-from tests.server import running_app
+from tests.server import call_http_api, running_app
 from tests.tiny import make_tiny_diffusion
 
 
@@ -36,6 +36,19 @@ def test_text_to_image_endpoint(client):
     assert len(paths) == 2 and seed == 5 and "Seed: 5" in recipe
     image = Image.open(paths[1])
     assert image.size == (32, 32) and read_recipe(image).seed == 6  # the download keeps its recipe
+
+
+def test_text_to_image_over_plain_http_as_curl_calls_it(url):
+    import io
+
+    # Plain HTTP takes every input (no defaults): ..., number of images, LoRA, LoRA scale, expand.
+    inputs = ["three green triangles", "diffusion", 2, 3.0, 9, False, 2, "none", 1.0, False]
+    outputs, files = call_http_api(url, "text_to_image", inputs)
+    assert outputs[3] == 9 and "Seed: 9" in outputs[2] and len(files) == 2
+    image = Image.open(io.BytesIO(files[1]))
+    assert image.size == (32, 32) and read_recipe(image).seed == 10  # the bytes keep their recipe
+    with pytest.raises(RuntimeError, match="the prompt is empty"):
+        call_http_api(url, "text_to_image", ["", *inputs[1:]])
 
 
 def test_style_transfer_endpoint(client, tmp_path):
