@@ -181,6 +181,18 @@ def test_a_batch_starts_over_to_take_in_requests_that_arrive_in_its_first_steps(
         assert np.abs(np.asarray(alone, np.int16) - np.asarray(results[key].images[0], np.int16)).max() <= 2
 
 
+def test_a_closed_batcher_serves_what_was_queued_then_refuses_clearly(batcher):
+    from pipeline.batcher import T2IRequest
+
+    b = Batcher(batcher.wb)
+    assert b.text_to_image(T2IRequest("a red circle", seed=0, steps=2, guidance=3.0)).images
+    b.close()
+    b._thread.join(timeout=10)
+    assert not b._thread.is_alive()
+    with pytest.raises(ValueError, match="replaced by another; send the request again"):
+        b.text_to_image(T2IRequest("a red circle", seed=0, steps=2, guidance=3.0), timeout=5)
+
+
 def test_a_bad_request_fails_alone_in_its_batch(batcher):
     import threading
 
