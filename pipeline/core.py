@@ -301,10 +301,10 @@ class Wordbrush:
 
         # 5. Composite: generated pixels inside the mask, the input's own pixels outside
         out = images.paste_area(source, images.composite(to_pil(x)[0], area, area_mask), box)
-        return Result(
-            [out],
-            [self._recipe(prompt, seed, steps, guidance, source.size, cond.truncated[0], task="inpaint", seen=seen)],
-        )
+        recipe = self._recipe(prompt, seed, steps, guidance, source.size, cond.truncated[0], task="inpaint", seen=seen)
+        if getattr(self.generator, "inpaint_unet", None) is not None:  # a LoRA sits on the text-to-image UNet only
+            recipe = dataclasses.replace(recipe, lora=None)
+        return Result([out], [recipe])
 
     def _recipe(self, prompt, seed, steps, guidance, size, truncated, *, task, seen=None) -> Recipe:
         seen = prompt if seen is None else seen

@@ -128,3 +128,22 @@ def test_prior_preservation_is_zero_for_an_untouched_lora_and_grows_as_it_drifts
     torch.manual_seed(0)
     assert task.prior_loss(unet, x0).item() > 1e-4
     assert all(p.requires_grad == ("lora" in n) for n, p in unet.named_parameters())  # adapters back on
+
+
+def test_inpainting_with_an_inpainting_unet_says_the_lora_was_not_used(trained_lora, tmp_path):
+    import shutil
+
+    from pipeline import diffusion
+
+    base, out = trained_lora
+    folder = tmp_path / "with-inpaint"
+    shutil.copytree(base, folder)
+    unet, _, _ = diffusion.load(folder)
+    diffusion.save_unet(diffusion.inpainting_unet(unet), folder / diffusion.INPAINT_FOLDER)
+    wb = Wordbrush.load(str(folder))
+    wb.set_lora(f"{out / 'model' / 'lora.safetensors'}:1.0")
+    mask = Image.new("L", (32, 32), 0)
+    mask.paste(255, (8, 8, 20, 20))
+    filled = wb.inpaint(Image.new("RGB", (32, 32), (128, 128, 128)), mask, prompt="a red star", seed=0, steps=2)
+    assert filled.recipes[0].lora is None  # the LoRA sits on the text-to-image UNet, which inpainting did not use
+    assert wb.text_to_image("a red star", seed=0, steps=2).recipes[0].lora.endswith("lora.safetensors:1")
