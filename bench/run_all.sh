@@ -10,7 +10,7 @@ run() { local out=$1; shift; echo "== $* -> $R/$out" >&2; "$@" 2>/dev/null | tee
 run quality-diffusion.md $PY -m train evaluate --model shapes --per-category 100
 run lora-demo.log $PY bench/lora_demo.py --steps 400 --out runs/lora-star --per-category 200 --star-seeds 20 --results $R/lora-demo.md
 run diffusion-latency.md $PY bench/diffusion_latency.py
-run edit-quality.md $PY bench/edit_quality.py --n 100 --strength 0.6 --inpaint whole zoom zoom-repaint3
+run edit-quality.md $PY bench/edit_quality.py --n 100 --strength 0.6 --inpaint whole zoom base-whole base-zoom base-zoom-repaint3 --cases clear old
 run generators.md $PY bench/generators.py --per-category 50
 run app-speed.md $PY bench/app_speed.py
 run quality-diffusion-fp32.md $PY -m train evaluate --model shapes --per-category 50 --split combos --precision fp32
