@@ -33,10 +33,7 @@ def main() -> None:
         page.screenshot(path=str(out / "text-to-image.png"))
         browser.style_transfer(page, tmp / "scene.png", content="a red circle to the left of a blue square")
         page.screenshot(path=str(out / "style-transfer.png"))
-        # Brush over the empty top-left corner in rows, as a person fills an area.
-        rows = [0.1 + 0.05 * i for i in range(7)]
-        zigzag = [(x, y) for i, y in enumerate(rows) for x in ((0.1, 0.42) if i % 2 == 0 else (0.42, 0.1))]
-        browser.inpaint(page, tmp / "scene.png", "a yellow triangle", stroke=zigzag)
+        browser.inpaint(page, tmp / "scene.png", "a yellow triangle")
         page.screenshot(path=str(out / "inpainting.png"))
         page.get_by_role("tab", name="Train").click()
         page.wait_for_timeout(1000)

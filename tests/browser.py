@@ -67,8 +67,7 @@ def style_transfer(page, image: Path, *, content: str = "", timeout: float = 60_
     page.locator("#style-out img").first.wait_for(state="visible", timeout=timeout)
 
 
-def inpaint(page, image: Path, prompt: str, *, stroke=None, timeout: float = 60_000) -> None:
-    """stroke: the brush's path as (x, y) fractions of the canvas (default: a short diagonal across the middle)."""
+def inpaint(page, image: Path, prompt: str, *, timeout: float = 60_000) -> None:
     page.get_by_role("tab", name="Inpainting").click()
     placeholder = page.locator("#inpaint-editor").get_by_text("Upload an image")
     for attempt in range(3):  # as a person does it: the editor's Upload button, then the file chooser
@@ -86,14 +85,10 @@ def inpaint(page, image: Path, prompt: str, *, stroke=None, timeout: float = 60_
     page.wait_for_timeout(1000)
     box = canvas.bounding_box()
     cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-    if stroke is None:
-        points = [(cx - 30 + 5 * k, cy - 30 + 5 * k) for k in range(12)]
-    else:
-        points = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in stroke]
-    page.mouse.move(*points[0])
+    page.mouse.move(cx - 30, cy - 30)  # paint a stroke across the middle
     page.mouse.down()
-    for x, y in points[1:]:
-        page.mouse.move(x, y, steps=2)
+    for k in range(12):
+        page.mouse.move(cx - 30 + 5 * k, cy - 30 + 5 * k, steps=2)
     page.mouse.up()
     page.wait_for_timeout(500)  # let the editor commit the stroke to its layer
     page.get_by_label("What goes there").fill(prompt)
