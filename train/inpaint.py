@@ -30,7 +30,7 @@ from PIL import Image
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, IterableDataset
 
-from pipeline import diffusion
+from pipeline import diffusion, images
 from pipeline.core import to_pil
 from pipeline.encoders import PromptEncoder
 from train import evaluate, world
@@ -170,8 +170,8 @@ class InpaintTask:
     def batches(self, start_step: int, batch_size: int, device: torch.device) -> Iterator:
         data = MaskedBatches(batch_size, seed=start_step)
         loader = DataLoader(data, batch_size=None, num_workers=self.workers, persistent_workers=self.workers > 0)
-        for images, masks, prompts in loader:
-            yield images.to(device), masks.to(device), prompts
+        for pixels, masks, prompts in loader:
+            yield pixels.to(device), masks.to(device), prompts
 
     def loss(self, model, batch) -> torch.Tensor:
         """v-prediction MSE on masked scenes, the prompt dropped for `cond_dropout` of the batch."""
@@ -196,8 +196,8 @@ class InpaintTask:
         model.eval()
         hits = []
         for case in self.eval_cases:
-            init = torch.from_numpy(np.asarray(case.image, np.float32) / 255).permute(2, 0, 1)[None]
-            mask = torch.from_numpy(case.mask.astype(np.float32))[None, None]
+            init = images.to_model(case.image, self.cfg.resolution)
+            mask = images.mask_to_model(case.mask, self.cfg.resolution)
             x = diffusion.sample(
                 model, self.cfg, self.encoder.encode([case.prompt]), self.uncond, seeds=[0], init=init, mask=mask
             )
