@@ -62,6 +62,18 @@ def test_cached_prompts_match_the_language_model_and_the_cache_is_bounded():
     assert len(enc._cache) == 3 and list(enc._cache)[-2:] == ["a", "b"]  # least recently used went first
 
 
+def test_the_frozen_cpu_graph_gives_the_language_models_states(minilm):
+    assert minilm._forward != minilm._eager_forward  # MiniLM on the CPU runs as a frozen TorchScript graph
+    prompts = ["a red circle above a blue square", "", "drei grüne Dreiecke 🔺", "red " * 100, "a"]
+    batch = minilm.tokenizer(prompts, padding=True, truncation=True, max_length=64, return_tensors="pt")
+    with torch.inference_mode():
+        frozen = minilm._forward(batch["input_ids"], batch["attention_mask"])
+        eager = minilm._eager_forward(batch["input_ids"], batch["attention_mask"])
+    real = batch["attention_mask"].bool()
+    assert frozen.shape == eager.shape == (5, 64, 384)
+    assert torch.allclose(frozen[real], eager[real], atol=1e-4)
+
+
 def test_encode_rejects_a_bare_string(minilm):
     with pytest.raises(TypeError, match="list of prompts"):
         minilm.encode("a red circle")
