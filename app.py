@@ -30,6 +30,7 @@ from train.lora import write_star_demo
 
 MAX_UPLOAD = "10mb"  # larger uploads are refused by the server before any handler runs
 NO_LORA = "none"
+QUEUE_POLL_S = 0.01  # how often gradio's idle queue looks for new requests (its own default: every 1 ms)
 MAX_TRAIN_FILES = 200  # images (+ captions) per training upload
 EXAMPLES = [
     ["a red circle above a blue square"],
@@ -567,6 +568,17 @@ def on_zero_gpu() -> bool:
     return os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "true")
 
 
+def calm_queue(demo: gr.Blocks) -> None:
+    """Make gradio's queue look for new requests every 10 ms instead of every 1 ms. Each wake-up of the
+    server's event loop interrupts the pipeline's two OpenMP threads on a 2-core CPU: measured here, an
+    asyncio loop polling at 1 ms beside the diffusion call made it 0.363 s instead of 0.316 (+15%); at 10 ms,
+    0.315. A request now waits at most 10 ms more to start. (The queue's attribute is gradio-internal: if a
+    gradio version drops it, nothing changes.)"""
+    queue = getattr(demo, "_queue", None)
+    if queue is not None and hasattr(queue, "sleep_when_free"):
+        queue.sleep_when_free = QUEUE_POLL_S
+
+
 def main() -> None:
     env = os.environ.get
     parser = argparse.ArgumentParser(description="Serve the Wordbrush web app.")
@@ -604,6 +616,7 @@ def main() -> None:
         server_name=args.host, server_port=args.port, share=args.share, auth=auth,
         max_file_size=MAX_UPLOAD, css=CSS, prevent_thread_lock=True,
     )  # fmt: skip
+    calm_queue(demo)
     try:
         runner.serve_forever()
     except KeyboardInterrupt:
