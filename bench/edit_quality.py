@@ -15,11 +15,14 @@ identical" = every pixel outside the mask is bit-identical to the input. Variant
 image redrawn) or `zoom` (the mask's square on the model's whole canvas), `-repaintK` for RePaint
 resampling, and a `base-` prefix to use blended diffusion with the text-to-image UNet even when the
 model folder has a trained inpainting UNet (inpaint-unet/).
+A LoRA's concept: `--lora runs/lora-star/model/lora.safetensors --shape star --skip-style` asks for a star
+(the LoRA demo's new shape) in every box, with the LoRA applied (it reaches the inpainting UNet too).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import random
 import sys
 import time
@@ -54,10 +57,14 @@ def style_transfer_scores(wb: Wordbrush, n: int, strength: float, describe: bool
 
 
 def inpaint_scores(
-    wb: Wordbrush, n: int, seed: int = 0, resample: int = 1, zoom: bool = True, clear: bool = True
+    wb: Wordbrush, n: int, seed: int = 0, resample: int = 1, zoom: bool = True, clear: bool = True, shape: str = ""
 ) -> tuple[float, float]:
+    """shape: ask for this shape in every box instead of the case's own (e.g. "star", a LoRA's concept)."""
     present, identical = [], []
     for i, case in enumerate(inpaint.inpaint_cases(n, seed, clear=clear)):
+        if shape:
+            want = world.Obj(case.want.color, shape)
+            case = dataclasses.replace(case, want=want, prompt=f"a {want.color} {shape}")
         mask_image = Image.fromarray(case.mask.astype(np.uint8) * 255)
         out = wb.inpaint(case.image, mask_image, prompt=case.prompt, seed=i, resample=resample, zoom=zoom).images[0]
         before, after = np.asarray(case.image), np.asarray(out)
@@ -83,9 +90,13 @@ def main() -> None:
         help="inpainting cases: a box of clear background, or sessions 2-4's (mostly over the object)",
     )
     parser.add_argument("--skip-style", action="store_true")
+    parser.add_argument("--lora", help="a LoRA file to apply (path[:scale])")
+    parser.add_argument("--shape", default="", help="inpainting: ask for this shape in every box (e.g. star)")
     args = parser.parse_args()
     wb = Wordbrush.load(args.model, generator="diffusion", device="cpu")
-    print(f"model {args.model}, {args.n} held-out scenes each\n")
+    wb.set_lora(args.lora)
+    asking = f", asking for a {args.shape} in every box" if args.shape else ""
+    print(f"model {args.model}, LoRA {args.lora}, {args.n} held-out scenes each{asking}\n")
     print("| task | variant | measure | score |")
     print("|---|---|---|---:|")
     for strength in [] if args.skip_style else args.strength:
@@ -103,7 +114,7 @@ def main() -> None:
         for cases in args.cases:
             t0 = time.perf_counter()
             present, identical = inpaint_scores(
-                wb, args.n, resample=resample, zoom=area == "zoom", clear=cases == "clear"
+                wb, args.n, resample=resample, zoom=area == "zoom", clear=cases == "clear", shape=args.shape
             )
             seconds = (time.perf_counter() - t0) / args.n
             label = "mask's square on the whole canvas" if area == "zoom" else "whole image"

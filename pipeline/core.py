@@ -206,15 +206,18 @@ class Wordbrush:
         """Apply a LoRA ("path/to/lora.safetensors" or "...:scale") to the diffusion generator; None removes it."""
         if not isinstance(self.generator, DiffusionGenerator):
             raise ValueError("LoRA adapters apply to the diffusion generator")
-        unet = self.generator.unet
+        # The inpainting UNet was fine-tuned from the text-to-image one: same layers, so the same LoRA fits both
+        unets = [u for u in (self.generator.unet, self.generator.inpaint_unet) if u is not None]
         if self.lora is not None:
-            unet.delete_adapters("user")
+            for unet in unets:
+                unet.delete_adapters("user")
             self.lora = None
         if lora is None:
             return
         path, scale = parse_lora(lora)
-        unet.load_lora_adapter(str(path.parent), weight_name=path.name, prefix="unet", adapter_name="user")
-        unet.set_adapters(["user"], weights=[scale])
+        for unet in unets:
+            unet.load_lora_adapter(str(path.parent), weight_name=path.name, prefix="unet", adapter_name="user")
+            unet.set_adapters(["user"], weights=[scale])
         self.lora = f"{path}:{scale:g}"
 
     def style_transfer(
@@ -302,8 +305,6 @@ class Wordbrush:
         # 5. Composite: generated pixels inside the mask, the input's own pixels outside
         out = images.paste_area(source, images.composite(to_pil(x)[0], area, area_mask), box)
         recipe = self._recipe(prompt, seed, steps, guidance, source.size, cond.truncated[0], task="inpaint", seen=seen)
-        if getattr(self.generator, "inpaint_unet", None) is not None:  # a LoRA sits on the text-to-image UNet only
-            recipe = dataclasses.replace(recipe, lora=None)
         return Result([out], [recipe])
 
     def _recipe(self, prompt, seed, steps, guidance, size, truncated, *, task, seen=None) -> Recipe:

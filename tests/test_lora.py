@@ -130,7 +130,7 @@ def test_prior_preservation_is_zero_for_an_untouched_lora_and_grows_as_it_drifts
     assert all(p.requires_grad == ("lora" in n) for n, p in unet.named_parameters())  # adapters back on
 
 
-def test_inpainting_with_an_inpainting_unet_says_the_lora_was_not_used(trained_lora, tmp_path):
+def test_a_lora_also_applies_to_the_inpainting_unet(trained_lora, tmp_path):
     import shutil
 
     from pipeline import diffusion
@@ -141,9 +141,18 @@ def test_inpainting_with_an_inpainting_unet_says_the_lora_was_not_used(trained_l
     unet, _, _ = diffusion.load(folder)
     diffusion.save_unet(diffusion.inpainting_unet(unet), folder / diffusion.INPAINT_FOLDER)
     wb = Wordbrush.load(str(folder))
-    wb.set_lora(f"{out / 'model' / 'lora.safetensors'}:1.0")
     mask = Image.new("L", (32, 32), 0)
     mask.paste(255, (8, 8, 20, 20))
-    filled = wb.inpaint(Image.new("RGB", (32, 32), (128, 128, 128)), mask, prompt="a red star", seed=0, steps=2)
-    assert filled.recipes[0].lora is None  # the LoRA sits on the text-to-image UNet, which inpainting did not use
-    assert wb.text_to_image("a red star", seed=0, steps=2).recipes[0].lora.endswith("lora.safetensors:1")
+
+    def fill():
+        return wb.inpaint(Image.new("RGB", (32, 32), (128, 128, 128)), mask, prompt="a red star", seed=0, steps=2)
+
+    plain = fill()
+    wb.set_lora(f"{out / 'model' / 'lora.safetensors'}:1.0")
+    with_lora = fill()
+    assert with_lora.recipes[0].lora.endswith("lora.safetensors:1")  # the recipe names the LoRA it used...
+    assert not np.array_equal(np.asarray(with_lora.images[0]), np.asarray(plain.images[0]))  # ...and it was used
+    wb.set_lora(None)
+    again = fill()
+    assert again.recipes[0].lora is None
+    assert np.array_equal(np.asarray(again.images[0]), np.asarray(plain.images[0]))  # removed from both UNets
