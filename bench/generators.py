@@ -33,10 +33,16 @@ DIVERSITY_PROMPTS = [
 
 
 def seconds_per_image(wb: Wordbrush, batch: int, repeats: int, *, cached: bool) -> float:
-    """Median seconds per image. cached: the prompt's states come from the encoder's cache (a prompt drawn
-    again with new seeds); else the cache is emptied before every call (a new prompt each time)."""
+    """Median seconds per image over `repeats` calls (more when they take under 2 s together). cached: the
+    prompt's states come from the encoder's cache (a prompt drawn again with new seeds); else the cache is
+    emptied before every call (a new prompt each time)."""
     prompts = ["a red circle above a blue square"] * batch
-    wb.text_to_image(prompts, seed=list(range(batch)))  # warm-up
+    for _ in range(3):  # warm-up (oneDNN builds its kernels for these shapes on the first calls)
+        wb.encoder.clear_cache()
+        wb.text_to_image(prompts, seed=list(range(batch)))
+    t0 = time.perf_counter()
+    wb.text_to_image(prompts, seed=list(range(batch)))
+    repeats = max(repeats, int(2.0 / (time.perf_counter() - t0)))  # at least ~2 s of calls: ms-scale timings are noisy
     times = []
     for r in range(repeats):
         if not cached:
