@@ -79,11 +79,10 @@ class PromptEncoder:
         self._cache: OrderedDict[str, tuple[torch.Tensor, torch.Tensor, bool]] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
-        # On the CPU a BERT-family encoder runs as a frozen TorchScript graph (same states, checked at load)
-        self._forward = frozen_cpu_forward(self.model, self.tokenizer) or self._eager_forward
-
-    def _eager_forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        # (input_ids, attention_mask) -> states; on the CPU a BERT-family encoder runs as a frozen TorchScript
+        # graph of the same module (same states, checked at load)
+        self._eager_forward = _LastHiddenState(self.model).eval()
+        self._forward = frozen_cpu_forward(self._eager_forward, self.tokenizer) or self._eager_forward
 
     def clear_cache(self) -> None:
         with self._lock:
@@ -156,15 +155,14 @@ class _LastHiddenState(torch.nn.Module):
         return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
 
-def frozen_cpu_forward(model, tokenizer):
+def frozen_cpu_forward(wrapped: _LastHiddenState, tokenizer):
     """A BERT-family encoder on the CPU, traced and frozen by TorchScript (weights folded in, linear layers
     prepacked for oneDNN), or None where that does not apply. Eager PyTorch spends most of a batch-1 call on
     per-op overhead: MiniLM took 3.8 ms per prompt, frozen 2.1 ms, states equal to 1e-6 (measured on this
     project's CPU; the GAN's whole call is ~8 ms). Traced on a padded batch so the mask path is in the graph,
     then checked against the eager model on other shapes; any mismatch keeps the eager model."""
-    if model.device.type != "cpu" or model.config.model_type != "bert":
+    if wrapped.model.device.type != "cpu" or wrapped.model.config.model_type != "bert":
         return None
-    wrapped = _LastHiddenState(model).eval()
     example = tokenizer(["a red circle", "two green triangles left of a square"], padding=True, return_tensors="pt")
     check = tokenizer(["x", "a striped yellow circle, small", "ein roter Kreis"], padding=True, return_tensors="pt")
     with torch.no_grad(), warnings.catch_warnings():
