@@ -49,9 +49,11 @@ def plain_loop(wb: Wordbrush, prompt: str, steps: int, guidance: float) -> torch
     x = diffusion.seeded_noise([0], (3, gen.resolution, gen.resolution), gen.unet.device)
     with torch.inference_mode():
         for t in sched.timesteps:
-            tt = t.expand(1)
-            v_c = gen.unet(x, tt, cond.states, class_labels=cond.pooled, encoder_attention_mask=cond.mask).sample
-            v_u = gen.unet(x, tt, uncond.states, class_labels=uncond.pooled, encoder_attention_mask=uncond.mask).sample
+            tt, x_in = t.expand(1), diffusion.unet_inputs(gen.unet, x)
+            v_c = gen.unet(x_in, tt, cond.states, class_labels=cond.pooled, encoder_attention_mask=cond.mask).sample
+            v_u = gen.unet(
+                x_in, tt, uncond.states, class_labels=uncond.pooled, encoder_attention_mask=uncond.mask
+            ).sample
             x = sched.step(v_u + guidance * (v_c - v_u), t, x).prev_sample
     return x
 

@@ -36,12 +36,15 @@ class DiffusionConfig:
     prediction_type: str = "v_prediction"  # samples cleanly in few steps (epsilon needed thresholding)
     train_timesteps: int = 1000
     beta_schedule: str = "squaredcos_cap_v2"  # cosine schedule: suits low-resolution pixel diffusion
+    coords: bool = False  # the UNet also reads x and y maps (COORD_INPUTS), so it knows where "above" is
 
 
 # Named UNet sizes, read by the training CLI and the tests.
 SIZES: dict[str, DiffusionConfig] = {
-    "small": DiffusionConfig(),  # 10.7M params: the shipped model (CPU: ~35 ms per guided step)
-    "tiny": DiffusionConfig(channels=(16, 32), attention=(False, True), head_dim=8),  # tests and smoke runs
+    "small": DiffusionConfig(coords=True),  # 10.3M params: the shipped model (CPU: ~35 ms per guided step)
+    "tiny": DiffusionConfig(
+        channels=(16, 32), attention=(False, True), head_dim=8, coords=True
+    ),  # tests and smoke runs
 }
 
 
@@ -51,7 +54,7 @@ def build_unet(cfg: DiffusionConfig) -> UNet2DConditionModel:
     ups = tuple("CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(cfg.attention))
     return UNet2DConditionModel(
         sample_size=cfg.resolution,
-        in_channels=3,
+        in_channels=3 + (COORD_INPUTS if cfg.coords else 0),
         out_channels=3,
         block_out_channels=cfg.channels,
         layers_per_block=cfg.layers_per_block,
@@ -66,26 +69,64 @@ def build_unet(cfg: DiffusionConfig) -> UNet2DConditionModel:
     )
 
 
-INPAINT_INPUTS = 4  # an inpainting UNet's extra input channels: the kept image (3, masked to 0) and the mask (1)
+# Extra input channels after the 3 of the noisy image, in this order. A UNet's input width says which it
+# reads: 3 (none), 5 (coordinates), 7 (inpainting), 9 (both); COORD_INPUTS < INPAINT_INPUTS keeps that unique.
+COORD_INPUTS = 2  # x and y in [-1, 1]: convolutions and attention alone do not know where they are
+INPAINT_INPUTS = 4  # an inpainting UNet's: the kept image (3, masked to 0) and the mask (1)
 
 
-def inpainting_unet(unet: UNet2DConditionModel) -> UNet2DConditionModel:
-    """A copy of `unet` that also reads the kept pixels and the mask (as Stable Diffusion's inpainting
-    models do): its first convolution gains INPAINT_INPUTS zero-initialised input channels, so before any
-    training it draws exactly as `unet` does."""
-    config = {**unet.config, "in_channels": unet.config.in_channels + INPAINT_INPUTS}
+def reads_coords(unet: UNet2DConditionModel) -> bool:
+    return (unet.config.in_channels - unet.config.out_channels) % INPAINT_INPUTS == COORD_INPUTS
+
+
+def is_inpainting(unet: UNet2DConditionModel) -> bool:
+    return unet.config.in_channels - unet.config.out_channels >= INPAINT_INPUTS
+
+
+def coord_maps(n: int, size: int, device, dtype) -> torch.Tensor:
+    """(n, 2, size, size): x grows to the right, y downwards, both from -1 to 1 across pixel centres."""
+    line = (torch.arange(size, device=device, dtype=torch.float32) + 0.5) / size * 2 - 1
+    y, x = torch.meshgrid(line, line, indexing="ij")
+    return torch.stack([x, y]).to(dtype).expand(n, -1, -1, -1)
+
+
+def unet_inputs(unet: UNet2DConditionModel, x: torch.Tensor, image_inputs: torch.Tensor | None = None) -> torch.Tensor:
+    """x (B, 3, H, W) with the extra channels `unet` reads: coordinates, then an inpainting UNet's
+    kept pixels and mask (`image_inputs`, from `inpaint_inputs`)."""
+    parts = [x]
+    if reads_coords(unet):
+        parts.append(coord_maps(len(x), x.shape[-1], x.device, x.dtype))
+    if image_inputs is not None:
+        parts.append(image_inputs.to(x.dtype))
+    return torch.cat(parts, dim=1) if len(parts) > 1 else x
+
+
+def _widened(unet: UNet2DConditionModel, new: int, at: int) -> UNet2DConditionModel:
+    """A copy of `unet` whose first convolution gains `new` zero-initialised input channels at index
+    `at`: before any training it draws exactly as `unet` does, whatever those channels hold."""
+    config = {**unet.config, "in_channels": unet.config.in_channels + new}
     wide = UNet2DConditionModel.from_config(config)
     state = unet.state_dict()
     old = state.pop("conv_in.weight")
     wide.load_state_dict(state, strict=False)
     with torch.no_grad():
         wide.conv_in.weight.zero_()
-        wide.conv_in.weight[:, : old.shape[1]] = old
+        wide.conv_in.weight[:, :at] = old[:, :at]
+        wide.conv_in.weight[:, at + new :] = old[:, at:]
     return wide.to(unet.device, unet.dtype)
 
 
-def is_inpainting(unet: UNet2DConditionModel) -> bool:
-    return unet.config.in_channels > unet.config.out_channels
+def with_coords(unet: UNet2DConditionModel) -> UNet2DConditionModel:
+    """A copy of a text-to-image `unet` that also reads the coordinate maps (training then teaches it to)."""
+    if reads_coords(unet) or is_inpainting(unet):
+        raise ValueError("with_coords widens a text-to-image UNet without coordinate inputs")
+    return _widened(unet, COORD_INPUTS, at=unet.config.out_channels)
+
+
+def inpainting_unet(unet: UNet2DConditionModel) -> UNet2DConditionModel:
+    """A copy of `unet` that also reads the kept pixels and the mask (as Stable Diffusion's inpainting
+    models do), zero-initialised (`_widened`), so before any training it draws exactly as `unet` does."""
+    return _widened(unet, INPAINT_INPUTS, at=unet.config.in_channels)
 
 
 def inpaint_inputs(known: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -138,8 +179,7 @@ def denoise_step(
     """One guided model evaluation: conditional and unconditional halves in a single batch, mixed by
     classifier-free guidance (Ho & Salimans, 2022). Returns the model output (v) for x.
     image_inputs: an inpainting UNet's extra channels (`inpaint_inputs`), the same for both halves."""
-    if image_inputs is not None:
-        x = torch.cat([x, image_inputs.to(x.dtype)], dim=1)
+    x = unet_inputs(unet, x, image_inputs)
     if guidance == 1.0:
         return unet(x, t, cond.states, class_labels=cond.pooled, encoder_attention_mask=cond.mask).sample
     both = unet(

@@ -20,13 +20,14 @@ def test_widened_unet_draws_exactly_as_its_base_before_training():
     torch.manual_seed(0)
     base = diffusion.build_unet(TINY_DIFFUSION).eval()
     wide = diffusion.inpainting_unet(base).eval()
-    assert wide.config.in_channels == 3 + diffusion.INPAINT_INPUTS and diffusion.is_inpainting(wide)
+    assert wide.config.in_channels == 3 + diffusion.COORD_INPUTS + diffusion.INPAINT_INPUTS
+    assert diffusion.is_inpainting(wide) and diffusion.reads_coords(wide)
     x, states = torch.randn(2, 3, 32, 32), torch.randn(2, 5, 384)
     t, pooled = torch.tensor([10, 500]), torch.randn(2, 384)
     extra = diffusion.inpaint_inputs(torch.rand(2, 3, 32, 32) * 2 - 1, (torch.rand(2, 1, 32, 32) > 0.5).float())
     with torch.no_grad():
-        a = base(x, t, states, class_labels=pooled).sample
-        b = wide(torch.cat([x, extra], 1), t, states, class_labels=pooled).sample
+        a = base(diffusion.unet_inputs(base, x), t, states, class_labels=pooled).sample
+        b = wide(diffusion.unet_inputs(wide, x, extra), t, states, class_labels=pooled).sample
     torch.testing.assert_close(a, b)  # the new input channels start at zero
 
 

@@ -98,7 +98,26 @@ def _encoder_and_pool(args: argparse.Namespace):
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.backends.cuda.matmul.allow_tf32 = True  # fp32 matmuls (the GAN's) on TF32 tensor cores
     encoder = load_encoder(args.encoder, device=device)
-    return device, encoder, build_pool(encoder, size=args.pool_size, seed=args.seed)
+    weights = _kind_weights(getattr(args, "kind_weights", None))
+    return device, encoder, build_pool(encoder, size=args.pool_size, seed=args.seed, kind_weights=weights)
+
+
+def _kind_weights(spec: str | None) -> dict[str, float] | None:
+    """ "relation=2,count=1.5" -> {"relation": 2.0, "count": 1.5}: how often each scene kind is drawn
+    into the caption pool, against 1 for the kinds not named."""
+    if not spec:
+        return None
+    from train import world
+
+    weights = {}
+    for part in spec.split(","):
+        kind, _, value = part.partition("=")
+        if kind.strip() not in world.KINDS or not value:
+            raise SystemExit(
+                f"--kind-weights: expected KIND=WEIGHT with KIND one of {', '.join(world.KINDS)}, got {part!r}"
+            )
+        weights[kind.strip()] = float(value)
+    return weights
 
 
 def _train_config(args: argparse.Namespace, **overrides):
@@ -137,6 +156,9 @@ def _diffusion(args: argparse.Namespace) -> int:
         unet, cfg, _ = diffusion.load(args.init)
         unet = unet.float().train()
         print(f"initialised from {args.init}")
+        if diffusion.SIZES[args.size].coords and not diffusion.reads_coords(unet):
+            unet, cfg = diffusion.with_coords(unet), dataclasses.replace(cfg, coords=True)
+            print("widened to read coordinate maps (zero-initialised: it draws as before until trained)")
     print(f"UNet: {sum(p.numel() for p in unet.parameters()) / 1e6:.1f}M params, encoder {args.encoder}")
     card = {
         "command": "python -m train " + " ".join(args.argv),
@@ -274,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=0, help="render processes (use several on a GPU host)")
     p.add_argument("--init", help="model folder to start from when the run has no checkpoint yet")
     p.add_argument("--size", choices=["small", "tiny"], default="small", help="UNet size (pipeline/diffusion.py SIZES)")
+    p.add_argument("--kind-weights", help='how often each scene kind is drawn, e.g. "relation=2" (others 1)')
     p.add_argument("--eval-per-category", type=int, default=20, help="evaluator items per category, per eval")
     p.add_argument("--checkpoint-every", type=int, default=250)
     p.add_argument("--eval-every", type=int, default=2000)

@@ -37,9 +37,14 @@ class CaptionPool:
     uncond: EncodedPrompts  # the empty prompt, for classifier-free guidance
 
 
-def build_pool(encoder: PromptEncoder, *, size: int, seed: int, chunk: int = 256) -> CaptionPool:
+def build_pool(
+    encoder: PromptEncoder, *, size: int, seed: int, kind_weights: dict[str, float] | None = None, chunk: int = 256
+) -> CaptionPool:
+    """`size` training examples, their scene kinds drawn by `kind_weights` (default: all alike)."""
     rng = random.Random(seed)
-    examples = [world.sample_example(rng) for _ in range(size)]
+    weights = [(kind_weights or {}).get(k, 1.0) for k in world.KINDS]
+    kinds = rng.choices(world.KINDS, weights, k=size) if kind_weights else [None] * size
+    examples = [world.sample_example(rng, kind=kind) for kind in kinds]
     states, masks, pooled = [], [], []
     t0 = time.time()
     for i in range(0, size, chunk):
@@ -120,7 +125,9 @@ class DiffusionTask:
         t = torch.randint(0, self.cfg.train_timesteps, (len(idx),), device=device)
         x_t = self.noise.add_noise(x0, noise, t)
         target = self.noise.get_velocity(x0, noise, t)
-        pred = model(x_t, t, states, class_labels=pooled, encoder_attention_mask=mask).sample
+        pred = model(
+            diffusion.unet_inputs(self.unet, x_t), t, states, class_labels=pooled, encoder_attention_mask=mask
+        ).sample
         return F.mse_loss(pred.float(), target.float())
 
     def evaluate(self, model) -> dict[str, float]:

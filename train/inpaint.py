@@ -183,7 +183,7 @@ class InpaintTask:
         t = torch.randint(0, self.cfg.train_timesteps, (len(x0),), device=device)
         x_t = self.noise.add_noise(x0, noise, t)
         target = self.noise.get_velocity(x0, noise, t)
-        inputs = torch.cat([x_t, diffusion.inpaint_inputs(x0, mask)], dim=1)
+        inputs = diffusion.unet_inputs(self.unet, x_t, diffusion.inpaint_inputs(x0, mask))
         # The encoder answers with inference-mode tensors (cached across batches): copies enter autograd.
         states, pooled = cond.states.to(device, torch.float32).clone(), cond.pooled.to(device, torch.float32).clone()
         mask_t = cond.mask.to(device).clone()

@@ -172,7 +172,7 @@ class LoraTask(DiffusionTask):
             x0 = to_tensor(images).to(device, dtype)
         states, mask, pooled = conditioning(self.prior, j, device, PRIOR_DROPOUT)
         t = torch.randint(0, self.cfg.train_timesteps, (n,), device=device)
-        x_t = self.noise.add_noise(x0, torch.randn_like(x0), t)
+        x_t = diffusion.unet_inputs(self.unet, self.noise.add_noise(x0, torch.randn_like(x0), t))
         unet = getattr(model, "module", model)  # under DDP the adapters live on the wrapped module
         with torch.no_grad():
             unet.disable_adapters()

@@ -389,7 +389,9 @@ class Example:
     seed: int  # layout seed: render_scene(scene, seed) draws the image
 
 
-def sample_example(rng: random.Random, *, combo_split: str = "train", template_split: str = "train") -> Example:
-    """One (scene, caption, layout seed) triple from the given splits."""
-    scene = sample_split_scene(rng, split=combo_split)
+def sample_example(
+    rng: random.Random, *, combo_split: str = "train", template_split: str = "train", kind: str | None = None
+) -> Example:
+    """One (scene, caption, layout seed) triple from the given splits (of `kind`, or any)."""
+    scene = sample_split_scene(rng, split=combo_split, kind=kind)
     return Example(scene, caption(scene, rng, template_split=template_split), rng.getrandbits(31))

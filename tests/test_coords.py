@@ -1,0 +1,92 @@
+"""Coordinate inputs: a UNet that reads x and y maps (so "above" has somewhere to go), widened from one that
+does not without changing what it draws, and the training options that teach it relations."""
+
+import collections
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from pipeline import diffusion
+from pipeline.encoders import load_encoder
+from tests.tiny import TINY_DIFFUSION
+from train.diffusion import build_pool
+
+ROOT = Path(__file__).resolve().parent.parent
+NO_COORDS = dataclasses.replace(TINY_DIFFUSION, coords=False)
+
+
+def test_coordinate_maps_say_where_each_pixel_is():
+    maps = diffusion.coord_maps(2, 4, "cpu", torch.float32)
+    assert maps.shape == (2, 2, 4, 4)
+    x, y = maps[0]
+    assert torch.allclose(x[0], torch.tensor([-0.75, -0.25, 0.25, 0.75]))  # grows to the right
+    assert torch.allclose(y[:, 0], torch.tensor([-0.75, -0.25, 0.25, 0.75]))  # grows downwards
+    assert torch.equal(x[0], x[3]) and torch.equal(y[:, 0], y[:, 3])
+
+
+def test_input_width_says_which_extra_channels_a_unet_reads():
+    plain = diffusion.build_unet(NO_COORDS)
+    coords = diffusion.with_coords(plain)
+    unets = (plain, coords, diffusion.inpainting_unet(plain), diffusion.inpainting_unet(coords))
+    widths = {u.config.in_channels: (diffusion.reads_coords(u), diffusion.is_inpainting(u)) for u in unets}
+    assert widths == {3: (False, False), 5: (True, False), 7: (False, True), 9: (True, True)}
+    with pytest.raises(ValueError, match="without coordinate inputs"):
+        diffusion.with_coords(coords)
+
+
+def test_a_unet_widened_to_read_coordinates_draws_exactly_as_before():
+    torch.manual_seed(0)
+    plain = diffusion.build_unet(NO_COORDS).eval()
+    wide = diffusion.with_coords(plain).eval()
+    encoder = load_encoder("minilm")
+    cond, uncond = encoder.encode(["a red circle above a blue square", "two green stars"]), encoder.encode([""])
+    before = diffusion.sample(plain, NO_COORDS, cond, uncond, seeds=[1, 2], steps=3)
+    after = diffusion.sample(wide, TINY_DIFFUSION, cond, uncond, seeds=[1, 2], steps=3)
+    torch.testing.assert_close(before, after)
+    with torch.no_grad():  # and the new channels are live: once their weights move, the drawing does
+        wide.conv_in.weight[:, 3:5] = 0.5
+    assert not torch.allclose(before, diffusion.sample(wide, TINY_DIFFUSION, cond, uncond, seeds=[1, 2], steps=3))
+
+
+def test_kind_weights_shape_the_caption_pool():
+    encoder = load_encoder("minilm")
+    even = collections.Counter(e.scene.kind for e in build_pool(encoder, size=200, seed=0).examples)
+    pool = build_pool(encoder, size=200, seed=0, kind_weights={"relation": 6.0})
+    heavy = collections.Counter(e.scene.kind for e in pool.examples)
+    assert heavy["relation"] > 100 > even["relation"]  # 6 / 9 of the pool against about a quarter
+    assert pool.states.shape[0] == 200 and set(heavy) == set(even)
+
+
+def test_cli_widens_an_init_model_that_lacks_coordinates(tmp_path):
+    init = tmp_path / "old"
+    torch.manual_seed(0)
+    diffusion.save(init, diffusion.build_unet(NO_COORDS), NO_COORDS, encoder="minilm", card={})
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "train", "diffusion", "--out", str(out), "--size", "tiny", "--init", str(init),
+           "--kind-weights", "relation=2,count=1.5", "--batch-size", "4", "--pool-size", "16", "--steps", "1",
+           "--lr", "0", "--checkpoint-every", "1", "--eval-every", "0", "--eval-per-category", "1"]  # fmt: skip
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "widened to read coordinate maps" in done.stdout + done.stderr
+    unet, cfg, _ = diffusion.load(out / "model")
+    assert cfg.coords and diffusion.reads_coords(unet)
+    old, _, _ = diffusion.load(init)
+    assert torch.allclose(unet.conv_in.weight[:, :3], old.conv_in.weight, atol=1e-3)  # lr 0: the init's weights
+    assert unet.conv_in.weight[:, 3:].abs().max() == 0
+
+    bad_cmd = [
+        sys.executable,
+        "-m",
+        "train",
+        "diffusion",
+        "--out",
+        str(tmp_path / "bad"),
+        "--kind-weights",
+        "relations=2",
+    ]
+    bad = subprocess.run(bad_cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert bad.returncode != 0 and "KIND one of single, pair, relation, count" in bad.stderr
