@@ -157,8 +157,8 @@ def _diffusion(args: argparse.Namespace) -> int:
         unet = unet.float().train()
         print(f"initialised from {args.init}")
         if diffusion.SIZES[args.size].coords and not diffusion.reads_coords(unet):
-            unet, cfg = diffusion.with_coords(unet), dataclasses.replace(cfg, coords=True)
-            print("widened to read coordinate maps (zero-initialised: it draws as before until trained)")
+            unet, cfg = diffusion.with_coords(unet, std=args.coords_init_std), dataclasses.replace(cfg, coords=True)
+            print(f"widened to read coordinate maps (new weights from N(0, {args.coords_init_std}))")
     print(f"UNet: {sum(p.numel() for p in unet.parameters()) / 1e6:.1f}M params, encoder {args.encoder}")
     card = {
         "command": "python -m train " + " ".join(args.argv),
@@ -296,6 +296,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=0, help="render processes (use several on a GPU host)")
     p.add_argument("--init", help="model folder to start from when the run has no checkpoint yet")
     p.add_argument("--size", choices=["small", "tiny"], default="small", help="UNet size (pipeline/diffusion.py SIZES)")
+    p.add_argument(
+        "--coords-init-std",
+        type=float,
+        default=0.05,
+        help="an --init UNet without coordinate inputs gains them, weights from N(0, this)",
+    )
     p.add_argument("--kind-weights", help='how often each scene kind is drawn, e.g. "relation=2" (others 1)')
     p.add_argument("--eval-per-category", type=int, default=20, help="evaluator items per category, per eval")
     p.add_argument("--checkpoint-every", type=int, default=250)
