@@ -90,3 +90,14 @@ def test_cli_widens_an_init_model_that_lacks_coordinates(tmp_path):
     ]
     bad = subprocess.run(bad_cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert bad.returncode != 0 and "KIND one of single, pair, relation, count" in bad.stderr
+
+
+def test_high_noise_share_draws_that_share_from_the_noisiest_fifth():
+    from train.diffusion import LAYOUT_FROM, timesteps
+
+    torch.manual_seed(0)
+    plain, heavy = timesteps(20000, 1000, 0.0, "cpu"), timesteps(20000, 1000, 0.5, "cpu")
+    assert plain.min() >= 0 and heavy.max() <= 999
+    noisy = int(LAYOUT_FROM * 1000)
+    assert abs((plain >= noisy).float().mean() - 0.2) < 0.02  # uniform: a fifth
+    assert abs((heavy >= noisy).float().mean() - 0.6) < 0.02  # half the batch, plus a fifth of the other half

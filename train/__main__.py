@@ -168,8 +168,9 @@ def _diffusion(args: argparse.Namespace) -> int:
         "encoder": args.encoder,
     }
     task = DiffusionTask(
-        unet, cfg, encoder, pool, workers=args.workers, eval_per_category=args.eval_per_category, card=card
-    )
+        unet, cfg, encoder, pool, workers=args.workers, eval_per_category=args.eval_per_category, card=card,
+        high_noise=args.high_noise,
+    )  # fmt: skip
     run_training(task, _train_config(args))
     return 0
 
@@ -301,6 +302,9 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=0.05,
         help="an --init UNet without coordinate inputs gains them, weights from N(0, this)",
+    )
+    p.add_argument(
+        "--high-noise", type=float, default=0.0, help="share of each batch drawn from the noisiest fifth of timesteps"
     )
     p.add_argument("--kind-weights", help='how often each scene kind is drawn, e.g. "relation=2" (others 1)')
     p.add_argument("--eval-per-category", type=int, default=20, help="evaluator items per category, per eval")

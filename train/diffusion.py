@@ -97,6 +97,7 @@ class DiffusionTask:
         pool: CaptionPool,
         *,
         cond_dropout: float = 0.1,
+        high_noise: float = 0.0,
         workers: int = 0,
         eval_per_category: int = 20,
         eval_steps: int = 12,
@@ -105,6 +106,7 @@ class DiffusionTask:
     ):
         self.unet, self.cfg, self.encoder, self.pool = unet, cfg, encoder, pool
         self.cond_dropout, self.workers = cond_dropout, workers
+        self.high_noise = high_noise  # share of each batch at the noisiest levels (`timesteps`)
         self.eval_items = evaluate.eval_set("combos", per_category=eval_per_category)
         self.eval_steps, self.eval_guidance = eval_steps, eval_guidance
         self.noise = diffusion.training_scheduler(cfg)
@@ -147,6 +149,21 @@ class DiffusionTask:
         export_model = diffusion.build_unet(self.cfg)
         export_model.load_state_dict(model.state_dict())
         diffusion.save(folder, export_model, self.cfg, encoder=self.encoder.name, card=card)
+
+
+LAYOUT_FROM = 0.8  # timesteps past this fraction of the schedule are where a 32 px layout is decided
+
+
+def timesteps(n: int, total: int, high_noise: float, device) -> torch.Tensor:
+    """n training timesteps: uniform, except that a `high_noise` share comes from the noisiest fifth.
+    Why: at 32 px a 12 px object is still visible in the noise at a signal-to-noise ratio of ~0.002 per
+    pixel (its ~430 values add up), which the cosine schedule reaches at t = 0.96 T. Where the
+    objects go, and so which one is above the other, is decided in that last stretch; uniform sampling
+    spends a tenth of the batch there, and the relation's direction stayed at chance after 304k images."""
+    t = torch.randint(0, total, (n,), device=device)
+    high = torch.rand(n, device=device) < high_noise
+    t[high] = torch.randint(int(LAYOUT_FROM * total), total, (int(high.sum()),), device=device)
+    return t
 
 
 def conditioning(pool: CaptionPool, idx: torch.Tensor, device, dropout: float):
