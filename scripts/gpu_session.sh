@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One call of the device tool on a GPU host with no network (see README "Training on a GPU"):
-# train the diffusion model and the GAN side by side for $MINUTES each (resuming the shipped weights),
+# train the diffusion model and the GAN side by side for $MINUTES each (resuming the committed weights:
+# the diffusion run in progress, assets/shapes-diffusion-next, and the shipped GAN),
 # then bench/gpu_speed.py in what is left of $BUDGET seconds. Results land in $OUT.
 #
 # Prepared here (ignored by git, carried to the host):
@@ -15,6 +16,10 @@ OUT=${OUT:-/tmp/gpu-out}
 RUNS=${RUNS:-/tmp/runs}
 DIFF_BATCH=${DIFF_BATCH:-512} GAN_BATCH=${GAN_BATCH:-256}
 DIFF_WORKERS=${DIFF_WORKERS:-10} GAN_WORKERS=${GAN_WORKERS:-4}
+DIFF_INIT=${DIFF_INIT:-assets/shapes-diffusion-next}
+# The relation recipe of session 7: coordinate inputs (in -next already), relations and counts drawn more
+# often, half of each batch at the noisiest timesteps where a layout is decided.
+DIFF_RECIPE=(--kind-weights relation=2.5,count=1.5 --high-noise 0.5)
 mkdir -p "$OUT" "$RUNS"
 if [[ -d .whl ]]; then
   $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
@@ -26,8 +31,8 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>
 $PY -c "import torch, diffusers, transformers; print('torch', torch.__version__, 'diffusers', diffusers.__version__, 'transformers', transformers.__version__)" | tee -a "$OUT/host.txt"
 
 common=(--steps 1000000 --pool-size 100000 --threads 2 --checkpoint-every 1000 --eval-every 0 --max-minutes "$MINUTES")
-$PY -m train diffusion --out "$RUNS/diffusion" --init assets/shapes-diffusion --batch-size "$DIFF_BATCH" --lr 4e-4 \
-  --workers "$DIFF_WORKERS" "${common[@]}" >"$OUT/diffusion.log" 2>&1 &
+$PY -m train diffusion --out "$RUNS/diffusion" --init "$DIFF_INIT" --batch-size "$DIFF_BATCH" --lr 4e-4 \
+  --workers "$DIFF_WORKERS" "${DIFF_RECIPE[@]}" "${common[@]}" >"$OUT/diffusion.log" 2>&1 &
 d=$!
 $PY -m train gan --out "$RUNS/gan" --init assets/shapes-gan --batch-size "$GAN_BATCH" \
   --workers "$GAN_WORKERS" "${common[@]}" >"$OUT/gan.log" 2>&1 &

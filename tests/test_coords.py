@@ -101,3 +101,18 @@ def test_high_noise_share_draws_that_share_from_the_noisiest_fifth():
     noisy = int(LAYOUT_FROM * 1000)
     assert abs((plain >= noisy).float().mean() - 0.2) < 0.02  # uniform: a fifth
     assert abs((heavy >= noisy).float().mean() - 0.6) < 0.02  # half the batch, plus a fifth of the other half
+
+
+def test_the_training_loss_draws_its_timesteps_with_the_high_noise_share():
+    from train.diffusion import LAYOUT_FROM, DiffusionTask
+
+    encoder = load_encoder("minilm")
+    pool = build_pool(encoder, size=8, seed=0)
+    task = DiffusionTask(diffusion.build_unet(TINY_DIFFUSION), TINY_DIFFUSION, encoder, pool, high_noise=1.0)
+    seen = []
+    add_noise = task.noise.add_noise
+    task.noise.add_noise = lambda x0, noise, t: seen.append(t) or add_noise(x0, noise, t)
+    idx, images = next(task.batches(0, 16, torch.device("cpu")))
+    loss = task.loss(task.unet, (idx, images))
+    assert torch.isfinite(loss) and len(seen) == 1
+    assert seen[0].min() >= LAYOUT_FROM * TINY_DIFFUSION.train_timesteps  # every one from the noisiest fifth

@@ -124,7 +124,7 @@ class DiffusionTask:
         device = x0.device
         states, mask, pooled = conditioning(self.pool, idx, device, self.cond_dropout)
         noise = torch.randn_like(x0)
-        t = torch.randint(0, self.cfg.train_timesteps, (len(idx),), device=device)
+        t = timesteps(len(idx), self.cfg.train_timesteps, self.high_noise, device)
         x_t = self.noise.add_noise(x0, noise, t)
         target = self.noise.get_velocity(x0, noise, t)
         pred = model(
