@@ -31,13 +31,10 @@ from train import evaluate, world  # noqa: E402
 
 def drawn_relation(item: evaluate.EvalItem, image) -> str | None:
     """The relation of the first object to the second as drawn, or None if they were not both found."""
-    found = evaluate.find_objects(image)
-    want = [(o.color, o.shape) for o in item.scene.objects]
-    if sorted((f.color, f.shape) for f in found) != sorted(want):
+    pair = evaluate.object_pair(item.scene, evaluate.find_objects(image))
+    if pair is None:
         return None
-    a = next(f for f in found if (f.color, f.shape) == want[0])
-    b = next(f for f in found if (f.color, f.shape) == want[1])
-    return next(r for r in world.RELATIONS if evaluate.relation_holds(r, a.center, b.center))
+    return next(r for r in world.RELATIONS if evaluate.relation_holds(r, pair[0].center, pair[1].center))
 
 
 def confusion(model: str, items: list[evaluate.EvalItem], batch: int = 50) -> dict[tuple[str, str | None], int]:

@@ -199,6 +199,17 @@ def relation_holds(relation: str, a: tuple[float, float], b: tuple[float, float]
     return world._relation_holds(relation, a, b, margin=0.0)
 
 
+def object_pair(scene: world.Scene, found: list[Found]) -> tuple[Found, Found] | None:
+    """The found objects that are the scene's first and second, or None unless `found` is exactly the
+    scene's objects (right colours and shapes)."""
+    want = [(o.color, o.shape) for o in scene.objects]
+    if sorted((f.color, f.shape) for f in found) != sorted(want):
+        return None
+    a = next(f for f in found if (f.color, f.shape) == want[0])
+    b = next(f for f in found if (f.color, f.shape) == want[1])
+    return a, b
+
+
 # ----------------------------------------------------------------------------------------------------
 # Judging
 
@@ -234,11 +245,8 @@ def judge(item: EvalItem, image: Image.Image) -> bool:
     if cat == "counting":
         return len(found) == len(want) and all(s == want[0][1] for _, s in got)
     if cat == "position":
-        if sorted(got) != sorted(want):
-            return False
-        a = next(f for f in found if (f.color, f.shape) == want[0])
-        b = next(f for f in found if (f.color, f.shape) == want[1])
-        return relation_holds(scene.relation, a.center, b.center)
+        pair = object_pair(scene, found)
+        return pair is not None and relation_holds(scene.relation, pair[0].center, pair[1].center)
     raise ValueError(f"unknown category {cat!r}; expected one of {CATEGORIES}")
 
 
