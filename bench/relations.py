@@ -12,6 +12,12 @@ learnt which object goes where fills the diagonal. Chance along the right axis i
 timestep, one guided prediction of the clean image for "a RED SHAPE above a BLUE SHAPE" prompts; how many
 pixels each colour's centre of mass sits on the asked side of the other's (mean), and how often (share).
 A model with no sense of direction scores about 0 px and 0.5.
+
+--attention-probe (diffusion models): where the words of each object attend. Each prompt's scene is drawn
+(a layout that satisfies it), noised to t, and passed through the UNet once; per t, the share of each
+object's attention (its colour and shape words, train/grounding.py) that falls inside its box, and how often
+the centre of that attention puts the first object on the asked side of the second. At t near T the image
+says nothing about the layout, so the share there is what the prompt alone tells the model.
 """
 
 from __future__ import annotations
@@ -67,6 +73,48 @@ def noise_probe(model: str, items: list[evaluate.EvalItem], ts: tuple[int, ...])
     return results
 
 
+@torch.inference_mode()
+def attention_probe(model: str, items: list[evaluate.EvalItem], ts: tuple[int, ...]) -> list[tuple[float, float]]:
+    """(share of the objects' attention inside their boxes, share right way round) at each timestep of ts."""
+    from pipeline import diffusion
+    from pipeline.encoders import load_encoder
+    from train import grounding
+    from train.diffusion import to_tensor
+
+    unet, cfg, meta = diffusion.load(model)
+    unet = unet.float()
+    recorder = grounding.AttentionRecorder(unet)
+    encoder = load_encoder(meta["encoder"])
+    examples = [world.Example(it.scene, it.prompt, it.seed) for it in items]
+    cond = encoder.encode([it.prompt for it in items])
+    groups = grounding.token_groups(encoder.tokenizer, examples, cond.states.shape[1])
+    drawn = [world.render_scene(it.scene, it.seed, resolution=cfg.resolution) for it in items]
+    x0 = to_tensor([image for image, _ in drawn])
+    masks = torch.stack(
+        [grounding.box_masks(it.scene, layout, cfg.resolution) for it, (_, layout) in zip(items, drawn)]
+    )
+    noise = diffusion.seeded_noise([it.seed for it in items], tuple(x0.shape[1:]), "cpu")
+    scheduler = diffusion.training_scheduler(cfg)
+    named = groups.sum(-1).min(-1).values > 0  # both objects named (not twins)
+    results = []
+    for t in ts:
+        steps = torch.full((len(items),), t)
+        x_t = scheduler.add_noise(x0, noise, steps)
+        with recorder.record() as maps:
+            unet(diffusion.unet_inputs(unet, x_t), steps, cond.states.float(), class_labels=cond.pooled.float(),
+                 encoder_attention_mask=cond.mask)  # fmt: skip
+        inside = 1 - grounding.grounding_loss(maps, groups, masks).item()
+        centres = grounding.attention_centres(maps, groups)  # (B, 2 objects, xy)
+        right = [_on_asked_side(it.scene.relation, *centres[i].tolist()) for i, it in enumerate(items) if named[i]]
+        results.append((inside, sum(right) / max(len(right), 1)))
+    return results
+
+
+def _on_asked_side(relation: str, a: list[float], b: list[float]) -> bool:
+    """Is point a (x, y) `relation` point b, along the relation's axis (image y grows downwards)?"""
+    return {"left of": a[0] < b[0], "right of": a[0] > b[0], "above": a[1] < b[1], "below": a[1] > b[1]}[relation]
+
+
 def _shift(items, noise, v, alpha) -> tuple[float, float]:
     """Mean and share of how far the first object's colour sits on the asked side of the second's."""
     x0 = ((alpha.sqrt() * noise - (1 - alpha).sqrt() * v).clamp(-1, 1) + 1) * 127.5  # (B, 3, H, W) in 0-255
@@ -114,9 +162,22 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=200, help="position prompts")
     parser.add_argument("--out", default="bench/results/relations.md")
     parser.add_argument("--noise-probe", action="store_true", help="only the high-noise probe (diffusion models)")
+    parser.add_argument("--attention-probe", action="store_true", help="only the attention probe (diffusion models)")
     args = parser.parse_args()
     torch.manual_seed(0)
     items = [it for it in evaluate.eval_set("combos", per_category=args.n) if it.category == "position"]
+    if args.attention_probe:
+        ts = (500, 900, 970, 999)
+        lines = ["| model | " + " | ".join(f"t = {t}" for t in ts) + " |", "|---|" + "---:|" * len(ts)]
+        for m in args.model:
+            cells = attention_probe(m, items, ts)
+            lines.append(
+                f"| {m} | "
+                + " | ".join(f"{inside:.2f} in box, {right:.2f} right way" for inside, right in cells)
+                + " |"
+            )
+        print("\n".join(lines))
+        return
     if args.noise_probe:
         lines = ["| model | t = 990 | t = 950 | t = 900 |", "|---|---:|---:|---:|"]
         for m in args.model:

@@ -169,7 +169,7 @@ def _diffusion(args: argparse.Namespace) -> int:
     }
     task = DiffusionTask(
         unet, cfg, encoder, pool, workers=args.workers, eval_per_category=args.eval_per_category, card=card,
-        high_noise=args.high_noise,
+        high_noise=args.high_noise, grounding=args.grounding,
     )  # fmt: skip
     run_training(task, _train_config(args))
     return 0
@@ -307,6 +307,12 @@ def main(argv: list[str] | None = None) -> int:
         "--high-noise", type=float, default=0.0, help="share of each batch drawn from the noisiest fifth of timesteps"
     )
     p.add_argument("--kind-weights", help='how often each scene kind is drawn, e.g. "relation=2" (others 1)')
+    p.add_argument(
+        "--grounding",
+        type=float,
+        default=0.0,
+        help="weight of the attention grounding loss (train/grounding.py): each object's words attend to its box",
+    )
     p.add_argument("--eval-per-category", type=int, default=20, help="evaluator items per category, per eval")
     p.add_argument("--checkpoint-every", type=int, default=250)
     p.add_argument("--eval-every", type=int, default=2000)

@@ -24,6 +24,7 @@ from pipeline import diffusion
 from pipeline.core import to_pil
 from pipeline.encoders import EncodedPrompts, PromptEncoder
 from train import evaluate, world
+from train import grounding as grounding_lib
 
 
 @dataclass
@@ -60,18 +61,24 @@ def build_pool(
 
 
 class RenderedBatches(IterableDataset):
-    """Endless batches of (pool indices, images in [-1, 1]); each worker renders its own batches."""
+    """Endless batches of (pool indices, images in [-1, 1]), plus the objects' box masks
+    (B, G, H, W) when `masks` is set (for train/grounding.py); each worker renders its own batches."""
 
-    def __init__(self, examples: list[world.Example], batch_size: int, seed: int):
-        self.examples, self.batch_size, self.seed = examples, batch_size, seed
+    def __init__(self, examples: list[world.Example], batch_size: int, seed: int, *, masks: bool = False):
+        self.examples, self.batch_size, self.seed, self.masks = examples, batch_size, seed, masks
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         rng = random.Random(f"{self.seed}-{info.id if info else 0}")
         while True:
             idx = [rng.randrange(len(self.examples)) for _ in range(self.batch_size)]
-            images = [world.render_scene(self.examples[i].scene, rng.getrandbits(31))[0] for i in idx]
-            yield torch.tensor(idx), to_tensor(images)
+            drawn = [world.render_scene(self.examples[i].scene, rng.getrandbits(31)) for i in idx]
+            batch = (torch.tensor(idx), to_tensor([image for image, _ in drawn]))
+            if self.masks:
+                scenes = [self.examples[i].scene for i in idx]
+                size = drawn[0][0].width
+                batch += (torch.stack([grounding_lib.box_masks(s, lay, size) for s, (_, lay) in zip(scenes, drawn)]),)
+            yield batch
 
 
 def to_tensor(images: list) -> torch.Tensor:
@@ -80,12 +87,14 @@ def to_tensor(images: list) -> torch.Tensor:
     return torch.from_numpy(arr).permute(0, 3, 1, 2)
 
 
-def rendered_batches(pool: CaptionPool, start_step: int, batch_size: int, device, *, workers: int) -> Iterator:
-    """(pool indices, images on `device`) forever, rendered by `workers` processes (0: this one)."""
-    data = RenderedBatches(pool.examples, batch_size, seed=start_step)
+def rendered_batches(
+    pool: CaptionPool, start_step: int, batch_size: int, device, *, workers: int, masks: bool = False
+) -> Iterator:
+    """(pool indices, images on `device`[, box masks]) forever, rendered by `workers` processes (0: this one)."""
+    data = RenderedBatches(pool.examples, batch_size, seed=start_step, masks=masks)
     loader = DataLoader(data, batch_size=None, num_workers=workers, persistent_workers=workers > 0)
-    for idx, images in loader:
-        yield idx, images.to(device, non_blocking=True)
+    for idx, *tensors in loader:
+        yield idx, *(t.to(device, non_blocking=True) for t in tensors)
 
 
 class DiffusionTask:
@@ -98,6 +107,7 @@ class DiffusionTask:
         *,
         cond_dropout: float = 0.1,
         high_noise: float = 0.0,
+        grounding: float = 0.0,
         workers: int = 0,
         eval_per_category: int = 20,
         eval_steps: int = 12,
@@ -107,6 +117,10 @@ class DiffusionTask:
         self.unet, self.cfg, self.encoder, self.pool = unet, cfg, encoder, pool
         self.cond_dropout, self.workers = cond_dropout, workers
         self.high_noise = high_noise  # share of each batch at the noisiest levels (`timesteps`)
+        self.grounding = grounding  # weight of train/grounding.py's attention loss (0: off)
+        if grounding:
+            self.recorder = grounding_lib.AttentionRecorder(unet)
+            self.groups = grounding_lib.token_groups(encoder.tokenizer, pool.examples, pool.states.shape[1])
         self.eval_items = evaluate.eval_set("combos", per_category=eval_per_category)
         self.eval_steps, self.eval_guidance = eval_steps, eval_guidance
         self.noise = diffusion.training_scheduler(cfg)
@@ -116,21 +130,29 @@ class DiffusionTask:
         return self.unet
 
     def batches(self, start_step: int, batch_size: int, device: torch.device) -> Iterator:
-        return rendered_batches(self.pool, start_step, batch_size, device, workers=self.workers)
+        masks = self.grounding > 0
+        return rendered_batches(self.pool, start_step, batch_size, device, workers=self.workers, masks=masks)
 
     def loss(self, model, batch) -> torch.Tensor:
-        """v-prediction MSE (Salimans & Ho, 2022) with the prompt dropped for `cond_dropout` of the batch."""
-        idx, x0 = batch
+        """v-prediction MSE (Salimans & Ho, 2022) with the prompt dropped for `cond_dropout` of the batch,
+        plus `grounding` times the attention loss of train/grounding.py when that is on."""
+        idx, x0, *boxes = batch
         device = x0.device
-        states, mask, pooled = conditioning(self.pool, idx, device, self.cond_dropout)
+        states, mask, pooled, dropped = conditioning(self.pool, idx, device, self.cond_dropout)
         noise = torch.randn_like(x0)
         t = timesteps(len(idx), self.cfg.train_timesteps, self.high_noise, device)
         x_t = self.noise.add_noise(x0, noise, t)
         target = self.noise.get_velocity(x0, noise, t)
-        pred = model(
-            diffusion.unet_inputs(self.unet, x_t), t, states, class_labels=pooled, encoder_attention_mask=mask
-        ).sample
-        return F.mse_loss(pred.float(), target.float())
+        inputs = diffusion.unet_inputs(self.unet, x_t)
+        if not self.grounding:
+            pred = model(inputs, t, states, class_labels=pooled, encoder_attention_mask=mask).sample
+            return F.mse_loss(pred.float(), target.float())
+        with self.recorder.record() as maps:
+            pred = model(inputs, t, states, class_labels=pooled, encoder_attention_mask=mask).sample
+        groups = self.groups[idx].to(device) * ~dropped[:, None, None]  # a dropped prompt names nothing
+        return F.mse_loss(pred.float(), target.float()) + self.grounding * grounding_lib.grounding_loss(
+            maps, groups, boxes[0]
+        )
 
     def evaluate(self, model) -> dict[str, float]:
         model.eval()
@@ -167,8 +189,9 @@ def timesteps(n: int, total: int, high_noise: float, device) -> torch.Tensor:
 
 
 def conditioning(pool: CaptionPool, idx: torch.Tensor, device, dropout: float):
-    """(states, mask, pooled) of pool entries `idx`, with the prompt replaced by the empty one for a
-    `dropout` fraction: classifier-free guidance learns the empty prompt as "unconditional"."""
+    """(states, mask, pooled, dropped) of pool entries `idx`, with the prompt replaced by the empty one
+    for a `dropout` fraction (`dropped`, (B,) bool): classifier-free guidance learns the empty prompt as
+    "unconditional"."""
     states = pool.states[idx].to(device, torch.float32)
     mask = pool.mask[idx].to(device)
     pooled = pool.pooled[idx].to(device, torch.float32)
@@ -181,7 +204,7 @@ def conditioning(pool: CaptionPool, idx: torch.Tensor, device, dropout: float):
         mask[drop] = 0
         mask[drop, :t_u] = 1
         pooled[drop] = u.pooled[0].to(device, torch.float32)
-    return states, mask, pooled
+    return states, mask, pooled, drop
 
 
 def generate_for_items(encoder: PromptEncoder, items: list, draw, *, batch: int = 64):

@@ -170,7 +170,7 @@ class LoraTask(DiffusionTask):
             seeds = torch.randint(0, 2**31, (n,)).tolist()
             images = [world.render_scene(self.prior.examples[int(k)].scene, s)[0] for k, s in zip(j, seeds)]
             x0 = to_tensor(images).to(device, dtype)
-        states, mask, pooled = conditioning(self.prior, j, device, PRIOR_DROPOUT)
+        states, mask, pooled, _ = conditioning(self.prior, j, device, PRIOR_DROPOUT)
         t = torch.randint(0, self.cfg.train_timesteps, (n,), device=device)
         x_t = diffusion.unet_inputs(self.unet, self.noise.add_noise(x0, torch.randn_like(x0), t))
         unet = getattr(model, "module", model)  # under DDP the adapters live on the wrapped module
