@@ -120,14 +120,14 @@ def test_training_with_grounding_moves_the_words_attention_into_their_boxes(enco
     pool = build_pool(
         encoder, size=32, seed=0, kind_weights={"relation": 1.0, "single": 0.0, "pair": 0.0, "count": 0.0}
     )
-    task = DiffusionTask(diffusion.build_unet(TINY), TINY, encoder, pool, grounding=1.0, cond_dropout=0.0)
+    task = DiffusionTask(diffusion.build_unet(TINY), TINY, encoder, pool, grounding=1.0, cond_dropout=0.0, high_noise=1)
     batch = next(task.batches(0, 16, torch.device("cpu")))
     assert batch[2].shape == (16, 2, 32, 32)
 
     def attention_loss():
         idx, x0, masks = batch
         with torch.no_grad(), task.recorder.record() as maps:
-            task.unet(diffusion.unet_inputs(task.unet, x0), torch.full((16,), 500), pool.states[idx].float(),
+            task.unet(diffusion.unet_inputs(task.unet, x0), torch.full((16,), 900), pool.states[idx].float(),
                       class_labels=pool.pooled[idx].float(), encoder_attention_mask=pool.mask[idx])  # fmt: skip
         return grounding.grounding_loss(maps, task.groups[idx], masks).item()
 
@@ -152,3 +152,20 @@ def test_attention_centres_find_where_each_groups_words_attend():
     share = torch.tensor([0.0, 1.0, 1.0, 1.0]) / 3
     xy = torch.tensor([[0.25, 0.25], [0.75, 0.25], [0.25, 0.75], [0.75, 0.75]])
     assert torch.allclose(centres[0, 1], share @ xy)
+
+
+def test_grounding_leaves_low_noise_samples_to_the_denoising_loss(encoder, monkeypatch):
+    from train import diffusion as train_diffusion
+
+    pool = build_pool(encoder, size=16, seed=0)
+    task = DiffusionTask(diffusion.build_unet(TINY), TINY, encoder, pool, grounding=1.0, cond_dropout=0.0)
+    batch = next(task.batches(0, 8, torch.device("cpu")))
+    plain = DiffusionTask(task.unet, TINY, encoder, pool, cond_dropout=0.0)
+    losses = {}
+    for t, name in ((100, "low"), (900, "high")):
+        monkeypatch.setattr(train_diffusion, "timesteps", lambda n, total, share, device, t=t: torch.full((n,), t))
+        for label, which in (("grounded", task), ("plain", plain)):
+            torch.manual_seed(0)
+            losses[name, label] = which.loss(task.unet, batch[:2] if which is plain else batch).item()
+    assert losses["low", "grounded"] == pytest.approx(losses["low", "plain"], rel=1e-5)  # nothing added at t = 100
+    assert losses["high", "grounded"] > losses["high", "plain"] + 0.1  # the attention loss at t = 900

@@ -149,7 +149,11 @@ class DiffusionTask:
             return F.mse_loss(pred.float(), target.float())
         with self.recorder.record() as maps:
             pred = model(inputs, t, states, class_labels=pooled, encoder_attention_mask=mask).sample
-        groups = self.groups[idx].to(device) * ~dropped[:, None, None]  # a dropped prompt names nothing
+        # Grounded: named objects of kept prompts, at the noise levels where the layout is decided. Below
+        # LAYOUT_FROM the image shows where each object is, and forcing the words' attention into the boxes
+        # there cost the denoiser (v-loss at t < 500: 0.012 -> 0.019 in 500 steps at weight 1).
+        grounded = ~dropped & (t >= LAYOUT_FROM * self.cfg.train_timesteps)
+        groups = self.groups[idx].to(device) * grounded[:, None, None]
         return F.mse_loss(pred.float(), target.float()) + self.grounding * grounding_lib.grounding_loss(
             maps, groups, boxes[0]
         )
