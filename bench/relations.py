@@ -103,7 +103,7 @@ def attention_probe(model: str, items: list[evaluate.EvalItem], ts: tuple[int, .
         with recorder.record() as maps:
             unet(diffusion.unet_inputs(unet, x_t), steps, cond.states.float(), class_labels=cond.pooled.float(),
                  encoder_attention_mask=cond.mask)  # fmt: skip
-        inside = 1 - grounding.grounding_loss(maps, groups, masks).item()
+        inside = grounding.share_inside(maps, groups, masks)
         centres = grounding.attention_centres(maps, groups)  # (B, 2 objects, xy)
         right = [_on_asked_side(it.scene.relation, *centres[i].tolist()) for i, it in enumerate(items) if named[i]]
         results.append((inside, sum(right) / max(len(right), 1)))

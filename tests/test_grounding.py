@@ -1,6 +1,7 @@
 """The attention grounding loss (train/grounding.py): word spans, token weights, box masks, the recording
 processor and the loss itself."""
 
+import math
 import random
 
 import pytest
@@ -100,7 +101,7 @@ def test_recording_processor_changes_nothing_and_records_masked_maps(encoder):
             assert attn[i, :, n:].abs().sum() == 0  # no attention on padding
 
 
-def test_grounding_loss_is_zero_inside_the_boxes_and_one_minus_coverage_when_uniform():
+def test_grounding_loss_and_share_inside_score_where_the_words_attend():
     masks = torch.zeros(1, 2, 8, 8)
     masks[0, 0, :4] = 1  # group 0: top half; group 1: bottom half
     masks[0, 1, 4:] = 1
@@ -108,11 +109,27 @@ def test_grounding_loss_is_zero_inside_the_boxes_and_one_minus_coverage_when_uni
     inside = torch.zeros(1, 64, 3)
     inside[0, :32, 0:2] = 1  # top pixels attend to group 0's words
     inside[0, 32:, 2] = 1
-    assert grounding.grounding_loss([inside], groups, masks).item() == pytest.approx(0.0, abs=1e-6)
     uniform = torch.full((1, 64, 3), 1 / 3)
-    assert grounding.grounding_loss([uniform], groups, masks).item() == pytest.approx(0.5, abs=1e-6)
     swapped = inside.flip(1)  # everyone attends to the wrong half
-    assert grounding.grounding_loss([swapped], groups, masks).item() == pytest.approx(1.0, abs=1e-6)
+    loss = [grounding.grounding_loss([a], groups, masks).item() for a in (inside, uniform, swapped)]
+    assert loss[0] == pytest.approx(math.log(32), abs=1e-5) and loss[1] == pytest.approx(math.log(64), abs=1e-5)
+    assert loss[2] > 15  # no attention inside: -log(1e-8)
+    share = [grounding.share_inside([a], groups, masks) for a in (inside, uniform, swapped)]
+    assert share == pytest.approx([1.0, 0.5, 0.0], abs=1e-6)
+
+
+def test_grounding_loss_prefers_spread_attention_where_the_layout_is_uncertain():
+    """Where an object may be in either of two places, attention over both beats a bet on one."""
+    groups = torch.tensor([[[1.0]]])
+    left, right = torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 8, 8)
+    left[..., :, :4], right[..., :, 4:] = 1, 1
+    on_left = left.flatten(2).transpose(1, 2)  # (1, 64, 1) attention weights: all on the left half
+    spread = torch.ones(1, 64, 1)
+
+    def expected(attn):
+        return sum(grounding.grounding_loss([attn], groups, m).item() for m in (left, right)) / 2
+
+    assert expected(spread) < expected(on_left)
 
 
 def test_training_with_grounding_moves_the_words_attention_into_their_boxes(encoder):

@@ -127,21 +127,41 @@ class AttentionRecorder:
 # The loss
 
 
+def _shares(attn: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+    """(B, G, HW): each group's attention (the mean over its words) as a distribution over pixels."""
+    per_group = torch.einsum("bnt,bgt->bgn", attn.float(), groups)
+    return per_group / per_group.sum(-1, keepdim=True).clamp(min=1e-8)
+
+
+def _targets(masks: torch.Tensor, side: int) -> torch.Tensor:
+    """(B, G, side * side): the box masks area-averaged to an attention map's grid."""
+    return F.adaptive_avg_pool2d(masks, side).flatten(2)
+
+
 def grounding_loss(maps: list[torch.Tensor], groups: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-    """Mean over layers and named groups of 1 - (share of the group's attention inside its boxes).
+    """Cross-entropy of each named group's attention distribution against its box, as a distribution
+    (uniform inside), averaged over layers and groups. A proper scoring rule: where the layout is still
+    uncertain the best attention is spread over where the object may go. (The linear "1 - share inside",
+    tried first, is best at a single most likely pixel: both objects of a pair attended the same spot and
+    two-object scores fell from 0.95 to 0.45 in 500 steps.)
     maps: (B, HW, T) per layer; groups: (B, G, T); masks: (B, G, H, W) at the images' resolution."""
     valid = groups.sum(-1) > 0  # (B, G)
     if not valid.any():
         return maps[0].sum() * 0
     losses = []
     for attn in maps:
-        side = int(attn.shape[1] ** 0.5)
-        target = F.adaptive_avg_pool2d(masks, side).flatten(2)  # (B, G, HW)
-        per_group = torch.einsum("bnt,bgt->bgn", attn.float(), groups)  # attention to the group's words
-        share = per_group / per_group.sum(-1, keepdim=True).clamp(min=1e-8)
-        inside = (share * target).sum(-1)  # (B, G)
-        losses.append((1 - inside)[valid].mean())
+        target = _targets(masks, int(attn.shape[1] ** 0.5))
+        target = target / target.sum(-1, keepdim=True).clamp(min=1e-8)
+        ce = -(target * _shares(attn, groups).clamp(min=1e-8).log()).sum(-1)  # (B, G)
+        losses.append(ce[valid].mean())
     return torch.stack(losses).mean()
+
+
+def share_inside(maps: list[torch.Tensor], groups: torch.Tensor, masks: torch.Tensor) -> float:
+    """The share of the named groups' attention that falls inside their boxes (mean over layers)."""
+    valid = groups.sum(-1) > 0
+    inside = [(_shares(a, groups) * _targets(masks, int(a.shape[1] ** 0.5))).sum(-1)[valid].mean() for a in maps]
+    return torch.stack(inside).mean().item()
 
 
 def attention_centres(maps: list[torch.Tensor], groups: torch.Tensor) -> torch.Tensor:
@@ -150,8 +170,7 @@ def attention_centres(maps: list[torch.Tensor], groups: torch.Tensor) -> torch.T
     centres = []
     for attn in maps:
         side = int(attn.shape[1] ** 0.5)
-        per_group = torch.einsum("bnt,bgt->bgn", attn.float(), groups)
-        share = per_group / per_group.sum(-1, keepdim=True).clamp(min=1e-8)
+        share = _shares(attn, groups)
         grid = (torch.arange(side, dtype=torch.float32, device=attn.device) + 0.5) / side
         ys, xs = torch.meshgrid(grid, grid, indexing="ij")
         centres.append(torch.stack([share @ xs.flatten(), share @ ys.flatten()], -1))
