@@ -105,14 +105,16 @@ def attention_probe(model: str, items: list[evaluate.EvalItem], ts: tuple[int, .
                  encoder_attention_mask=cond.mask)  # fmt: skip
         inside = grounding.share_inside(maps, groups, masks)
         centres = grounding.attention_centres(maps, groups)  # (B, 2 objects, xy)
-        right = [_on_asked_side(it.scene.relation, *centres[i].tolist()) for i, it in enumerate(items) if named[i]]
+        right = [_asked_shift(it.scene.relation, *centres[i].tolist()) > 0 for i, it in enumerate(items) if named[i]]
         results.append((inside, sum(right) / max(len(right), 1)))
     return results
 
 
-def _on_asked_side(relation: str, a: list[float], b: list[float]) -> bool:
-    """Is point a (x, y) `relation` point b, along the relation's axis (image y grows downwards)?"""
-    return {"left of": a[0] < b[0], "right of": a[0] > b[0], "above": a[1] < b[1], "below": a[1] > b[1]}[relation]
+def _asked_shift(relation: str, a, b) -> float:
+    """How far point a (x, y) lies on the `relation` side of point b along the relation's axis (image y
+    grows downwards); positive when a is where the relation asks."""
+    (ax, ay), (bx, by) = a, b
+    return float({"left of": bx - ax, "right of": ax - bx, "above": by - ay, "below": ay - by}[relation])
 
 
 def _shift(items, noise, v, alpha) -> tuple[float, float]:
@@ -127,9 +129,7 @@ def _shift(items, noise, v, alpha) -> tuple[float, float]:
             w = (1 - (img - colour).norm(dim=0) / 120).clamp(min=0) ** 2
             w = w / (w.sum() + 1e-6)
             centres.append(((w * xs).sum(), (w * ys).sum()))
-        (ax, ay), (bx, by) = centres
-        shift = {"left of": bx - ax, "right of": ax - bx, "above": by - ay, "below": ay - by}[item.scene.relation]
-        shifts.append(float(shift))
+        shifts.append(_asked_shift(item.scene.relation, *centres))
     shifts = torch.tensor(shifts)
     return shifts.mean().item(), (shifts > 0).float().mean().item()
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -143,12 +144,12 @@ class DiffusionTask:
         t = timesteps(len(idx), self.cfg.train_timesteps, self.high_noise, device)
         x_t = self.noise.add_noise(x0, noise, t)
         target = self.noise.get_velocity(x0, noise, t)
-        inputs = diffusion.unet_inputs(self.unet, x_t)
+        with self.recorder.record() if self.grounding else nullcontext() as maps:
+            pred = model(
+                diffusion.unet_inputs(self.unet, x_t), t, states, class_labels=pooled, encoder_attention_mask=mask
+            ).sample
         if not self.grounding:
-            pred = model(inputs, t, states, class_labels=pooled, encoder_attention_mask=mask).sample
             return F.mse_loss(pred.float(), target.float())
-        with self.recorder.record() as maps:
-            pred = model(inputs, t, states, class_labels=pooled, encoder_attention_mask=mask).sample
         # Grounded: named objects of kept prompts, at the noise levels where the layout is decided. Below
         # LAYOUT_FROM the image shows where each object is, and forcing the words' attention into the boxes
         # there cost the denoiser (v-loss at t < 500: 0.012 -> 0.019 in 500 steps at weight 1).
