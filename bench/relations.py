@@ -8,6 +8,9 @@ first-named object to the second as drawn. A model that has learnt only the axis
 is side by side, "above" is one over the other) fills the two cells of that axis evenly; one that has
 learnt which object goes where fills the diagonal. Chance along the right axis is 0.5.
 
+--seen [KIND_WEIGHTS]: the same on captions the model was trained on (its run's caption pool), to tell a
+model that memorised each combination's layout from one that never learnt the direction at all.
+
 --noise-probe (diffusion models): a finer, cheaper signal of the same thing. From pure noise at a very noisy
 timestep, one guided prediction of the clean image for "a RED SHAPE above a BLUE SHAPE" prompts; how many
 pixels each colour's centre of mass sits on the asked side of the other's (mean), and how often (share).
@@ -33,6 +36,16 @@ import torch  # noqa: E402
 
 from pipeline import Wordbrush  # noqa: E402
 from train import evaluate, world  # noqa: E402
+
+
+def seen_items(kind_weights: str, n: int) -> list[evaluate.EvalItem]:
+    """The first `n` relation examples of the training caption pool (size 20000, seed 0) drawn with
+    `kind_weights` ("relation=2.5,count=1.5"; "" for all kinds alike), as position items."""
+    from train.diffusion import pool_examples
+
+    weights = {k: float(v) for k, v in (kv.split("=") for kv in kind_weights.split(",") if kv)} or None
+    examples = [e for e in pool_examples(size=20000, seed=0, kind_weights=weights) if e.scene.kind == "relation"]
+    return [evaluate.EvalItem("position", e.scene, e.caption, e.seed) for e in examples[:n]]
 
 
 def drawn_relation(item: evaluate.EvalItem, image) -> str | None:
@@ -163,9 +176,20 @@ def main() -> None:
     parser.add_argument("--out", default="bench/results/relations.md")
     parser.add_argument("--noise-probe", action="store_true", help="only the high-noise probe (diffusion models)")
     parser.add_argument("--attention-probe", action="store_true", help="only the attention probe (diffusion models)")
+    parser.add_argument(
+        "--seen",
+        metavar="KIND_WEIGHTS",
+        nargs="?",
+        const="",
+        help="captions the model trained on instead: the relation examples of a run's caption pool "
+        "(--pool-size 20000 --seed 0, and the run's --kind-weights, e.g. relation=2.5,count=1.5)",
+    )
     args = parser.parse_args()
     torch.manual_seed(0)
-    items = [it for it in evaluate.eval_set("combos", per_category=args.n) if it.category == "position"]
+    if args.seen is None:
+        items = [it for it in evaluate.eval_set("combos", per_category=args.n) if it.category == "position"]
+    else:
+        items = seen_items(args.seen, args.n)
     if args.attention_probe:
         ts = (500, 900, 970, 999)
         lines = ["| model | " + " | ".join(f"t = {t}" for t in ts) + " |", "|---|" + "---:|" * len(ts)]

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One call of the device tool on a GPU host with no network (see README "Training on a GPU"):
 # train the diffusion model and the GAN side by side for $MINUTES each (resuming the committed weights:
-# the diffusion run in progress, assets/shapes-diffusion-next, and the shipped GAN),
+# the shipped diffusion model, and the shipped GAN),
 # then bench/gpu_speed.py in what is left of $BUDGET seconds. Results land in $OUT.
 #
 # Prepared here (ignored by git, carried to the host):
@@ -16,8 +16,8 @@ OUT=${OUT:-/tmp/gpu-out}
 RUNS=${RUNS:-/tmp/runs}
 DIFF_BATCH=${DIFF_BATCH:-512} GAN_BATCH=${GAN_BATCH:-256}
 DIFF_WORKERS=${DIFF_WORKERS:-10} GAN_WORKERS=${GAN_WORKERS:-4}
-DIFF_INIT=${DIFF_INIT:-assets/shapes-diffusion-next}
-# The relation recipe of session 7: coordinate inputs (in -next already), relations and counts drawn more
+DIFF_INIT=${DIFF_INIT:-assets/shapes-diffusion}
+# The relation recipe of session 7: coordinate inputs (in the shipped UNet), relations and counts drawn more
 # often, half of each batch at the noisiest timesteps where a layout is decided.
 DIFF_RECIPE=(--kind-weights relation=2.5,count=1.5 --high-noise 0.5)
 mkdir -p "$OUT" "$RUNS"

@@ -33,7 +33,7 @@ def main() -> None:
         page.screenshot(path=str(out / "text-to-image.png"))
         browser.style_transfer(page, tmp / "scene.png", content="a red circle to the left of a blue square")
         page.screenshot(path=str(out / "style-transfer.png"))
-        browser.inpaint(page, tmp / "scene.png", "a yellow triangle")
+        browser.inpaint(page, tmp / "scene.png", "a yellow triangle", area=(-120, -125, -40, -45))  # the empty top left
         page.screenshot(path=str(out / "inpainting.png"))
         page.get_by_role("tab", name="Train").click()
         page.wait_for_timeout(1000)

@@ -67,7 +67,11 @@ def style_transfer(page, image: Path, *, content: str = "", timeout: float = 60_
     page.locator("#style-out img").first.wait_for(state="visible", timeout=timeout)
 
 
-def inpaint(page, image: Path, prompt: str, *, timeout: float = 60_000) -> None:
+def inpaint(
+    page, image: Path, prompt: str, *, area: tuple[int, int, int, int] | None = None, timeout: float = 60_000
+) -> None:
+    """Upload `image`, paint a diagonal stroke across the middle (or scribble over `area`: x0, y0, x1, y1 in
+    screen pixels from the canvas centre), say what goes there and run it."""
     page.get_by_role("tab", name="Inpainting").click()
     placeholder = page.locator("#inpaint-editor").get_by_text("Upload an image")
     for attempt in range(3):  # as a person does it: the editor's Upload button, then the file chooser
@@ -85,10 +89,15 @@ def inpaint(page, image: Path, prompt: str, *, timeout: float = 60_000) -> None:
     page.wait_for_timeout(1000)
     box = canvas.bounding_box()
     cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-    page.mouse.move(cx - 30, cy - 30)  # paint a stroke across the middle
+    if area is None:  # a stroke across the middle
+        points = [(-30 + 5 * k, -30 + 5 * k) for k in range(12)]
+    else:  # back and forth in rows, as a person fills a patch
+        x0, y0, x1, y1 = area
+        points = [(x, y) for i, y in enumerate(range(y0, y1 + 1, 10)) for x in ((x0, x1) if i % 2 == 0 else (x1, x0))]
+    page.mouse.move(cx + points[0][0], cy + points[0][1])
     page.mouse.down()
-    for k in range(12):
-        page.mouse.move(cx - 30 + 5 * k, cy - 30 + 5 * k, steps=2)
+    for x, y in points[1:]:
+        page.mouse.move(cx + x, cy + y, steps=6)
     page.mouse.up()
     page.wait_for_timeout(500)  # let the editor commit the stroke to its layer
     page.get_by_label("What goes there").fill(prompt)

@@ -13,7 +13,7 @@ import torch
 from pipeline import diffusion
 from pipeline.encoders import load_encoder
 from tests.tiny import TINY_DIFFUSION
-from train.diffusion import build_pool
+from train.diffusion import build_pool, pool_examples
 
 ROOT = Path(__file__).resolve().parent.parent
 NO_COORDS = dataclasses.replace(TINY_DIFFUSION, coords=False)
@@ -59,6 +59,9 @@ def test_kind_weights_shape_the_caption_pool():
     heavy = collections.Counter(e.scene.kind for e in pool.examples)
     assert heavy["relation"] > 100 > even["relation"]  # 6 / 9 of the pool against about a quarter
     assert pool.states.shape[0] == 200 and set(heavy) == set(even)
+    # bench/relations.py --seen rebuilds a run's captions without the encoder: they must be the pool's
+    again = pool_examples(size=200, seed=0, kind_weights={"relation": 6.0})
+    assert [e.caption for e in again] == [e.caption for e in pool.examples]
 
 
 def test_cli_widens_an_init_model_that_lacks_coordinates(tmp_path):

@@ -39,14 +39,20 @@ class CaptionPool:
     uncond: EncodedPrompts  # the empty prompt, for classifier-free guidance
 
 
-def build_pool(
-    encoder: PromptEncoder, *, size: int, seed: int, kind_weights: dict[str, float] | None = None, chunk: int = 256
-) -> CaptionPool:
-    """`size` training examples, their scene kinds drawn by `kind_weights` (default: all alike)."""
+def pool_examples(*, size: int, seed: int, kind_weights: dict[str, float] | None = None) -> list[world.Example]:
+    """The training examples of a run's caption pool, their scene kinds drawn by `kind_weights` (default:
+    all alike): the same arguments give the same examples."""
     rng = random.Random(seed)
     weights = [(kind_weights or {}).get(k, 1.0) for k in world.KINDS]
     kinds = rng.choices(world.KINDS, weights, k=size) if kind_weights else [None] * size
-    examples = [world.sample_example(rng, kind=kind) for kind in kinds]
+    return [world.sample_example(rng, kind=kind) for kind in kinds]
+
+
+def build_pool(
+    encoder: PromptEncoder, *, size: int, seed: int, kind_weights: dict[str, float] | None = None, chunk: int = 256
+) -> CaptionPool:
+    """`size` training examples (`pool_examples`) with their captions' states."""
+    examples = pool_examples(size=size, seed=seed, kind_weights=kind_weights)
     states, masks, pooled = [], [], []
     t0 = time.time()
     for i in range(0, size, chunk):
