@@ -29,6 +29,13 @@ ROLES = ("top", "bottom", "left", "right")
 ROLE_OF = {"above": (0, 1), "below": (1, 0), "left of": (2, 3), "right of": (3, 2)}  # (first object, second)
 
 
+def shape_word(encoder, text: str, obj: world.Obj) -> int:
+    """Token index of `obj`'s shape word ("circle" right after "red") in `text`, for WordPiece (MiniLM) and
+    byte-level BPE (SmolLM2, "Ġred") tokenizers alike."""
+    tokens = [t.lstrip("Ġ▁") for t in encoder.tokenizer.convert_ids_to_tokens(encoder.tokenizer(text)["input_ids"])]
+    return next(p + 1 for p in range(len(tokens) - 1) if tokens[p : p + 2] == [obj.color, obj.shape])
+
+
 def labelled_states(encoder, n: int, seed: int = 0):
     """(states (M, D), roles (M,), template ids (M,)) for the shape words of n relation captions."""
     rng = random.Random(seed)
@@ -44,10 +51,8 @@ def labelled_states(encoder, n: int, seed: int = 0):
         chunk = captions[i : i + 256]
         out = encoder.encode([c for _, c, _ in chunk], cache=False)
         for j, (scene, text, template) in enumerate(chunk):
-            tokens = encoder.tokenizer.convert_ids_to_tokens(encoder.tokenizer(text)["input_ids"])
             for k, obj in enumerate(scene.objects):
-                at = next(p + 1 for p in range(len(tokens) - 1) if tokens[p : p + 2] == [obj.color, obj.shape])
-                states.append(out.states[j, at].float())
+                states.append(out.states[j, shape_word(encoder, text, obj)].float())
                 roles.append(ROLE_OF[scene.relation][k])
                 templates.append(template)
     return torch.stack(states), torch.tensor(roles), torch.tensor(templates)
@@ -68,6 +73,45 @@ def linear_probe(x: torch.Tensor, y: torch.Tensor, train: torch.Tensor, steps: i
     return (z @ w + b).argmax(1).detach()
 
 
+CHANGES = ("objects swapped", "relation turned", "relation on the other axis", "one colour changed")
+OTHER_AXIS = {"above": "left of", "below": "right of", "left of": "above", "right of": "below"}
+
+
+def swap_distances(encoder, n: int, seed: int = 1) -> dict[str, dict[str, float]]:
+    """How far the encoder moves a relation caption when its two objects trade places, against when one
+    object changes colour, the relation turns round ("above" -> "below") or changes axis ("above" -> "left
+    of"): mean L2 distance of the pooled
+    vector, and of the first-named object's shape-word state, over n captions "{a} {rel} {b}"."""
+    rng = random.Random(seed)
+    texts: dict[str, list[str]] = {k: [] for k in ("caption", *CHANGES)}
+    tracked: dict[str, list[world.Obj]] = {k: [] for k in texts}  # the first-named object of "caption"
+    for _ in range(n):
+        scene = world.sample_scene(rng, kind="relation", style="flat")
+        a, b = scene.objects
+        other = world.Obj(rng.choice([c for c in world.COLORS if c not in (a.color, b.color)]), a.shape)
+        rel, inv, cross = (
+            world.RELATION_WORDS[r] for r in (scene.relation, world.INVERSE[scene.relation], OTHER_AXIS[scene.relation])
+        )
+        for key, (x, y, r) in zip(texts, [(a, b, rel), (b, a, rel), (a, b, inv), (a, b, cross), (other, b, rel)]):
+            texts[key].append(f"{world._noun_phrase(x, '')} {r} {world._noun_phrase(y, '')}")
+            tracked[key].append(other if key == "one colour changed" else a)
+    out = {k: encoder.encode(v, cache=False) for k, v in texts.items()}
+
+    def object_word(change: str) -> torch.Tensor:
+        """(n, D): the state of the caption's first-named object's shape word, wherever the change put it."""
+        at = [shape_word(encoder, t, o) for t, o in zip(texts[change], tracked[change])]
+        return out[change].states[torch.arange(n), torch.tensor(at)].float()
+
+    def distance(change: str, part: str) -> float:
+        if part == "pooled":
+            x, y = out[change].pooled, out["caption"].pooled
+        else:
+            x, y = object_word(change), object_word("caption")
+        return (x.float() - y.float()).norm(dim=1).mean().item()
+
+    return {k: {part: distance(k, part) for part in ("pooled", "shape word")} for k in CHANGES}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--encoder", default="minilm")
@@ -75,7 +119,8 @@ def main() -> None:
     parser.add_argument("--out", default="bench/results/relation-probe.md")
     args = parser.parse_args()
     torch.manual_seed(0)
-    x, y, templates = labelled_states(load_encoder(args.encoder), args.n)
+    encoder = load_encoder(args.encoder)
+    x, y, templates = labelled_states(encoder, args.n)
     train = torch.arange(len(x)) < int(0.8 * len(x))
     pred = linear_probe(x, y, train)
     test = ~train
@@ -94,6 +139,17 @@ def main() -> None:
         m = test & (templates == t)
         right = (pred[m] == y[m]).float().mean().item()
         lines.append(f"| `{world.TEMPLATES['relation'][t]}` | {int(m.sum())} | {right:.2f} |")
+    distances = swap_distances(encoder, 500)
+    lines += [
+        "",
+        "How far each change moves the caption (mean L2 distance over 500 captions `{a} {rel} {b}`): the pooled "
+        "vector (mean of the token states: all a cross-attention whose weights are uniform can pass on) and the "
+        "first-named object's shape-word state.",
+        "",
+        "| change | pooled vector | shape-word state |",
+        "|---|---:|---:|",
+    ]
+    lines += [f"| {k} | {d['pooled']:.3f} | {d['shape word']:.3f} |" for k, d in distances.items()]
     report = "\n".join(lines) + "\n"
     print(report)
     Path(args.out).write_text(report)
