@@ -8,6 +8,9 @@ word is labelled with the object's role in the picture: top, bottom, left or rig
 (linear, as cross-attention's key projection is) learns the role from 80% of the captions and is scored on
 the rest. If it scores high, the states carry the relation's direction, and a generator that draws the
 direction at chance (bench/relations.py) is not using what it is given.
+
+Then how large that signal is: how far a caption's pooled vector and its first object's shape-word state
+move when the relation turns round, against when the objects swap, the axis changes or a colour changes.
 """
 
 from __future__ import annotations
@@ -78,10 +81,9 @@ OTHER_AXIS = {"above": "left of", "below": "right of", "left of": "above", "righ
 
 
 def swap_distances(encoder, n: int, seed: int = 1) -> dict[str, dict[str, float]]:
-    """How far the encoder moves a relation caption when its two objects trade places, against when one
-    object changes colour, the relation turns round ("above" -> "below") or changes axis ("above" -> "left
-    of"): mean L2 distance of the pooled
-    vector, and of the first-named object's shape-word state, over n captions "{a} {rel} {b}"."""
+    """How far the encoder moves a caption "{a} {rel} {b}" when its objects trade places, the relation turns
+    round ("above" -> "below") or changes axis ("above" -> "left of"), or one object changes colour: mean L2
+    distance over n captions, of the pooled vector and of the first-named object's shape-word state."""
     rng = random.Random(seed)
     texts: dict[str, list[str]] = {k: [] for k in ("caption", *CHANGES)}
     tracked: dict[str, list[world.Obj]] = {k: [] for k in texts}  # the first-named object of "caption"
@@ -92,7 +94,14 @@ def swap_distances(encoder, n: int, seed: int = 1) -> dict[str, dict[str, float]
         rel, inv, cross = (
             world.RELATION_WORDS[r] for r in (scene.relation, world.INVERSE[scene.relation], OTHER_AXIS[scene.relation])
         )
-        for key, (x, y, r) in zip(texts, [(a, b, rel), (b, a, rel), (a, b, inv), (a, b, cross), (other, b, rel)]):
+        variants = {  # (first object, relation words, second object)
+            "caption": (a, rel, b),
+            "objects swapped": (b, rel, a),
+            "relation turned": (a, inv, b),
+            "relation on the other axis": (a, cross, b),
+            "one colour changed": (other, rel, b),
+        }
+        for key, (x, r, y) in variants.items():
             texts[key].append(f"{world._noun_phrase(x, '')} {r} {world._noun_phrase(y, '')}")
             tracked[key].append(other if key == "one colour changed" else a)
     out = {k: encoder.encode(v, cache=False) for k, v in texts.items()}
