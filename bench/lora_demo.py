@@ -70,6 +70,7 @@ def main() -> None:
     p.add_argument("--per-category", type=int, default=50)
     p.add_argument("--star-seeds", type=int, default=10)
     p.add_argument("--results", default="bench/results/lora_demo.md")
+    p.add_argument("--seed", type=int, default=0, help="the LoRA training's seed (a second run of a recipe)")
     p.add_argument("--skip-training", action="store_true", help="measure the LoRA already in --out")
     args = p.parse_args()
 
@@ -86,7 +87,7 @@ def main() -> None:
         lora = train_lora(
             model=args.model, data=data, out=args.out, rank=args.rank, targets=args.targets, steps=args.steps,
             lr=args.lr, mixed_precision="bf16", prior_weight=args.prior_weight, prior_data=args.prior_data,
-            validation_prompts=["a red star", "a blue star", "a green star", "a yellow star"],
+            validation_prompts=["a red star", "a blue star", "a green star", "a yellow star"], seed=args.seed,
         )  # fmt: skip
         trained = f"trained in {(time.time() - t0) / 60:.1f} min on this machine's CPU (bf16 autocast)"
         print(f"{lora}: {trained}", flush=True)
@@ -106,7 +107,8 @@ def main() -> None:
     change = {c: paired_change(b, a) for c, (b, a) in cats.items()}
     lines = [
         f"LoRA rank {args.rank} on {args.targets} layers, {args.steps} steps x batch 16 on {args.images} star "
-        f"images, prior preservation on {args.prior_data} images, weight {args.prior_weight}, {trained}; "
+        f"images, prior preservation on {args.prior_data} images, weight {args.prior_weight}, "
+        f"training seed {args.seed}, {trained}; "
         f"evaluator on {len(stars)} star prompts (held-out templates) and {args.per_category} held-out "
         f"combinations per old category. Change: mean paired difference, +- its 95% interval.",
         "",

@@ -34,9 +34,10 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif"}
 LORA_FILE = "lora.safetensors"
 PRIOR_IMAGES = 256  # prior preservation from the base model's drawings ("base"): captions drawn
 # Prior preservation's weight against the new data's loss. Measured on the star demo, 200 prompts a
-# category (bench/results/lora-variants.md): the largest old-category drop was 0.040 at weight 1, 0.030 at 2,
-# 0.035 at 3 (each +- about 0.035), stars 1.000 throughout.
-PRIOR_WEIGHT = 2.0
+# category (bench/results/lora-variants.md), stars 1.000 throughout, largest old-category drop (each +- about
+# 0.03): on the 272k-image base 0.040 at weight 1, 0.030 at 2, 0.035 at 3; on the shipped base (session 9, two
+# training seeds each) 0.035 and 0.045 at 2, 0.010 and 0.030 at 3.
+PRIOR_WEIGHT = 3.0
 PRIOR_DROPOUT = 0.1  # prior samples under the empty prompt, as in the base's training (guidance's baseline)
 PRIOR_CAPTIONS = 4096  # prior preservation from the base's own training world ("world"): captions, rendered anew
 # Which UNet layers get adapters: every attention projection, or (Custom Diffusion, Kumari et al., 2023)
