@@ -106,19 +106,12 @@ def swap_distances(encoder, n: int, seed: int = 1) -> dict[str, dict[str, float]
             tracked[key].append(other if key == "one colour changed" else a)
     out = {k: encoder.encode(v, cache=False) for k, v in texts.items()}
 
-    def object_word(change: str) -> torch.Tensor:
-        """(n, D): the state of the caption's first-named object's shape word, wherever the change put it."""
-        at = [shape_word(encoder, t, o) for t, o in zip(texts[change], tracked[change])]
-        return out[change].states[torch.arange(n), torch.tensor(at)].float()
-
-    def distance(change: str, part: str) -> float:
-        if part == "pooled":
-            x, y = out[change].pooled, out["caption"].pooled
-        else:
-            x, y = object_word(change), object_word("caption")
-        return (x.float() - y.float()).norm(dim=1).mean().item()
-
-    return {k: {part: distance(k, part) for part in ("pooled", "shape word")} for k in CHANGES}
+    # (n, D) per variant: the pooled vector, and the first-named object's shape word wherever the change put it
+    parts = {"pooled": {k: e.pooled.float() for k, e in out.items()}, "shape word": {}}
+    for k, e in out.items():
+        at = [shape_word(encoder, t, o) for t, o in zip(texts[k], tracked[k])]
+        parts["shape word"][k] = e.states[torch.arange(n), torch.tensor(at)].float()
+    return {k: {part: (v[k] - v["caption"]).norm(dim=1).mean().item() for part, v in parts.items()} for k in CHANGES}
 
 
 def main() -> None:

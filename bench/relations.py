@@ -41,9 +41,9 @@ from train import evaluate, world  # noqa: E402
 def seen_items(kind_weights: str, n: int) -> list[evaluate.EvalItem]:
     """The first `n` relation examples of the training caption pool (size 20000, seed 0) drawn with
     `kind_weights` ("relation=2.5,count=1.5"; "" for all kinds alike), as position items."""
-    from train.diffusion import pool_examples
+    from train.diffusion import parse_kind_weights, pool_examples
 
-    weights = {k: float(v) for k, v in (kv.split("=") for kv in kind_weights.split(",") if kv)} or None
+    weights = parse_kind_weights(kind_weights)
     examples = [e for e in pool_examples(size=20000, seed=0, kind_weights=weights) if e.scene.kind == "relation"]
     return [evaluate.EvalItem("position", e.scene, e.caption, e.seed) for e in examples[:n]]
 

@@ -103,21 +103,12 @@ def _encoder_and_pool(args: argparse.Namespace):
 
 
 def _kind_weights(spec: str | None) -> dict[str, float] | None:
-    """ "relation=2,count=1.5" -> {"relation": 2.0, "count": 1.5}: how often each scene kind is drawn
-    into the caption pool, against 1 for the kinds not named."""
-    if not spec:
-        return None
-    from train import world
+    from train.diffusion import parse_kind_weights
 
-    weights = {}
-    for part in spec.split(","):
-        kind, _, value = part.partition("=")
-        if kind.strip() not in world.KINDS or not value:
-            raise SystemExit(
-                f"--kind-weights: expected KIND=WEIGHT with KIND one of {', '.join(world.KINDS)}, got {part!r}"
-            )
-        weights[kind.strip()] = float(value)
-    return weights
+    try:
+        return parse_kind_weights(spec)
+    except ValueError as e:
+        raise SystemExit(f"--kind-weights: {e}") from None
 
 
 def _train_config(args: argparse.Namespace, **overrides):

@@ -39,6 +39,20 @@ class CaptionPool:
     uncond: EncodedPrompts  # the empty prompt, for classifier-free guidance
 
 
+def parse_kind_weights(spec: str | None) -> dict[str, float] | None:
+    """ "relation=2,count=1.5" -> {"relation": 2.0, "count": 1.5}: how often each scene kind is drawn
+    into the caption pool, against 1 for the kinds not named ("" or None: all alike)."""
+    if not spec:
+        return None
+    weights = {}
+    for part in spec.split(","):
+        kind, _, value = part.partition("=")
+        if kind.strip() not in world.KINDS or not value:
+            raise ValueError(f"expected KIND=WEIGHT with KIND one of {', '.join(world.KINDS)}, got {part!r}")
+        weights[kind.strip()] = float(value)
+    return weights
+
+
 def pool_examples(*, size: int, seed: int, kind_weights: dict[str, float] | None = None) -> list[world.Example]:
     """The training examples of a run's caption pool, their scene kinds drawn by `kind_weights` (default:
     all alike): the same arguments give the same examples."""
