@@ -89,13 +89,14 @@ def text_to_image_handler(batchers: dict[str, Batcher], outputs: Outputs, loras:
 
     def handler(
         prompt, generator, steps, guidance, seed, randomize, num_images, lora=NO_LORA, lora_scale=1.0, expand=None,
-        progress=gr.Progress(),  # noqa: B008
+        layout=True, progress=gr.Progress(),  # noqa: B008
     ):  # fmt: skip
         if generator not in batchers:
             raise gr.Error(f"no {generator!r} generator is loaded; choose one of {', '.join(batchers)}")
         request = T2IRequest(
             prompt or "", _seed(seed, randomize), int(steps), float(guidance), int(num_images),
             lora=lora_spec(loras, lora, lora_scale), expand=None if expand is None else bool(expand),
+            layout=None if layout else False,  # checked: wherever the generator can follow a layout
         )  # fmt: skip
         try:
             result = batchers[generator].text_to_image(request, callback=_progress_callback(progress))
@@ -230,7 +231,7 @@ def load_model_handler(batchers: dict[str, Batcher], open_model):
 
 def restore_recipe_handler(path):
     """A dropped Wordbrush PNG fills the Text to image form with its recipe."""
-    unchanged = [gr.update()] * 6
+    unchanged = [gr.update()] * 7
     if path is None:
         return unchanged
     try:
@@ -241,7 +242,8 @@ def restore_recipe_handler(path):
         gr.Warning("that file holds no Wordbrush recipe")
         return unchanged
     gr.Info(f"restored the recipe of seed {recipe.seed}")
-    return recipe.prompt, recipe.generator, recipe.steps, recipe.guidance, recipe.seed, False
+    # An image made without a plan (layout off, or before the layout stage) is remade with layout off
+    return recipe.prompt, recipe.generator, recipe.steps, recipe.guidance, recipe.seed, False, bool(recipe.layout)
 
 
 def describe_input_handler(batchers: dict[str, Batcher]):
@@ -385,6 +387,11 @@ def build_demo(
                                 value=batcher.wb.expansion.default,
                                 label="Expand the prompt with the language model (SmolLM2) first",
                             )
+                            layout = gr.Checkbox(
+                                value=True,
+                                label="Plan where two named objects go (layout stage, diffusion)",
+                                info="each object's words steer only its own box, so 'above' and 'left of' hold",
+                            )
                         gr.Examples(REAL_EXAMPLES if real else EXAMPLES, inputs=[prompt])
                         recipe_file = gr.File(label="Drop a Wordbrush PNG to restore its settings", file_types=[".png"])
                     with gr.Column(scale=3):
@@ -475,7 +482,7 @@ def build_demo(
                         validation = gr.Image(label="Validation images", type="filepath", interactive=False)
 
         # Events
-        t2i_inputs = [prompt, generator, steps, guidance, seed, randomize, num_images, lora, lora_scale, expand]
+        t2i_inputs = [prompt, generator, steps, guidance, seed, randomize, num_images, lora, lora_scale, expand, layout]
         t2i_outputs = [gallery, seen, recipe, seed, results]
         t2i = text_to_image_handler(batchers, outputs, loras)
         prompt.change(
@@ -487,8 +494,9 @@ def build_demo(
         submit = prompt.submit(t2i, t2i_inputs, t2i_outputs, api_name=False, concurrency_limit=32)
         stop.click(None, None, None, cancels=[event, submit])
         recipe_file.upload(
-            restore_recipe_handler, recipe_file, [prompt, generator, steps, guidance, seed, randomize], api_name=False
-        )
+            restore_recipe_handler, recipe_file, [prompt, generator, steps, guidance, seed, randomize, layout],
+            api_name=False,
+        )  # fmt: skip
 
         def remember(evt: gr.SelectData):
             return evt.index

@@ -69,6 +69,7 @@ def main() -> None:
     g = wb.generator.default_guidance
     n = len(PROMPTS)
     b1 = timed(lambda: wb.text_to_image(PROMPTS[0], seed=0, steps=steps, guidance=g), args.repeats)
+    b1_free = timed(lambda: wb.text_to_image(PROMPTS[0], seed=0, steps=steps, guidance=g, layout=False), args.repeats)
     b16 = timed(lambda: wb.text_to_image(PROMPTS, seed=list(range(n)), steps=steps, guidance=g), args.repeats) / n
     seq = timed(lambda: [wb.text_to_image(p, seed=i, steps=steps, guidance=g) for i, p in enumerate(PROMPTS)], 1) / n
     plain = timed(lambda: plain_loop(wb, PROMPTS[0], steps, g), args.repeats)
@@ -80,7 +81,8 @@ def main() -> None:
     print(f"model {args.model} ({params:.1f}M-param UNet), {steps} steps, guidance {g}, CPU, {threads} threads\n")
     print("| run | seconds per image | vs ours at batch 1 |")
     print("|---|---:|---:|")
-    print(f"| ours, batch 1 (encode + {steps} guided steps) | {b1:.3f} | 1.00x |")
+    print(f"| ours, batch 1 (encode + layout plan + {steps} guided steps) | {b1:.3f} | 1.00x |")
+    print(f"| ours, batch 1, layout stage off (`layout=False`) | {b1_free:.3f} | {b1 / b1_free:.2f}x faster |")
     print(f"| plain loop, batch 1 (cond and uncond passes apart) | {plain:.3f} | {plain / b1:.2f}x slower |")
     print(f"| ours, batch 16 | {b16:.3f} | {b1 / b16:.2f}x faster |")
     print(f"| 16 requests one by one | {seq:.3f} | batch 16 is {seq / b16:.2f}x faster |")

@@ -8,6 +8,8 @@ first-named object to the second as drawn. A model that has learnt only the axis
 is side by side, "above" is one over the other) fills the two cells of that axis evenly; one that has
 learnt which object goes where fills the diagonal. Chance along the right axis is 0.5.
 
+Diffusion models sample with the layout stage (pipeline/layout.py) as the app does; --no-layout: without it.
+
 --seen [KIND_WEIGHTS]: the same on captions the model was trained on (its run's caption pool), to tell a
 model that memorised each combination's layout from one that never learnt the direction at all.
 
@@ -56,12 +58,15 @@ def drawn_relation(item: evaluate.EvalItem, image) -> str | None:
     return next(r for r in world.RELATIONS if evaluate.relation_holds(r, pair[0].center, pair[1].center))
 
 
-def confusion(model: str, items: list[evaluate.EvalItem], batch: int = 50) -> dict[tuple[str, str | None], int]:
+def confusion(
+    model: str, items: list[evaluate.EvalItem], batch: int = 50, *, layout: bool | None = None
+) -> dict[tuple[str, str | None], int]:
     wb = Wordbrush.load(model)
     counts: dict[tuple[str, str | None], int] = collections.Counter()
     for i in range(0, len(items), batch):
         chunk = items[i : i + batch]
-        images = wb.text_to_image([it.prompt for it in chunk], seed=[it.seed for it in chunk]).images
+        prompts, seeds = [it.prompt for it in chunk], [it.seed for it in chunk]
+        images = wb.text_to_image(prompts, seed=seeds, layout=layout).images
         for item, image in zip(chunk, images):
             counts[item.scene.relation, drawn_relation(item, image)] += 1
     return counts
@@ -177,6 +182,10 @@ def main() -> None:
     parser.add_argument("--noise-probe", action="store_true", help="only the high-noise probe (diffusion models)")
     parser.add_argument("--attention-probe", action="store_true", help="only the attention probe (diffusion models)")
     parser.add_argument(
+        "--no-layout", dest="layout", action="store_const", const=False, default=None,
+        help="sample without the layout stage (pipeline/layout.py), as the generator alone draws",
+    )  # fmt: skip
+    parser.add_argument(
         "--seen",
         metavar="KIND_WEIGHTS",
         nargs="?",
@@ -209,7 +218,8 @@ def main() -> None:
             lines.append(f"| {m} | " + " | ".join(f"{d:+.2f} px, {share:.2f}" for d, share in cells) + " |")
         print("\n".join(lines))
         return
-    report = "\n".join(table(m, confusion(m, items)) for m in args.model)
+    suffix = " (layout stage off)" if args.layout is False else ""
+    report = "\n".join(table(m + suffix, confusion(m, items, layout=args.layout)) for m in args.model)
     print(report)
     Path(args.out).write_text(f"`python bench/relations.py {' '.join(sys.argv[1:])}`\n\n{report}")
 

@@ -63,15 +63,16 @@ def _generate(args: argparse.Namespace) -> int:
                 # Line i of the file gets seed + i, whatever batch it lands in.
                 seeds = [args.seed + start + i for i in range(len(chunk))] if args.seed != -1 else [-1] * len(chunk)
                 result = wb.text_to_image(
-                    chunk, seed=seeds, steps=args.steps, guidance=args.guidance, expand=args.expand
-                )
+                    chunk, seed=seeds, steps=args.steps, guidance=args.guidance, expand=args.expand,
+                    layout=args.layout,
+                )  # fmt: skip
                 for i, (image, recipe) in enumerate(zip(result.images, result.recipes)):
                     save_png(image, recipe, out_dir / f"{start + i:04d}.png")
             print(f"wrote {len(prompts)} images to {out_dir}", file=sys.stderr)
         else:
             result = wb.text_to_image(
                 prompts[0], seed=args.seed, steps=args.steps, guidance=args.guidance, num_images=args.num_images,
-                expand=args.expand,
+                expand=args.expand, layout=args.layout,
             )  # fmt: skip
             out = Path(args.out)
             for j, (image, recipe) in enumerate(zip(result.images, result.recipes)):
@@ -80,6 +81,8 @@ def _generate(args: argparse.Namespace) -> int:
                 print(f"wrote {path} (seed {recipe.seed})", file=sys.stderr)
                 if recipe.expanded:
                     print(f"  the LM expanded the prompt to: {recipe.encoded_prompt}", file=sys.stderr)
+                if recipe.layout:
+                    print(f"  layout: {recipe.layout}", file=sys.stderr)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -144,6 +147,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out-dir", help="output folder for --prompts: 0000.png, 0001.png, ...")
     p.add_argument("--num-images", type=int, default=1, help="images for a single prompt (seed, seed+1, ...)")
     p.add_argument("--batch-size", type=int, default=16, help="prompts per forward pass with --prompts")
+    p.add_argument(
+        "--no-layout", dest="layout", action="store_const", const=False, default=None,
+        help="sample two-object prompts without the layout stage's planned boxes (pipeline/layout.py)",
+    )  # fmt: skip
     _common(p)
     p.set_defaults(fn=_generate)
 

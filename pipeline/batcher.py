@@ -34,10 +34,11 @@ class T2IRequest:
     num_images: int = 1
     lora: str | None = None  # "path:scale", applied to the diffusion generator for this request
     expand: bool | None = None  # rewrite the prompt with the LM expander (None: the model's default)
+    layout: bool | None = None  # plan two-object prompts' layouts (pipeline/layout.py; None: the generator's default)
 
     def batch_key(self) -> tuple:
         """Requests with equal keys can share one pipeline call."""
-        return (self.steps, self.guidance, self.lora, self.expand)
+        return (self.steps, self.guidance, self.lora, self.expand, self.layout)
 
 
 REGROUP_STEPS = 2  # a batch in its first this-many steps starts over to take in compatible arrivals
@@ -205,7 +206,7 @@ class Batcher:
                 result = self._run_call(
                     self.wb.text_to_image,
                     prompts, seed=flat_seeds, steps=first.steps, guidance=first.guidance, callback=fan_out,
-                    expand=first.expand,
+                    expand=first.expand, layout=first.layout,
                 )  # fmt: skip
         except _Regroup:  # not an error: _run gathers the arrivals and starts again
             raise

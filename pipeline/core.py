@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 
 from pipeline import diffusion, gan, images
+from pipeline import layout as layout_lib
 from pipeline.encoders import PromptEncoder, load_encoder
 from pipeline.expand import ExpansionStage
 from pipeline.presets import DEFAULT_MODEL, is_diffusers, resolve_model
@@ -45,25 +46,29 @@ class DiffusionGenerator:
     kind = "diffusion"
     default_steps = 12
     default_guidance = 3.0
+    plans_layout = True  # reads the layout stage's regions (pipeline/layout.py)
 
     def __init__(self, unet, cfg: diffusion.DiffusionConfig, *, autocast: torch.dtype | None = None, inpaint_unet=None):
         # Channels-last convolutions: 10-15% less time per image on the CPU at batch 1 and 16 (measured
         # side by side on the 2-core machine, bf16 autocast); the UNet's weights are unchanged.
         self.unet, self.cfg = unet.to(memory_format=torch.channels_last), cfg
+        layout_lib.install(self.unet)  # the same outputs, plus the layout stage's regional cross-attention
         # A UNet trained to inpaint (it also reads the kept pixels and the mask), used for masked calls.
         self.inpaint_unet = None if inpaint_unet is None else inpaint_unet.to(memory_format=torch.channels_last)
         self.resolution = cfg.resolution
         self.autocast = autocast  # run the UNet's matmuls and convolutions in this dtype (None: the weights')
 
     def generate(
-        self, cond, uncond, *, seeds, steps, guidance, callback=None, init=None, strength=1.0, mask=None, resample=1
-    ) -> torch.Tensor:
+        self, cond, uncond, *, seeds, steps, guidance, callback=None, init=None, strength=1.0, mask=None, resample=1,
+        regions=None,
+    ) -> torch.Tensor:  # fmt: skip
         device_type = self.unet.device.type
         unet = self.inpaint_unet if mask is not None and self.inpaint_unet is not None else self.unet
         with torch.autocast(device_type, dtype=self.autocast or torch.bfloat16, enabled=self.autocast is not None):
             return diffusion.sample(
                 unet, self.cfg, cond, uncond, seeds=seeds, steps=steps, guidance=guidance,
                 callback=callback, init=init, strength=strength, mask=mask, resample=resample,
+                regions=None if mask is not None else regions,
             ).float()  # fmt: skip
 
 
@@ -73,14 +78,18 @@ class GANGenerator:
     kind = "gan"
     default_steps = 1
     default_guidance = 0.0
+    plans_layout = False  # no cross-attention to steer: the layout stage does not apply
 
     def __init__(self, model: gan.TextToImageGAN):
         self.model = model
         self.resolution = model.config.resolution
 
     def generate(
-        self, cond, uncond, *, seeds, steps, guidance, callback=None, init=None, strength=1.0, mask=None, resample=1
-    ) -> torch.Tensor:
+        self, cond, uncond, *, seeds, steps, guidance, callback=None, init=None, strength=1.0, mask=None, resample=1,
+        regions=None,
+    ) -> torch.Tensor:  # fmt: skip
+        if regions is not None:
+            raise ValueError("the GAN generator has no cross-attention for a layout; plan layouts for diffusion only")
         if init is not None:
             raise ValueError(
                 "the GAN generator draws from text alone; use the diffusion generator for style transfer and inpainting"
@@ -171,16 +180,21 @@ class Wordbrush:
         num_images: int = 1,
         callback=None,
         expand: bool | None = None,
+        layout: bool | None = None,
     ) -> Result:
         """`num_images` images per prompt; image j of a prompt uses seed + j. All run as one batch.
         seed=-1 picks a random seed (the recipe records it). expand=True rewrites each prompt with the LM
-        expander first (pipeline/expand.py)."""
+        expander first (pipeline/expand.py). layout (None: on where the generator reads it): a prompt that
+        names two different objects gets a planned layout, one box per object (pipeline/layout.py)."""
         # 1. Check inputs
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         seeds = [seed] * len(prompts) if isinstance(seed, int) else list(seed)
         steps = self.generator.default_steps if steps is None else steps
         guidance = self.generator.default_guidance if guidance is None else guidance
         check_request(prompts, seeds, steps=steps, guidance=guidance, num_images=num_images)
+        if layout and not self.generator.plans_layout:
+            raise ValueError(f"the {self.generator.kind} generator cannot follow a layout; turn layout off")
+        layout = self.generator.plans_layout if layout is None else layout
         seeds = [resolve_seed(s) for s in seeds]
         batch_prompts = [p for p in prompts for _ in range(num_images)]
         batch_seeds = [s + j for s in seeds for j in range(num_images)]
@@ -189,16 +203,24 @@ class Wordbrush:
         seen = self.expansion.apply(batch_prompts, batch_seeds, expand)
         cond = self.encoder.encode(seen)
 
-        # 3. Generate
+        # 3. The layout stage: a box per object for prompts that name two (pipeline/layout.py)
+        plans = [layout_lib.plan(q, s) if layout else None for q, s in zip(seen, batch_seeds)]
+        length = cond.states.shape[1]
+        regions = layout_lib.regions(plans, self._offsets(seen, length), length) if any(plans) else None
+
+        # 4. Generate
         x = self.generator.generate(
-            cond, self._uncond, seeds=batch_seeds, steps=steps, guidance=guidance, callback=callback
+            cond, self._uncond, seeds=batch_seeds, steps=steps, guidance=guidance, callback=callback, regions=regions
         )
 
-        # 4. Images and their recipes
+        # 5. Images and their recipes
         size = (self.generator.resolution, self.generator.resolution)
         recipes = [
-            self._recipe(p, s, steps, guidance, size, truncated, task="text_to_image", seen=q)
-            for p, s, truncated, q in zip(batch_prompts, batch_seeds, cond.truncated, seen)
+            dataclasses.replace(
+                self._recipe(p, s, steps, guidance, size, truncated, task="text_to_image", seen=q),
+                layout=None if plan is None else plan.describe(),
+            )
+            for p, s, truncated, q, plan in zip(batch_prompts, batch_seeds, cond.truncated, seen, plans)
         ]
         return Result(to_pil(x), recipes)
 
@@ -314,6 +336,13 @@ class Wordbrush:
             generator=self.generator.kind, encoder=self.encoder.name, width=size[0], height=size[1],
             task=task, encoded_prompt=self.encoded_text(seen, truncated), lora=self.lora, expanded=seen != prompt,
         )  # fmt: skip
+
+    def _offsets(self, prompts: list[str], length: int) -> list[list[tuple[int, int]]]:
+        """Each prompt's token character spans, aligned with the encoder's `length` padded token states."""
+        tok = self.encoder.tokenizer
+        found = tok(prompts, truncation=True, max_length=self.encoder.max_tokens, return_offsets_mapping=True)
+        spans = [list(o) for o in found["offset_mapping"]]
+        return [[(0, 0)] * (length - len(o)) + o for o in spans] if tok.padding_side == "left" else spans
 
     def encoded_text(self, prompt: str, truncated: bool) -> str:
         """The prompt as the language model saw it: its tokens, cut at the encoder's limit."""

@@ -19,6 +19,7 @@ import torch
 from diffusers import DDPMScheduler, DPMSolverMultistepScheduler, UNet2DConditionModel
 
 from pipeline.encoders import EncodedPrompts
+from pipeline.layout import Regions
 
 MAX_STEPS = 200  # more steps than this buys nothing at 32 px and only ties up the server
 
@@ -178,19 +179,26 @@ def denoise_step(
     uncond: EncodedPrompts,
     guidance: float,
     image_inputs: torch.Tensor | None = None,
+    regions: Regions | None = None,
 ) -> torch.Tensor:
     """One guided model evaluation: conditional and unconditional halves in a single batch, mixed by
     classifier-free guidance (Ho & Salimans, 2022). Returns the model output (v) for x.
-    image_inputs: an inpainting UNet's extra channels (`inpaint_inputs`), the same for both halves."""
+    image_inputs: an inpainting UNet's extra channels (`inpaint_inputs`), the same for both halves.
+    regions: the layout stage's cross-attention masks (pipeline/layout.py), for the conditional half."""
     x = unet_inputs(unet, x, image_inputs)
     if guidance == 1.0:
-        return unet(x, t, cond.states, class_labels=cond.pooled, encoder_attention_mask=cond.mask).sample
+        kwargs = None if regions is None else {"regions": regions}
+        return unet(
+            x, t, cond.states, class_labels=cond.pooled, encoder_attention_mask=cond.mask, cross_attention_kwargs=kwargs
+        ).sample
+    kwargs = None if regions is None else {"regions": regions.with_unplanned_rows(len(x))}
     both = unet(
         torch.cat([x, x]),
         torch.cat([t, t]),
         _cat_states(uncond.states, cond.states),
         class_labels=torch.cat([uncond.pooled, cond.pooled]),
         encoder_attention_mask=_cat_masks(uncond.mask, cond.mask),
+        cross_attention_kwargs=kwargs,
     ).sample
     out_uncond, out_cond = both.chunk(2)
     return out_uncond + guidance * (out_cond - out_uncond)
@@ -221,6 +229,7 @@ def sample(
     strength: float = 1.0,
     mask: torch.Tensor | None = None,
     resample: int = 1,
+    regions: Regions | None = None,
     callback: Callback | None = None,
 ) -> torch.Tensor:
     """Images (B, 3, H, W) in [0, 1] for B prompts.
@@ -231,7 +240,9 @@ def sample(
     region grows to fit its surroundings (blended diffusion, Avrahami et al., 2022). resample > 1 adds
     RePaint's resampling (Lugmayr et al., 2022): each step is undone (re-noised) and redone resample - 1
     more times, so the generated region can agree with the known one. An inpainting UNet (`is_inpainting`,
-    trained by train/inpaint.py) also sees the kept pixels and the mask at every step."""
+    trained by train/inpaint.py) also sees the kept pixels and the mask at every step. `regions` (from the
+    layout stage, pipeline/layout.py) keeps each planned object's words to its own box; the UNet must have
+    `layout.install`'s processors."""
     # 1. Check inputs
     if not 1 <= steps <= MAX_STEPS:
         raise ValueError(f"steps must be between 1 and {MAX_STEPS}, got {steps}")
@@ -242,6 +253,7 @@ def sample(
     uncond = _to(uncond, device, dtype)
     if uncond.states.shape[0] == 1:
         uncond = _expand(uncond, len(seeds))
+    regions = None if regions is None else regions.to(device)
 
     # 2. Prepare noise from per-image seeds (and the SDEdit start, if any)
     scheduler = sampling_scheduler(cfg)
@@ -272,7 +284,7 @@ def sample(
     def solver_step(x, i, t):
         """One guided solver step from t, then (inpainting) the known region put back at the new level."""
         x_in = scheduler.scale_model_input(x, t)
-        model_out = denoise_step(unet, x_in, t.expand(len(seeds)), cond, uncond, guidance, image_inputs)
+        model_out = denoise_step(unet, x_in, t.expand(len(seeds)), cond, uncond, guidance, image_inputs, regions)
         x = scheduler.step(model_out, t, x).prev_sample
         if mask is not None:  # keep the known region on the trajectory of the input image
             last = i + 1 == len(timesteps)

@@ -143,13 +143,17 @@ class HubPipeline:
     def text_to_image(
         self, prompt: str | list[str], *, seed: int | list[int] = 0, steps: int | None = None,
         guidance: float | None = None, num_images: int = 1, callback=None, expand: bool | None = None,
+        layout: bool | None = None,
     ) -> Result:  # fmt: skip
-        """`num_images` images per prompt (image j of a prompt uses seed + j), all in one batch."""
+        """`num_images` images per prompt (image j of a prompt uses seed + j), all in one batch. The layout
+        stage is the embedded model's (pipeline/layout.py): layout=True is refused here."""
         # 1. Check inputs
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         seeds = [seed] * len(prompts) if isinstance(seed, int) else list(seed)
         steps, guidance = self._defaults(steps, guidance)
         check_request(prompts, seeds, steps=steps, guidance=guidance, num_images=num_images)
+        if layout:
+            raise ValueError("the layout stage steers the embedded diffusion model only; turn layout off")
         seeds = [resolve_seed(s) for s in seeds]
         batch_prompts = [p for p in prompts for _ in range(num_images)]
         batch_seeds = [s + j for s in seeds for j in range(num_images)]

@@ -28,6 +28,7 @@ class Recipe:
     strength: float | None = None  # style transfer: how far from the input image
     lora: str | None = None  # "file:scale"
     expanded: bool = False  # encoded_prompt is the LM expander's rewrite of prompt
+    layout: str | None = None  # the layout stage's plan (pipeline/layout.py), None: sampled without one
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -56,6 +57,8 @@ class Recipe:
             pairs.append(f"Lora: {self.lora}")
         if self.expanded:
             pairs.append(f'Expanded prompt: "{self.encoded_prompt}"')
+        if self.layout:
+            pairs.append(f'Layout: "{self.layout}"')
         return f"{self.prompt}\n" + ", ".join(pairs)
 
 

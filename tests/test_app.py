@@ -135,7 +135,11 @@ def test_restore_recipe_from_png(batchers, outputs):
         "three green triangles", "diffusion", 3, 2.5, 42, False, 1, progress=no_progress
     )
     restored = app.restore_recipe_handler(paths[0])
-    assert restored == ("three green triangles", "diffusion", 3, 2.5, 42, False)
+    assert restored == ("three green triangles", "diffusion", 3, 2.5, 42, False, False)  # no plan for a count
+    *_, paths = app.text_to_image_handler(batchers, outputs)(
+        "a red circle above a blue square", "diffusion", 3, 2.5, 42, False, 1, progress=no_progress
+    )
+    assert app.restore_recipe_handler(paths[0])[-1] is True  # planned: restored with layout on
 
 
 def test_batcher_runs_concurrent_requests_as_one_batch(batcher):

@@ -10,6 +10,12 @@ def wb(tmp_path_factory):
     return Wordbrush.load(str(make_tiny_gan(tmp_path_factory.mktemp("tiny") / "gan")))
 
 
+def test_gan_draws_without_a_layout_and_refuses_one(wb):
+    assert wb.text_to_image("a red circle above a blue square", seed=0).recipes[0].layout is None
+    with pytest.raises(ValueError, match="cannot follow a layout"):
+        wb.text_to_image("a red circle above a blue square", seed=0, layout=True)
+
+
 def _arr(image):
     return np.asarray(image, np.int16)
 

@@ -38,14 +38,18 @@ def _evaluate(args: argparse.Namespace) -> int:
         from pipeline import Wordbrush
 
         wb = Wordbrush.load(args.model, generator=args.generator, precision=args.precision)
+        layout = {"auto": None, "on": True, "off": False}[args.layout]
         for split in splits:
             items = evaluate.eval_set(split, per_category=args.per_category)
             images = []
             for i in range(0, len(items), 64):
                 chunk = items[i : i + 64]
-                result = wb.text_to_image([it.prompt for it in chunk], seed=[it.seed for it in chunk], steps=args.steps)
+                result = wb.text_to_image(
+                    [it.prompt for it in chunk], seed=[it.seed for it in chunk], steps=args.steps, layout=layout
+                )
                 images += result.images
             label = f"{args.model} {wb.generator.kind}" + (f" ({args.precision})" if args.precision != "auto" else "")
+            label += {"on": ", layout on", "off": ", layout off"}.get(args.layout, "")
             columns[f"{label}, held-out {split}"] = evaluate.score(items, images)
     elif args.clean:
         for split in splits:
@@ -264,6 +268,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", choices=["combos", "templates", "both"], default="both")
     p.add_argument("--per-category", type=int, default=100)
     p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto", help="the diffusion generator's")
+    p.add_argument(
+        "--layout", choices=["auto", "on", "off"], default="auto",
+        help="the layout stage for two-object prompts (pipeline/layout.py); auto: on where the generator reads it",
+    )  # fmt: skip
     p.set_defaults(fn=_evaluate)
 
     p = sub.add_parser("style-classifier", help="train the evaluator's style classifier")
