@@ -7,7 +7,7 @@ al., 2023), the pipeline plans the layout before sampling:
 
     1. parse     the prompt's object phrases ("red circle", "blue square") and relation ("above")
     2. plan      one box per object that satisfies the relation, drawn from the image's seed
-    3. attend    during sampling, the pixels of each box cannot attend to the other object's words: a hard
+    3. attend    during sampling, each object's words are hidden from every pixel outside its box: a hard
                  regional cross-attention mask (DenseDiffusion, Kim et al., 2023, modulates the same scores)
 
 The plan is a pure function of (prompt, seed), so the recipe's seed still remakes the image. Only prompts
@@ -183,17 +183,14 @@ def regions(plans: list[Plan | None], offsets: list[list[tuple[int, int]]], leng
 
 
 def attention_bias(regions: Regions, side: int, dtype: torch.dtype) -> torch.Tensor:
-    """(B, side * side, T): HIDDEN where a pixel lies in another object's box (grown by DILATE cells) and
-    not in its own, for that object's words; 0 elsewhere. Pixels outside both boxes see every word."""
+    """(B, side * side, T): HIDDEN where an object's words meet a pixel outside that object's box (grown by
+    DILATE cells), 0 elsewhere. Words that name no object ("above", "a") are seen everywhere."""
     centres = (torch.arange(side, dtype=torch.float32, device=regions.boxes.device) + 0.5) / side
     ys, xs = centres[:, None].expand(side, side).flatten(), centres[None, :].expand(side, side).flatten()
     grow = DILATE / side
     x0, y0, x1, y1 = (regions.boxes[..., i, None] for i in range(4))  # (B, G, 1) each
     inside = (xs > x0 - grow) & (xs < x1 + grow) & (ys > y0 - grow) & (ys < y1 + grow)  # (B, G, HW)
-    planned = regions.tokens.any(-1, keepdim=True)  # (B, G, 1): rows without a plan have empty boxes
-    inside = inside & planned
-    in_other = inside.flip(1) & ~inside  # GROUPS == 2: the other object's box, minus the overlap with its own
-    hidden = torch.einsum("bgn,bgt->bnt", in_other.float(), regions.tokens.float()) > 0
+    hidden = torch.einsum("bgn,bgt->bnt", (~inside).float(), regions.tokens.float()) > 0  # rows without a plan: none
     return torch.zeros(hidden.shape, dtype=dtype, device=hidden.device).masked_fill(hidden, HIDDEN)
 
 

@@ -73,7 +73,7 @@ def _centre(box):
     return ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
 
 
-def test_attention_bias_hides_each_objects_words_from_the_other_box_only():
+def test_attention_bias_keeps_each_objects_words_to_its_own_box():
     # object 0 in the top-left quarter, object 1 in the bottom-right; tokens 1-2 name 0, tokens 4-5 name 1
     tokens = torch.zeros(1, 2, 7, dtype=torch.bool)
     tokens[0, 0, 1:3] = tokens[0, 1, 4:6] = True
@@ -84,10 +84,12 @@ def test_attention_bias_hides_each_objects_words_from_the_other_box_only():
     finally:
         layout.DILATE = layout_dilate
     hidden = bias < 0
-    assert hidden[3, 3, 1:3].all() and not hidden[3, 3, 4:6].any()  # bottom-right cell: object 0's words hidden
-    assert hidden[0, 0, 4:6].all() and not hidden[0, 0, 1:3].any()  # top-left cell: object 1's words hidden
-    assert not hidden[0, 3].any() and not hidden[3, 0].any()  # outside both boxes: every word seen
+    assert hidden[3, 3, 1:3].all() and not hidden[3, 3, 4:6].any()  # bottom-right cell: object 1's words only
+    assert hidden[0, 0, 4:6].all() and not hidden[0, 0, 1:3].any()  # top-left cell: object 0's words only
+    assert hidden[0, 3, 1:3].all() and hidden[0, 3, 4:6].all()  # outside both boxes: neither object's words
     assert not hidden[..., [0, 3, 6]].any()  # words that name no object are never hidden
+    grown = layout.attention_bias(regions, 4, torch.float32)[0].view(4, 4, 7) < 0  # DILATE 1: a cell more
+    assert not grown[2, 2].any() and not grown[1, 1].any()  # next to both boxes: both objects' words seen
     unplanned = regions.with_unplanned_rows(2)
     assert not (layout.attention_bias(unplanned, 4, torch.float32)[:2] < 0).any()
 

@@ -92,6 +92,20 @@ def test_lora_changes_the_image_and_scale_zero_does_not(trained_lora):
     assert wb.lora is None
 
 
+def test_the_layout_stage_still_steers_with_a_lora_applied(trained_lora):
+    from pipeline.layout import RegionalAttention
+
+    base, out = trained_lora
+    wb = Wordbrush.load(str(base))
+    wb.set_lora(f"{out / 'model' / 'lora.safetensors'}:1.0")
+    assert all(isinstance(p, RegionalAttention) for p in wb.generator.unet.attn_processors.values())
+    prompt = "a red star above a blue circle"
+    on = wb.text_to_image(prompt, seed=0, steps=3)
+    off = wb.text_to_image(prompt, seed=0, steps=3, layout=False)
+    assert on.recipes[0].layout and on.recipes[0].lora
+    assert np.abs(np.asarray(on.images[0], np.int16) - np.asarray(off.images[0], np.int16)).max() > 0
+
+
 def test_lora_resumes_from_its_checkpoint(trained_lora):
     _, out = trained_lora
     state = torch.load(out / "checkpoint" / "state.pt", weights_only=True)

@@ -33,16 +33,17 @@ def test_text_to_image_endpoint(client):
         "a red circle above a blue square", "diffusion", 2, 3.0, 5, False, 2, api_name="/text_to_image"
     )
     paths = _gallery_paths(gallery)
-    assert len(paths) == 2 and seed == 5 and "Seed: 5" in recipe
+    assert len(paths) == 2 and seed == 5 and "Seed: 5" in recipe and 'Layout: "red circle at' in recipe
     image = Image.open(paths[1])
     assert image.size == (32, 32) and read_recipe(image).seed == 6  # the download keeps its recipe
+    assert read_recipe(image).layout.startswith("red circle at")  # the layout stage is on by default
 
 
 def test_text_to_image_over_plain_http_as_curl_calls_it(url):
     import io
 
-    # Plain HTTP takes every input (no defaults): ..., number of images, LoRA, LoRA scale, expand.
-    inputs = ["three green triangles", "diffusion", 2, 3.0, 9, False, 2, "none", 1.0, False]
+    # Plain HTTP takes every input (no defaults): ..., number of images, LoRA, LoRA scale, expand, layout.
+    inputs = ["three green triangles", "diffusion", 2, 3.0, 9, False, 2, "none", 1.0, False, True]
     outputs, files = call_http_api(url, "text_to_image", inputs)
     assert outputs[3] == 9 and "Seed: 9" in outputs[2] and len(files) == 2
     image = Image.open(io.BytesIO(files[1]))
