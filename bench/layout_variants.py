@@ -102,7 +102,8 @@ def main() -> None:
         images = run(wb, variant, items)
         per_image = (time.perf_counter() - t0) / len(items)
         scores = evaluate.score(items, images)
-        print(f"| {variant} | " + " | ".join(f"{scores[c]:.3f}" for c in CATEGORIES) + f" | {per_image:.3f} |", flush=True)
+        cells = " | ".join(f"{scores[c]:.3f}" for c in CATEGORIES)
+        print(f"| {variant} | {cells} | {per_image:.3f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
 """End to end in headless Chromium: each tab, as a person uses it."""
 
+import re
+
 import pytest
 from PIL import Image
 
@@ -18,11 +20,17 @@ def url(tmp_path_factory):
 
 
 def test_each_tab_in_a_real_browser(url, tmp_path):
+    from playwright.sync_api import expect
+
     picture = tmp_path / "in.png"
     Image.new("RGB", (64, 64), (40, 70, 225)).save(picture)
     with browser.browser_page(url, failure_screenshot=tmp_path / "failure.png") as page:
         assert browser.text_to_image(page, "a red circle above a blue square") == 4
-        assert "Seed: 0" in page.locator("#t2i-recipe textarea").input_value()
+        recipe = page.locator("#t2i-recipe textarea")
+        assert "Seed: 0" in recipe.input_value() and 'Layout: "red circle at' in recipe.input_value()
+        page.get_by_label("Plan where two named objects go (layout stage, diffusion)").uncheck()
+        page.get_by_role("button", name="Generate").click()
+        expect(recipe).not_to_have_value(re.compile("Layout:"), timeout=60_000)  # drawn without a plan
         browser.style_transfer(page, picture)
         assert "in outline style" in page.locator("#style-recipe textarea").input_value()
         browser.inpaint(page, picture, "a yellow triangle")
