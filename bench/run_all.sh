@@ -8,6 +8,10 @@ R=bench/results
 run() { local out=$1; shift; echo "== $* -> $R/$out" >&2; "$@" 2>/dev/null | tee "$R/$out"; }
 
 run quality-diffusion.md $PY -m train evaluate --model shapes --per-category 100
+run quality-diffusion-no-layout.md $PY -m train evaluate --model shapes --per-category 100 --layout off
+run layout-variants.md $PY bench/layout_variants.py --per-category 100
+echo "== bench/relations.py -> $R/relations-layout.md" >&2
+$PY bench/relations.py --model assets/shapes-diffusion --out $R/relations-layout.md 2>/dev/null
 run lora-demo.log $PY bench/lora_demo.py --steps 400 --out runs/lora-star --per-category 200 --star-seeds 20 --results $R/lora-demo.md
 run diffusion-latency.md $PY bench/diffusion_latency.py
 run edit-quality.md $PY bench/edit_quality.py --n 100 --strength 0.6 --inpaint whole zoom base-whole base-zoom base-zoom-repaint3 --cases clear old
