@@ -112,7 +112,18 @@ def test_regional_attention_matches_diffusers_without_regions_and_changes_the_ou
         tokens[:, 0, 1] = tokens[:, 1, 3] = True
         regions = layout.Regions(torch.tensor([[[0.0, 0.0, 0.5, 0.5], [0.5, 0.5, 1.0, 1.0]]] * 2), tokens)
         steered = unet(x, t, states, class_labels=pooled, cross_attention_kwargs={"regions": regions}).sample
+        nothing = layout.Regions(regions.boxes, torch.zeros_like(tokens))  # the masked path with nothing hidden
+        unmasked = unet(x, t, states, class_labels=pooled, cross_attention_kwargs={"regions": nothing}).sample
     torch.testing.assert_close(got, want)
+    torch.testing.assert_close(unmasked, want)  # the masked path computes diffusers' attention
+    padding = torch.tensor([[1, 1, 1, 1, 1, 0, 0]] * 2)  # and honours the prompts' padding as diffusers does
+    with torch.no_grad():
+        unet.set_attn_processor(AttnProcessor2_0())
+        want = unet(x, t, states, class_labels=pooled, encoder_attention_mask=padding).sample
+        layout.install(unet)
+        kwargs = {"regions": nothing}
+        got = unet(x, t, states, class_labels=pooled, encoder_attention_mask=padding, cross_attention_kwargs=kwargs)
+    torch.testing.assert_close(got.sample, want)
     assert (steered - want).abs().max() > 1e-3
 
 
