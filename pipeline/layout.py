@@ -30,7 +30,7 @@ GROUPS = 2  # objects per plan
 # The embedded shapes model's vocabulary (train/world.py; a test keeps the two in step).
 COLORS = ("red", "green", "blue", "yellow", "purple", "orange", "white", "black")
 SHAPES = ("circle", "square", "triangle", "star")
-# Relation phrases, longest first, and the direction each means for the object named before it.
+# Relation phrases (matched longest first) and the direction each means for the object named before it.
 RELATIONS = {
     "to the left of": "left of",
     "on the left of": "left of",
@@ -79,9 +79,9 @@ class Plan:
 # ----------------------------------------------------------------------------------------------------
 # 1. Parse, 2. plan
 
-_PHRASE = re.compile(rf"\b({'|'.join(COLORS)})\s+(?:[a-z]+\s+)?({'|'.join(SHAPES)})(s?)\b")
-_RELATION = re.compile(rf"\b({'|'.join(sorted(RELATIONS, key=len, reverse=True))})\b")
-_PRONOUN = re.compile(r"\s*(it|them)\b")
+_PHRASE = re.compile(rf"\b({'|'.join(COLORS)})\s+(?:[a-z]+\s+)?({'|'.join(SHAPES)})(s?)\b", re.IGNORECASE)
+_RELATION = re.compile(rf"\b({'|'.join(sorted(RELATIONS, key=len, reverse=True))})\b", re.IGNORECASE)
+_PRONOUN = re.compile(r"\s*(it|them)\b", re.IGNORECASE)
 
 
 def parse(prompt: str) -> tuple[tuple[Named, Named], str | None] | None:
@@ -91,18 +91,18 @@ def parse(prompt: str) -> tuple[tuple[Named, Named], str | None] | None:
     The relation reads as English: the object named just before the relation word is its subject and the
     one just after it its object ("a red circle above a blue square"); a pronoun after it ("a blue square
     with a red circle above it") points back to the other object."""
-    text = prompt.lower()
+    text = prompt  # matched as written (case ignored), so spans index the prompt the tokenizer reads
     found = list(_PHRASE.finditer(text))
     if len(found) != 2 or any(m.group(3) for m in found):  # plurals are counts
         return None
-    objects = tuple(Named(m.group(1), m.group(2), (m.span(1), m.span(2))) for m in found)
+    objects = tuple(Named(m.group(1).lower(), m.group(2).lower(), (m.span(1), m.span(2))) for m in found)
     if (objects[0].color, objects[0].shape) == (objects[1].color, objects[1].shape):
         return None
     relations = list(_RELATION.finditer(text))
     if len(relations) != 1:
         return objects, None
     rel = relations[0]
-    relation = RELATIONS[rel.group(1)]
+    relation = RELATIONS[rel.group(1).lower()]
     first_end, second_start = found[0].end(), found[1].start()
     if first_end <= rel.start() and rel.end() <= second_start:  # "A above B"
         return objects, relation

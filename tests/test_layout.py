@@ -50,6 +50,13 @@ def test_parse_reads_plain_english(prompt, want):
     assert (f"{objects[0].color} {objects[0].shape}", f"{objects[1].color} {objects[1].shape}", relation) == want
 
 
+def test_spans_index_the_prompt_as_written():
+    prompt = "İstanbul: A RED Circle above a blue square"  # "İ".lower() is two characters long
+    objects, relation = layout.parse(prompt)
+    assert relation == "above" and [prompt[a:b] for a, b in objects[0].spans] == ["RED", "Circle"]
+    assert (objects[0].color, objects[0].shape) == ("red", "circle")
+
+
 @pytest.mark.parametrize("prompt", ["a red circle", "two red circles", "a red circle above a red circle", "", "dog"])
 def test_no_plan_unless_two_different_objects(prompt):
     assert layout.plan(prompt, seed=0) is None
