@@ -19,7 +19,7 @@ import torch
 from diffusers import DDPMScheduler, DPMSolverMultistepScheduler, UNet2DConditionModel
 
 from pipeline.encoders import EncodedPrompts
-from pipeline.layout import Regions
+from pipeline.layout import Regions, steered_steps
 
 MAX_STEPS = 200  # more steps than this buys nothing at 32 px and only ties up the server
 
@@ -281,10 +281,13 @@ def sample(
     x = x * scheduler.init_noise_sigma
 
     # 3. Denoise
+    steered = steered_steps(len(timesteps))
+
     def solver_step(x, i, t):
         """One guided solver step from t, then (inpainting) the known region put back at the new level."""
         x_in = scheduler.scale_model_input(x, t)
-        model_out = denoise_step(unet, x_in, t.expand(len(seeds)), cond, uncond, guidance, image_inputs, regions)
+        steer = regions if i < steered else None  # the layout stage's mask, on the noisy steps only
+        model_out = denoise_step(unet, x_in, t.expand(len(seeds)), cond, uncond, guidance, image_inputs, steer)
         x = scheduler.step(model_out, t, x).prev_sample
         if mask is not None:  # keep the known region on the trajectory of the input image
             last = i + 1 == len(timesteps)

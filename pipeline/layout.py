@@ -7,8 +7,9 @@ al., 2023), the pipeline plans the layout before sampling:
 
     1. parse     the prompt's object phrases ("red circle", "blue square") and relation ("above")
     2. plan      one box per object that satisfies the relation, drawn from the image's seed
-    3. attend    during sampling, each object's words are hidden from every pixel outside its box: a hard
-                 regional cross-attention mask (DenseDiffusion, Kim et al., 2023, modulates the same scores)
+    3. attend    for the first three quarters of the denoising steps, each object's words are hidden from
+                 every pixel outside its box: a hard regional cross-attention mask (DenseDiffusion, Kim et
+                 al., 2023, modulates the same scores)
 
 The plan is a pure function of (prompt, seed), so the recipe's seed still remakes the image. Only prompts
 that name exactly two different objects get a plan; everything else samples exactly as before.
@@ -19,6 +20,7 @@ that name exactly two different objects get a plan; everything else samples exac
 
 from __future__ import annotations
 
+import math
 import random
 import re
 from dataclasses import dataclass
@@ -51,6 +53,7 @@ GAP = 4 / 32  # between the two boxes
 MARGIN = 3 / 32  # a relation holds along its axis by this much more than across it
 DILATE = 1.0  # the attention mask's box grows by this many cells of each attention map (see `attention_bias`)
 HIDDEN = -30.0  # the attention score added where a word is hidden: exp(-30) ~ 1e-13, a hard mask
+STEERED = 0.75  # the share of denoising steps, the first ones, that sample with the mask (`steered_steps`)
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,13 @@ def parse(prompt: str) -> tuple[tuple[Named, Named], str | None] | None:
     if found[1].end() <= rel.start() and _PRONOUN.match(text, rel.end()):  # "B with A above it"
         return (objects[1], objects[0]), relation
     return objects, None  # a relation we cannot place: lay the objects out apart, in any direction
+
+
+def steered_steps(steps: int) -> int:
+    """How many of `steps` denoising steps, from the first, apply the mask: the noisy ones, where the layout
+    and which object goes where are decided. The last quarter, which refines shapes, reads the whole prompt
+    (masking every step drew two circles for "a circle and a square" more often: README, layout stage)."""
+    return math.ceil(STEERED * steps)
 
 
 def _holds(relation: str, a: tuple, b: tuple) -> bool:

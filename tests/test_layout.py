@@ -145,3 +145,17 @@ def test_text_to_image_plans_two_object_prompts_only(wb):
     again = wb.text_to_image(pair, seed=3, steps=2)  # alone in its batch: the same image
     assert again.images[0].tobytes() == on.images[0].tobytes()
     assert 'Layout: "red circle at' in on.recipes[0].to_a1111()
+
+
+def test_the_mask_steers_the_first_three_quarters_of_the_steps(wb, monkeypatch):
+    assert [layout.steered_steps(n) for n in (1, 2, 4, 12)] == [1, 2, 3, 9]
+    seen = []
+    real = diffusion.denoise_step
+
+    def spy(*args):
+        seen.append(args[-1] is not None)  # the regions argument
+        return real(*args)
+
+    monkeypatch.setattr(diffusion, "denoise_step", spy)
+    wb.text_to_image("a red circle above a blue square", seed=0, steps=4)
+    assert seen == [True, True, True, False]
