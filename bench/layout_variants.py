@@ -36,11 +36,7 @@ SHIPPED_BIAS = layout.attention_bias
 
 def other_box_bias(regions: layout.Regions, side: int, dtype: torch.dtype) -> torch.Tensor:
     """Milder: each object's words hidden only from the pixels of the other object's box (minus its own)."""
-    centres = (torch.arange(side, dtype=torch.float32) + 0.5) / side
-    ys, xs = centres[:, None].expand(side, side).flatten(), centres[None, :].expand(side, side).flatten()
-    grow = layout.DILATE / side
-    x0, y0, x1, y1 = (regions.boxes[..., i, None] for i in range(4))
-    inside = (xs > x0 - grow) & (xs < x1 + grow) & (ys > y0 - grow) & (ys < y1 + grow)  # (B, G, HW)
+    inside = layout.inside_boxes(regions, side)  # (B, G, HW)
     in_other = inside.flip(1) & ~inside  # two objects: the other's box
     hidden = torch.einsum("bgn,bgt->bnt", in_other.float(), regions.tokens.float()) > 0
     return torch.zeros(hidden.shape, dtype=dtype).masked_fill(hidden, layout.HIDDEN)

@@ -67,8 +67,7 @@ class DiffusionGenerator:
         with torch.autocast(device_type, dtype=self.autocast or torch.bfloat16, enabled=self.autocast is not None):
             return diffusion.sample(
                 unet, self.cfg, cond, uncond, seeds=seeds, steps=steps, guidance=guidance,
-                callback=callback, init=init, strength=strength, mask=mask, resample=resample,
-                regions=None if mask is not None else regions,
+                callback=callback, init=init, strength=strength, mask=mask, resample=resample, regions=regions,
             ).float()  # fmt: skip
 
 

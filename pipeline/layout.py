@@ -192,15 +192,21 @@ def regions(plans: list[Plan | None], offsets: list[list[tuple[int, int]]], leng
     return Regions(boxes, tokens)
 
 
-def attention_bias(regions: Regions, side: int, dtype: torch.dtype) -> torch.Tensor:
-    """(B, side * side, T): HIDDEN where an object's words meet a pixel outside that object's box (grown by
-    DILATE cells), 0 elsewhere. Words that name no object ("above", "a") are seen everywhere."""
+def inside_boxes(regions: Regions, side: int) -> torch.Tensor:
+    """(B, G, side * side) bool: which cells of a side x side attention map have their centre inside each
+    object's box, grown by DILATE cells."""
     centres = (torch.arange(side, dtype=torch.float32, device=regions.boxes.device) + 0.5) / side
     ys, xs = centres[:, None].expand(side, side).flatten(), centres[None, :].expand(side, side).flatten()
     grow = DILATE / side
     x0, y0, x1, y1 = (regions.boxes[..., i, None] for i in range(4))  # (B, G, 1) each
-    inside = (xs > x0 - grow) & (xs < x1 + grow) & (ys > y0 - grow) & (ys < y1 + grow)  # (B, G, HW)
-    hidden = torch.einsum("bgn,bgt->bnt", (~inside).float(), regions.tokens.float()) > 0  # rows without a plan: none
+    return (xs > x0 - grow) & (xs < x1 + grow) & (ys > y0 - grow) & (ys < y1 + grow)
+
+
+def attention_bias(regions: Regions, side: int, dtype: torch.dtype) -> torch.Tensor:
+    """(B, side * side, T): HIDDEN where an object's words meet a pixel outside that object's box (grown by
+    DILATE cells), 0 elsewhere. Words that name no object ("above", "a") are seen everywhere."""
+    outside = ~inside_boxes(regions, side)
+    hidden = torch.einsum("bgn,bgt->bnt", outside.float(), regions.tokens.float()) > 0  # rows without a plan: none
     return torch.zeros(hidden.shape, dtype=dtype, device=hidden.device).masked_fill(hidden, HIDDEN)
 
 
