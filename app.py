@@ -9,6 +9,8 @@ WORDBRUSH_SHARE=1, WORDBRUSH_AUTH=user:password.
 from __future__ import annotations
 
 import argparse
+import functools
+import inspect
 import os
 import shutil
 import tempfile
@@ -30,7 +32,8 @@ from train.lora import write_star_demo
 
 MAX_UPLOAD = "10mb"  # larger uploads are refused by the server before any handler runs
 NO_LORA = "none"
-QUEUE_POLL_S = 0.01  # how often gradio's idle queue looks for new requests (its own default: every 1 ms)
+QUEUE_POLL_IDLE_S = 0.001  # how often gradio's queue looks for new requests while nothing computes (its default)
+QUEUE_POLL_BUSY_S = 0.01  # ... and while the pipeline computes (each wake-up slows it on a 2-core CPU)
 MAX_TRAIN_FILES = 200  # images (+ captions) per training upload
 EXAMPLES = [
     ["a red circle above a blue square"],
@@ -576,15 +579,54 @@ def on_zero_gpu() -> bool:
     return os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "true")
 
 
-def calm_queue(demo: gr.Blocks) -> None:
-    """Make gradio's queue look for new requests every 10 ms instead of every 1 ms. Each wake-up of the
-    server's event loop interrupts the pipeline's two OpenMP threads on a 2-core CPU: measured here, an
-    asyncio loop polling at 1 ms beside the diffusion call made it 0.363 s instead of 0.316 (+15%); at 10 ms,
-    0.315. A request now waits at most 10 ms more to start. (The queue's attribute is gradio-internal: if a
-    gradio version drops it, nothing changes.)"""
+# ----------------------------------------------------------------------------------------------------
+# Gradio tuning: two measured costs of gradio's internals on a 2-core CPU. Each checks that what it tunes
+# is there; with a gradio version that lacks it, nothing changes (tests/test_app.py fails to say so).
+
+
+def pace_queue(demo: gr.Blocks, runner: MainThreadRunner) -> None:
+    """Gradio's queue looks for new requests every 1 ms. Each wake-up of the server's event loop interrupts
+    the pipeline's two OpenMP threads: measured here, an asyncio loop polling at 1 ms beside the diffusion
+    call made it 0.363 s instead of 0.316 (+15%); at 10 ms, 0.315. So the queue polls every 10 ms while the
+    runner computes and every 1 ms while it waits (a lone request is picked up within 1 ms, not 10)."""
     queue = getattr(demo, "_queue", None)
-    if queue is not None and hasattr(queue, "sleep_when_free"):
-        queue.sleep_when_free = QUEUE_POLL_S
+    if queue is None or not hasattr(queue, "sleep_when_free"):
+        return
+
+    def on_busy(busy: bool) -> None:
+        queue.sleep_when_free = QUEUE_POLL_BUSY_S if busy else QUEUE_POLL_IDLE_S
+
+    on_busy(False)
+    runner.on_busy = on_busy
+
+
+@functools.lru_cache(maxsize=4096)
+def _signature(fn) -> inspect.Signature:
+    return inspect.signature(fn)
+
+
+class _RememberedSignatures:
+    """The `inspect` module, but `signature` remembers its answer for each callable."""
+
+    def __getattr__(self, name):
+        return getattr(inspect, name)
+
+    @staticmethod
+    def signature(fn) -> inspect.Signature:
+        try:
+            return _signature(fn)
+        except TypeError:  # an unhashable callable
+            return inspect.signature(fn)
+
+
+def quicker_sessions() -> None:
+    """Gradio copies every component's config for each new session, and each call over plain HTTP (curl,
+    scripts) is a new session: 4-5 ms a call with this app's 106 components, half of it in
+    `inspect.signature` of the same few component classes, asked again for every component. Remember them."""
+    import gradio.blocks
+
+    if getattr(gradio.blocks, "inspect", None) is inspect:
+        gradio.blocks.inspect = _RememberedSignatures()
 
 
 def main() -> None:
@@ -605,6 +647,7 @@ def main() -> None:
     if args.share and not auth:
         print("note: a share link is public; add --auth user:password to keep strangers out")
     runner = MainThreadRunner()  # pipeline calls run on this (main) thread: 1.6x faster on CPU than on a worker
+    quicker_sessions()
     knobs = {"device": args.device, "offload": args.offload, "compile": args.compile, "precision": args.precision}
 
     def open_model(name: str) -> dict[str, Batcher]:
@@ -624,7 +667,7 @@ def main() -> None:
         server_name=args.host, server_port=args.port, share=args.share, auth=auth,
         max_file_size=MAX_UPLOAD, css=CSS, prevent_thread_lock=True,
     )  # fmt: skip
-    calm_queue(demo)
+    pace_queue(demo, runner)
     try:
         runner.serve_forever()
     except KeyboardInterrupt:

@@ -63,8 +63,11 @@ class MainThreadRunner:
     thread and 0.75 s on any other thread, where the two OpenMP workers overlap poorly (1.26 CPU-seconds
     per second instead of 1.99). So the server's threads gather requests, and the main thread computes."""
 
-    def __init__(self):
+    def __init__(self, on_busy=None):
+        """on_busy(True) is called as a pipeline call starts, on_busy(False) when the last waiting one ends
+        (the app slows gradio's queue poll while the CPU computes)."""
         self._calls: queue.Queue = queue.Queue()
+        self.on_busy = on_busy
 
     def call(self, fn, *args, **kwargs):
         """Run fn(*args, **kwargs) on the serving thread; block for its result or exception."""
@@ -75,10 +78,21 @@ class MainThreadRunner:
     def serve_forever(self) -> None:
         while True:
             future, fn, args, kwargs = self._calls.get()
+            self._busy(True)
             try:
-                future.set_result(fn(*args, **kwargs))
+                result, error = fn(*args, **kwargs), None
             except BaseException as err:  # the caller hears of it; the serving thread lives on
-                future.set_exception(err)
+                result, error = None, err
+            if self._calls.empty():
+                self._busy(False)  # before the caller hears back, so its next request is picked up at once
+            if error is None:
+                future.set_result(result)
+            else:
+                future.set_exception(error)
+
+    def _busy(self, busy: bool) -> None:
+        if self.on_busy is not None:
+            self.on_busy(busy)
 
 
 def _call_here(fn, *args, **kwargs):

@@ -1,12 +1,17 @@
+import inspect
+import threading
 import time
 
+import gradio as gr
+import gradio.blocks
 import numpy as np
 import pytest
+from gradio.state_holder import SessionState
 from PIL import Image
 
 import app
 from pipeline import Wordbrush
-from pipeline.batcher import Batcher
+from pipeline.batcher import Batcher, MainThreadRunner
 from pipeline.recipe import read_recipe
 from tests.tiny import make_tiny_diffusion, make_tiny_gan
 
@@ -38,12 +43,35 @@ def test_build_demo_builds_blocks_with_named_endpoints(batchers, outputs):
     assert {"text_to_image", "style_transfer", "inpaint"} <= names
 
 
-def test_the_queue_polls_every_10_ms(batchers, outputs):
+def test_the_queue_polls_every_10_ms_while_the_pipeline_computes_and_every_1_ms_otherwise(batchers, outputs):
     demo = app.build_demo(batchers, outputs=outputs)
     demo.queue()
-    assert demo._queue.sleep_when_free == 0.001  # gradio's own: a wake-up every 1 ms (15% off the pipeline here)
-    app.calm_queue(demo)
-    assert demo._queue.sleep_when_free == app.QUEUE_POLL_S == 0.01  # fails if gradio renames what this tunes
+    assert demo._queue.sleep_when_free == app.QUEUE_POLL_IDLE_S == 0.001  # gradio's own (fails if it renames it)
+    runner = MainThreadRunner()
+    app.pace_queue(demo, runner)
+    threading.Thread(target=runner.serve_forever, daemon=True).start()
+    assert runner.call(lambda: demo._queue.sleep_when_free) == app.QUEUE_POLL_BUSY_S == 0.01
+    assert demo._queue.sleep_when_free == 0.001
+
+    def fails():
+        assert demo._queue.sleep_when_free == 0.01
+        raise ValueError("bad request")
+
+    with pytest.raises(ValueError, match="bad request"):  # the caller hears of it; the queue is fast again
+        runner.call(fails)
+    assert demo._queue.sleep_when_free == 0.001
+
+
+def test_new_sessions_reuse_component_signatures_and_build_the_same_config(batchers, outputs, monkeypatch):
+    demo = app.build_demo(batchers, outputs=outputs)
+    monkeypatch.setattr(gradio.blocks, "inspect", inspect)  # gradio as shipped
+    shipped = SessionState(demo).config_values
+    app.quicker_sessions()
+    remembered = gradio.blocks.inspect
+    assert remembered is not inspect  # fails if gradio.blocks stops importing inspect
+    assert remembered.signature(gr.Textbox.__init__) is remembered.signature(gr.Textbox.__init__)
+    assert remembered.isfunction is inspect.isfunction
+    assert SessionState(demo).config_values == shipped
 
 
 def test_text_to_image_handler_writes_native_pngs_with_recipes(batchers, outputs):
