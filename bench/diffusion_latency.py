@@ -4,8 +4,9 @@
 
 Rows: batch 1 (one request), batch 16 (16 prompts in one call), the same 16 served one by one, a
 plain loop that runs the conditional and unconditional passes separately (as a first implementation
-of classifier-free guidance would), and the same calls in fp32 (the default is bf16 autocast on CPUs
-that compute bf16 natively).
+of classifier-free guidance would), the same calls with attention by PyTorch's fused SDPA kernel (as
+diffusers' own processor computes it; ours multiplies explicitly for narrow heads, `layout.attend`), and
+in fp32 (the default is bf16 autocast on CPUs that compute bf16 natively).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from pipeline import Wordbrush, diffusion  # noqa: E402
+from pipeline import Wordbrush, diffusion, layout  # noqa: E402
 
 PROMPTS = [
     "a red circle above a blue square",
@@ -38,6 +39,22 @@ def timed(fn, repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
+
+
+def against_sdpa(fn, repeats: int) -> tuple[float, float]:
+    """Median seconds of fn with our attention and with every layer on PyTorch's SDPA kernel, the two taking
+    turns call by call (so the machine's drift hits both alike)."""
+    narrow = layout.NARROW_HEAD
+    times = {narrow: [], 0: []}
+    fn()  # warm-up
+    for _ in range(repeats):
+        for width in (narrow, 0):
+            layout.NARROW_HEAD = width  # 0: no head is narrow enough, SDPA everywhere
+            t0 = time.perf_counter()
+            fn()
+            times[width].append(time.perf_counter() - t0)
+    layout.NARROW_HEAD = narrow
+    return statistics.median(times[narrow]), statistics.median(times[0])
 
 
 def plain_loop(wb: Wordbrush, prompt: str, steps: int, guidance: float) -> torch.Tensor:
@@ -73,6 +90,14 @@ def main() -> None:
     b16 = timed(lambda: wb.text_to_image(PROMPTS, seed=list(range(n)), steps=steps, guidance=g), args.repeats) / n
     seq = timed(lambda: [wb.text_to_image(p, seed=i, steps=steps, guidance=g) for i, p in enumerate(PROMPTS)], 1) / n
     plain = timed(lambda: plain_loop(wb, PROMPTS[0], steps, g), args.repeats)
+    one = lambda: wb.text_to_image(PROMPTS[0], seed=0, steps=steps, guidance=g)  # noqa: E731
+    b1_ours, b1_sdpa = against_sdpa(one, 2 * args.repeats)
+    b16_ours, b16_sdpa = (
+        s / n
+        for s in against_sdpa(
+            lambda: wb.text_to_image(PROMPTS, seed=list(range(n)), steps=steps, guidance=g), args.repeats
+        )
+    )
     fp32 = Wordbrush.load(args.model, device="cpu", precision="fp32")
     b1_32 = timed(lambda: fp32.text_to_image(PROMPTS[0], seed=0, steps=steps, guidance=g), args.repeats)
     b16_32 = timed(lambda: fp32.text_to_image(PROMPTS, seed=list(range(n)), steps=steps, guidance=g), args.repeats) / n
@@ -88,6 +113,11 @@ def main() -> None:
     print(f"| 16 requests one by one | {seq:.3f} | batch 16 is {seq / b16:.2f}x faster |")
     print(f"| ours in fp32 (--precision fp32), batch 1 | {b1_32:.3f} | {b1_32 / b1:.2f}x slower |")
     print(f"| ours in fp32, batch 16 | {b16_32:.3f} | |")
+    print("\nAttention, side by side (calls taking turns):\n")
+    print("| run | ours (explicit products for narrow heads) | PyTorch's SDPA kernel (diffusers' processor) | ratio |")
+    print("|---|---:|---:|---:|")
+    print(f"| batch 1, seconds per image | {b1_ours:.3f} | {b1_sdpa:.3f} | ours {b1_sdpa / b1_ours:.2f}x faster |")
+    print(f"| batch 16, seconds per image | {b16_ours:.3f} | {b16_sdpa:.3f} | ours {b16_sdpa / b16_ours:.2f}x faster |")
     print(f"\nprecision: {'bf16 autocast' if wb.generator.autocast is not None else 'fp32'} (auto)")
 
 

@@ -210,26 +210,67 @@ def attention_bias(regions: Regions, side: int, dtype: torch.dtype) -> torch.Ten
     return torch.zeros(hidden.shape, dtype=dtype, device=hidden.device).masked_fill(hidden, HIDDEN)
 
 
+NARROW_HEAD = 16  # heads this narrow or narrower attend by explicit products on the CPU in bf16 (`attend`)
+
+
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d) + bias) v for (B, heads, N, d) queries. On the CPU in bf16 with narrow heads (the
+    embedded UNet's are 6 wide), two explicit batched products and a softmax are 2-3x faster than PyTorch's
+    fused SDPA kernel (measured here: 166 against 362 us at batch 2, 1.06 against 2.85 ms at batch 16);
+    elsewhere, SDPA."""
+    if q.device.type != "cpu" or q.dtype != torch.bfloat16 or q.shape[-1] > NARROW_HEAD:
+        return torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+    with torch.autocast("cpu", enabled=False):  # autocast would take the softmax to fp32: 6x slower here
+        scores = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5
+        if bias is not None:
+            scores = scores + bias
+        return scores.softmax(-1) @ v
+
+
+def _plain(attn) -> bool:
+    """An attention layer of the kind a UNet's transformer blocks have: tokens in, tokens out, nothing
+    around the attention itself (diffusers' processor handles the other kinds)."""
+    return (
+        attn.group_norm is None and attn.spatial_norm is None and attn.norm_cross is None
+        and getattr(attn, "norm_q", None) is None and not attn.residual_connection
+        and attn.rescale_output_factor == 1.0
+    )  # fmt: skip
+
+
+def _narrow_bf16_on_cpu(hidden_states: torch.Tensor, heads: int) -> bool:
+    """Will this layer's attention run in bf16 on the CPU with narrow heads (where `attend` is faster)?"""
+    if hidden_states.device.type != "cpu" or hidden_states.shape[-1] // heads > NARROW_HEAD:
+        return False
+    autocast_bf16 = torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    return hidden_states.dtype == torch.bfloat16 or autocast_bf16
+
+
 class RegionalAttention:
-    """Diffusers' SDPA attention processor, plus the `regions` mask on cross-attention when given
-    (`unet(..., cross_attention_kwargs={"regions": r})`). Installed on every attention layer, so that
-    self-attention accepts (and ignores) the same keyword."""
+    """The UNet's attention processor: diffusers' SDPA processor, plus the `regions` mask on cross-attention
+    when given (`unet(..., cross_attention_kwargs={"regions": r})`), and `attend`'s faster products for
+    narrow heads on the CPU. Installed on every attention layer, so that self-attention accepts (and
+    ignores) the same keyword."""
 
     def __init__(self):
-        self.fast = AttnProcessor2_0()
+        self.diffusers = AttnProcessor2_0()
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, regions=None):
-        if regions is None or encoder_hidden_states is None:
-            return self.fast(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
+        cross = encoder_hidden_states is not None
+        ours = (regions is not None and cross) or _narrow_bf16_on_cpu(hidden_states, attn.heads)
+        if not ours or hidden_states.ndim != 3 or not _plain(attn):
+            return self.diffusers(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
         b, n, _ = hidden_states.shape  # (B, HW, C)
-        t = encoder_hidden_states.shape[1]
-        q, k, v = attn.to_q(hidden_states), attn.to_k(encoder_hidden_states), attn.to_v(encoder_hidden_states)
+        context = encoder_hidden_states if cross else hidden_states
+        t = context.shape[1]
+        q, k, v = attn.to_q(hidden_states), attn.to_k(context), attn.to_v(context)
         q, k, v = (x.view(b, -1, attn.heads, x.shape[-1] // attn.heads).transpose(1, 2) for x in (q, k, v))
-        bias = attention_bias(regions, int(n**0.5), q.dtype)[:, None, :, :t]  # (B, 1, HW, T)
+        bias = None
+        if regions is not None and cross:
+            bias = attention_bias(regions, int(n**0.5), q.dtype)[:, None, :, :t]  # (B, 1, HW, T)
         if attention_mask is not None:  # the prompt's padding, (B, T) of 1 / 0 or an additive (B, 1, T)
-            pad = attn.prepare_attention_mask(attention_mask, t, b).view(b, attn.heads, -1, t)
-            bias = bias + pad.to(q.dtype)
-        out = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+            pad = attn.prepare_attention_mask(attention_mask, t, b).view(b, attn.heads, -1, t).to(q.dtype)
+            bias = pad if bias is None else bias + pad
+        out = attend(q, k, v, bias)
         out = out.transpose(1, 2).reshape(b, n, -1).to(q.dtype)
         return attn.to_out[1](attn.to_out[0](out))
 
