@@ -11,6 +11,7 @@ from PIL import Image
 
 from pipeline import Wordbrush, diffusion
 from pipeline.encoders import load_encoder
+from pipeline.layout import RegionalAttention
 from tests.tiny import TINY_DIFFUSION, make_tiny_diffusion
 from train import inpaint, world
 from train.__main__ import main as train_main
@@ -83,6 +84,7 @@ def test_inpaint_cli_trains_resumes_and_the_pipeline_uses_its_unet(tmp_path):
 
     wb = Wordbrush.load(str(model))
     assert wb.generator.inpaint_unet is not None and diffusion.is_inpainting(wb.generator.inpaint_unet)
+    assert all(isinstance(p, RegionalAttention) for p in wb.generator.inpaint_unet.attn_processors.values())
     image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 30, 3), np.uint8))
     mask = np.zeros((40, 30), bool)
     mask[5:20, 5:20] = True
