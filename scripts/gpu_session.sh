@@ -5,8 +5,9 @@
 # then bench/gpu_speed.py in what is left of $BUDGET seconds. Results land in $OUT.
 #
 # Prepared here (ignored by git, carried to the host):
-#   python scripts/pack_minilm.py --out .carry/minilm.tar.gz          # the prompt encoder, 21 MB
+#   python scripts/pack_minilm.py --out .carry/minilm.tar.gz          # the prompt encoder, int8: 11 MB
 #   pip download --no-deps diffusers==0.42.1 importlib_metadata -d .whl  (see the device README)
+#   python scripts/travel_size.py .whl .carry                          # under 64 MiB? (60.1 in session 11)
 set -u
 start=$(date +%s)
 MINUTES=${MINUTES:-5}
@@ -17,6 +18,7 @@ RUNS=${RUNS:-/tmp/runs}
 DIFF_BATCH=${DIFF_BATCH:-512} GAN_BATCH=${GAN_BATCH:-256}
 DIFF_WORKERS=${DIFF_WORKERS:-10} GAN_WORKERS=${GAN_WORKERS:-4}
 DIFF_INIT=${DIFF_INIT:-assets/shapes-diffusion}
+POOL=${POOL:-100000}  # training examples drawn once (rendered and encoded) at the start
 # The relation recipe of session 7: coordinate inputs (in the shipped UNet), relations and counts drawn more
 # often, half of each batch at the noisiest timesteps where a layout is decided.
 DIFF_RECIPE=(--kind-weights relation=2.5,count=1.5 --high-noise 0.5)
@@ -25,12 +27,12 @@ if [[ -d .whl ]]; then
   $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
     && export PYTHONPATH=/tmp/site || exit 1
 fi
-tar xzf .carry/minilm.tar.gz -C /tmp && export WORDBRUSH_MINILM_DIR=/tmp/minilm
+$PY scripts/pack_minilm.py --unpack .carry/minilm.tar.gz --to /tmp/minilm && export WORDBRUSH_MINILM_DIR=/tmp/minilm || exit 1
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TQDM_MININTERVAL=5
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | tee "$OUT/host.txt"
 $PY -c "import torch, diffusers, transformers; print('torch', torch.__version__, 'diffusers', diffusers.__version__, 'transformers', transformers.__version__)" | tee -a "$OUT/host.txt"
 
-common=(--steps 1000000 --pool-size 100000 --threads 2 --checkpoint-every 1000 --eval-every 0 --max-minutes "$MINUTES")
+common=(--steps 1000000 --pool-size "$POOL" --threads 2 --checkpoint-every 1000 --eval-every 0 --max-minutes "$MINUTES")
 $PY -m train diffusion --out "$RUNS/diffusion" --init "$DIFF_INIT" --batch-size "$DIFF_BATCH" --lr 4e-4 \
   --workers "$DIFF_WORKERS" "${DIFF_RECIPE[@]}" "${common[@]}" >"$OUT/diffusion.log" 2>&1 &
 d=$!
