@@ -1,6 +1,6 @@
 """What the app costs on top of the pipeline, and what batching concurrent requests buys, in one run.
 
-    python bench/app_speed.py [--model shapes] [--repeats 10]
+    python bench/app_speed.py [--model shapes] [--repeats 10] [--device auto]
 
 1. one request: the bare pipeline call (in a process of its own) against the same request through the live app,
    over gradio's plain HTTP API (what curl and a browser's fetch do: POST, read the event stream, fetch
@@ -24,6 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx  # noqa: E402
+import torch  # noqa: E402
 from gradio_client import Client  # noqa: E402
 
 from pipeline import Wordbrush  # noqa: E402
@@ -32,10 +33,10 @@ from tests.server import call_http_api, running_app  # noqa: E402
 PROMPT = "a red circle above a blue square"
 
 
-def _bare_worker(model: str, conn) -> None:
+def _bare_worker(model: str, device: str, conn) -> None:
     """A process of its own that runs the pipeline call alone, one seed per message (no client threads
     of this benchmark beside it)."""
-    wb = Wordbrush.load(model, device="cpu")
+    wb = Wordbrush.load(model, device=device)
     steps, guidance = wb.generator.default_steps, wb.generator.default_guidance
     conn.send((steps, guidance))
     while (seeds := conn.recv()) is not None:  # one batch
@@ -43,12 +44,12 @@ def _bare_worker(model: str, conn) -> None:
         conn.send(True)
 
 
-def bare_pipeline(model: str):
+def bare_pipeline(model: str, device: str):
     """(ask(seed or list of seeds) running the bare pipeline call in its own process, stop(), default steps,
     guidance)."""
     ctx = multiprocessing.get_context("spawn")
     mine, theirs = ctx.Pipe()
-    worker = ctx.Process(target=_bare_worker, args=(model, theirs), daemon=True)
+    worker = ctx.Process(target=_bare_worker, args=(model, device, theirs), daemon=True)
     worker.start()
     steps, guidance = mine.recv()
 
@@ -88,11 +89,13 @@ def main() -> None:
     parser.add_argument("--model", default="shapes")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--concurrent", type=int, default=8)
+    parser.add_argument("--device", default="auto", help="auto (cuda where there is one), cpu or cuda")
     args = parser.parse_args()
-    bare, stop_bare, steps, guidance = bare_pipeline(args.model)
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    bare, stop_bare, steps, guidance = bare_pipeline(args.model, device)
     n = args.concurrent
 
-    with running_app(args.model) as url:
+    with running_app(args.model, extra=["--device", device]) as url:
 
         def http_asker():
             session = httpx.Client(timeout=120)
@@ -135,7 +138,8 @@ def main() -> None:
             one_by_one = time.perf_counter() - t0
             rows[name] = (one_by_one, together(askers, range(200, 200 + n)))
 
-    print(f"model {args.model}, {steps} steps, guidance {guidance}, CPU, medians of {args.repeats}\n")
+    where = torch.cuda.get_device_name() if device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"model {args.model}, {steps} steps, guidance {guidance}, {where}, medians of {args.repeats}\n")
     print("| measurement | seconds | ratio |")
     print("|---|---:|---:|")
     bare_s = one.pop("bare pipeline call")
