@@ -1,6 +1,6 @@
 """The layout stage (pipeline/layout.py) against the variants it was chosen from, on the same prompts.
 
-    python bench/layout_variants.py [--per-category 100] [--variants off,shipped,own-box,sketch-0.7]
+    python bench/layout_variants.py [--per-category 100] [--variants off,shipped,other-box,sketch-0.7]
 
 Variants, all with the same plans (boxes from each prompt's seed):
   off         the UNet alone (`layout=False`)
@@ -39,7 +39,7 @@ def other_box_bias(regions: layout.Regions, side: int, dtype: torch.dtype) -> to
     inside = layout.inside_boxes(regions, side)  # (B, G, HW)
     in_other = inside.flip(1) & ~inside  # two objects: the other's box
     hidden = torch.einsum("bgn,bgt->bnt", in_other.float(), regions.tokens.float()) > 0
-    return torch.zeros(hidden.shape, dtype=dtype).masked_fill(hidden, layout.HIDDEN)
+    return torch.zeros(hidden.shape, dtype=dtype, device=hidden.device).masked_fill(hidden, layout.HIDDEN)
 
 
 def sketch(plan: layout.Plan | None, seed: int) -> Image.Image:
