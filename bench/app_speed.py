@@ -1,6 +1,6 @@
 """What the app costs on top of the pipeline, and what batching concurrent requests buys, in one run.
 
-    python bench/app_speed.py [--model shapes] [--repeats 10] [--device auto]
+    python bench/app_speed.py [--model shapes] [--generator diffusion] [--repeats 10] [--device auto]
 
 1. one request: the bare pipeline call (in a process of its own) against the same request through the live app,
    over gradio's plain HTTP API (what curl and a browser's fetch do: POST, read the event stream, fetch
@@ -33,10 +33,10 @@ from tests.server import call_http_api, running_app  # noqa: E402
 PROMPT = "a red circle above a blue square"
 
 
-def _bare_worker(model: str, device: str, conn) -> None:
+def _bare_worker(model: str, generator: str, device: str, conn) -> None:
     """A process of its own that runs the pipeline call alone, one seed per message (no client threads
     of this benchmark beside it)."""
-    wb = Wordbrush.load(model, device=device)
+    wb = Wordbrush.load(model, generator=generator, device=device)
     steps, guidance = wb.generator.default_steps, wb.generator.default_guidance
     conn.send((steps, guidance))
     while (seeds := conn.recv()) is not None:  # one batch
@@ -44,12 +44,12 @@ def _bare_worker(model: str, device: str, conn) -> None:
         conn.send(True)
 
 
-def bare_pipeline(model: str, device: str):
+def bare_pipeline(model: str, generator: str, device: str):
     """(ask(seed or list of seeds) running the bare pipeline call in its own process, stop(), default steps,
     guidance)."""
     ctx = multiprocessing.get_context("spawn")
     mine, theirs = ctx.Pipe()
-    worker = ctx.Process(target=_bare_worker, args=(model, device, theirs), daemon=True)
+    worker = ctx.Process(target=_bare_worker, args=(model, generator, device, theirs), daemon=True)
     worker.start()
     steps, guidance = mine.recv()
 
@@ -87,12 +87,13 @@ def together(askers, seeds) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default="shapes")
+    parser.add_argument("--generator", default="diffusion", help="diffusion or gan (the embedded model's two)")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--concurrent", type=int, default=8)
     parser.add_argument("--device", default="auto", help="auto (cuda where there is one), cpu or cuda")
     args = parser.parse_args()
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    bare, stop_bare, steps, guidance = bare_pipeline(args.model, device)
+    bare, stop_bare, steps, guidance = bare_pipeline(args.model, args.generator, device)
     n = args.concurrent
 
     with running_app(args.model, extra=["--device", device]) as url:
@@ -101,7 +102,7 @@ def main() -> None:
             session = httpx.Client(timeout=120)
 
             def ask(seed):
-                inputs = [PROMPT, "diffusion", steps, guidance, seed, False, 1, "none", 1.0, False, True]
+                inputs = [PROMPT, args.generator, steps, guidance, seed, False, 1, "none", 1.0, False, True]
                 _, files = call_http_api(url, "text_to_image", inputs, http=session)
                 assert len(files) == 1
 
@@ -111,7 +112,7 @@ def main() -> None:
             client = Client(url, verbose=False)
 
             def ask(seed):
-                client.predict(PROMPT, "diffusion", steps, guidance, seed, False, 1, api_name="/text_to_image")
+                client.predict(PROMPT, args.generator, steps, guidance, seed, False, 1, api_name="/text_to_image")
 
             return ask
 
@@ -139,7 +140,8 @@ def main() -> None:
             rows[name] = (one_by_one, together(askers, range(200, 200 + n)))
 
     where = torch.cuda.get_device_name() if device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"model {args.model}, {steps} steps, guidance {guidance}, {where}, medians of {args.repeats}\n")
+    print(f"model {args.model}, {args.generator} generator, {steps} steps, guidance {guidance}, {where}, ", end="")
+    print(f"medians of {args.repeats}\n")
     print("| measurement | seconds | ratio |")
     print("|---|---:|---:|")
     bare_s = one.pop("bare pipeline call")
@@ -147,11 +149,11 @@ def main() -> None:
     for name, seconds in one.items():
         print(f"| one request through the app, {name} | {seconds:.3f} | app adds {100 * (seconds / bare_s - 1):.1f}% |")
     for name, (one_by_one, both) in rows.items():
-        print(f"| {n} requests one by one, {name} | {one_by_one:.2f} | |")
+        print(f"| {n} requests one by one, {name} | {one_by_one:.3f} | |")
         label = f"{n} concurrent requests (batched), {name}"
         if name == "bare pipeline call":  # the most batching can give on this machine
             label = f"the same {n} as one batch, bare pipeline call (the ceiling)"
-        print(f"| {label} | {both:.2f} | {one_by_one / both:.2f}x faster |")
+        print(f"| {label} | {both:.3f} | {one_by_one / both:.2f}x faster |")
 
 
 if __name__ == "__main__":

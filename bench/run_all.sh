@@ -17,5 +17,6 @@ run diffusion-latency.md $PY bench/diffusion_latency.py
 run edit-quality.md $PY bench/edit_quality.py --n 100 --strength 0.6 --inpaint whole zoom base-whole base-zoom base-zoom-repaint3 --cases clear old
 run generators.md $PY bench/generators.py --per-category 50
 run app-speed.md $PY bench/app_speed.py
+run app-speed-gan.md $PY bench/app_speed.py --generator gan
 run quality-diffusion-fp32.md $PY -m train evaluate --model shapes --per-category 50 --split combos --precision fp32
 run encoders.md $PY bench/encoders.py

@@ -72,6 +72,28 @@ def test_new_sessions_reuse_component_signatures_and_build_the_same_config(batch
     assert remembered.signature(gr.Textbox.__init__) is remembered.signature(gr.Textbox.__init__)
     assert remembered.isfunction is inspect.isfunction
     assert SessionState(demo).config_values == shipped
+    assert dict(gradio.state_holder.SessionState(demo).config_values) == shipped
+
+
+def test_new_sessions_build_component_configs_only_when_read(batchers, outputs, monkeypatch):
+    demo = app.build_demo(batchers, outputs=outputs)
+    shipped = SessionState(demo)
+    app.quicker_sessions()
+    built = []
+    config_for_block = gradio.blocks.BlocksConfig.config_for_block
+    counted = staticmethod(lambda *a: built.append(a[0]) or config_for_block(*a))
+    monkeypatch.setattr(gradio.blocks.BlocksConfig, "config_for_block", counted)
+    quick = gradio.state_holder.SessionState(demo)
+    assert isinstance(quick, SessionState) and quick.state_data == {} and not quick.is_closed
+    assert built == [] and list(quick.config_values) == list(shipped.config_values)
+    box = next(k for k, v in demo.blocks.items() if isinstance(v, gr.Textbox))
+    quick._update_value_in_config(box, "a green ring")  # what gradio does with each input of a call
+    shipped._update_value_in_config(box, "a green ring")
+    assert built == [] and quick.config_values[box]["props"]["value"] == "a green ring"
+    assert built == [box]
+    quick._update_value_in_config(box, "a blue ring")  # once built, updated in place as gradio does
+    shipped._update_value_in_config(box, "a blue ring")
+    assert list(quick.components) == list(shipped.components)  # a deep link sees what it saw before
 
 
 def test_text_to_image_handler_writes_native_pngs_with_recipes(batchers, outputs):

@@ -52,6 +52,17 @@ def test_text_to_image_over_plain_http_as_curl_calls_it(url):
         call_http_api(url, "text_to_image", ["", *inputs[1:]])
 
 
+def test_a_deep_link_restores_what_the_session_typed(url):
+    import httpx
+
+    client = Client(url, verbose=False)
+    client.predict("a violet hexagon left of a ring", "diffusion", 2, 3.0, 5, False, 1, api_name="/text_to_image")
+    link = httpx.get(f"{url}gradio_api/deep_link", params={"session_hash": client.session_hash}).json()
+    page = httpx.get(url, params={"deep_link": link}).text  # gradio's config for the page, from the session's
+    assert '"deep_link_state":"valid"' in page and "a violet hexagon left of a ring" in page
+    assert "a violet hexagon left of a ring" not in httpx.get(url).text
+
+
 def test_style_transfer_endpoint(client, tmp_path):
     src = tmp_path / "in.png"
     Image.new("RGB", (60, 30), (30, 160, 40)).save(src)
