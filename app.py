@@ -20,6 +20,8 @@ from collections.abc import MutableMapping
 from pathlib import Path
 
 import gradio as gr
+import gradio.blocks
+import gradio.state_holder
 import numpy as np
 import pandas as pd
 from PIL import Image
@@ -663,20 +665,15 @@ class _SessionConfigs(MutableMapping):
         return len(self._components)
 
 
-def _quick_session_state(shipped):
-    class QuickSessionState(shipped):
-        """Gradio's session, whose per-component configs are built when read rather than all up front."""
+class _QuickSessionState(gradio.state_holder.SessionState):
+    """Gradio's session, whose per-component configs are built when read rather than all up front."""
 
-        quick = True
+    def __init__(self, blocks):
+        super().__init__(types.SimpleNamespace(default_config=blocks.default_config, blocks={}))
+        self.config_values = _SessionConfigs(self.blocks_config, blocks.blocks)
 
-        def __init__(self, blocks):
-            super().__init__(types.SimpleNamespace(default_config=blocks.default_config, blocks={}))
-            self.config_values = _SessionConfigs(self.blocks_config, blocks.blocks)
-
-        def _update_value_in_config(self, key: int, value) -> None:
-            self.config_values.set_value(key, value)
-
-    return QuickSessionState
+    def _update_value_in_config(self, key: int, value) -> None:
+        self.config_values.set_value(key, value)
 
 
 def quicker_sessions() -> None:
@@ -684,13 +681,9 @@ def quicker_sessions() -> None:
     scripts) is a new session: 4-5 ms a call with this app's 106 components. Half of it was `inspect.signature`
     of the same few component classes, asked again for every component: remembered. The rest builds configs
     that gradio reads only when someone asks for a deep link: built then, one by one (1.7 -> 0.01 ms)."""
-    import gradio.blocks
-    import gradio.state_holder
-
     if getattr(gradio.blocks, "inspect", None) is inspect:
         gradio.blocks.inspect = _RememberedSignatures()
-    if not getattr(gradio.state_holder.SessionState, "quick", False):
-        gradio.state_holder.SessionState = _quick_session_state(gradio.state_holder.SessionState)
+    gradio.state_holder.SessionState = _QuickSessionState
 
 
 def main() -> None:

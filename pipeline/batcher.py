@@ -63,11 +63,11 @@ class MainThreadRunner:
     thread and 0.75 s on any other thread, where the two OpenMP workers overlap poorly (1.26 CPU-seconds
     per second instead of 1.99). So the server's threads gather requests, and the main thread computes."""
 
-    def __init__(self, on_busy=None):
-        """on_busy(True) is called as a pipeline call starts, on_busy(False) when the last waiting one ends
-        (the app slows gradio's queue poll while the CPU computes)."""
+    def __init__(self):
         self._calls: queue.Queue = queue.Queue()
-        self.on_busy = on_busy
+        # on_busy(True) is called as a pipeline call starts, on_busy(False) when the last waiting one ends (the
+        # app sets it once gradio's queue exists, to slow its poll while the CPU computes: app.pace_queue).
+        self.on_busy = None
 
     def call(self, fn, *args, **kwargs):
         """Run fn(*args, **kwargs) on the serving thread; block for its result or exception."""

@@ -134,18 +134,22 @@ def test_regional_attention_matches_diffusers_without_regions_and_changes_the_ou
     assert (steered - want).abs().max() > 1e-3
 
 
-def test_attend_by_explicit_products_matches_sdpa_for_narrow_bf16_heads_on_the_cpu(monkeypatch):
+@pytest.fixture
+def sdpa_calls(monkeypatch):
+    """A list that grows by one at each call of PyTorch's SDPA kernel from here on."""
+    calls = []
+    real_sdpa = torch.nn.functional.scaled_dot_product_attention
+    spy = lambda *a, **kw: calls.append(1) or real_sdpa(*a, **kw)  # noqa: E731
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
+    return calls
+
+
+def test_attend_by_explicit_products_matches_sdpa_for_narrow_bf16_heads_on_the_cpu(sdpa_calls):
     torch.manual_seed(0)
     q, k, v = torch.randn(2, 4, 16, 6), torch.randn(2, 4, 9, 6), torch.randn(2, 4, 9, 6)
     bias = torch.zeros(2, 1, 16, 9).masked_fill(torch.rand(2, 1, 16, 9) < 0.3, layout.HIDDEN)
     want = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=bias)
-    sdpa_calls = []
-    real_sdpa = torch.nn.functional.scaled_dot_product_attention
-    monkeypatch.setattr(
-        torch.nn.functional,
-        "scaled_dot_product_attention",
-        lambda *a, **kw: sdpa_calls.append(1) or real_sdpa(*a, **kw),
-    )
+    sdpa_calls.clear()
     got = layout.attend(q.bfloat16(), k.bfloat16(), v.bfloat16(), bias.bfloat16())
     assert not sdpa_calls and got.dtype == torch.bfloat16
     torch.testing.assert_close(got.float(), want, atol=0.03, rtol=0.03)  # bf16's rounding, no more
@@ -154,7 +158,7 @@ def test_attend_by_explicit_products_matches_sdpa_for_narrow_bf16_heads_on_the_c
     assert len(sdpa_calls) == 2
 
 
-def test_the_unet_in_bf16_on_the_cpu_attends_explicitly_close_to_diffusers_and_batch_invariant(monkeypatch):
+def test_the_unet_in_bf16_on_the_cpu_attends_explicitly_close_to_diffusers_and_batch_invariant(sdpa_calls):
     unet = _tiny_unet()  # heads 8 wide
     x, t = torch.randn(2, 5, 32, 32), torch.tensor([500, 500])
     states, pooled = torch.randn(2, 7, 384), torch.randn(2, 384)
@@ -163,10 +167,7 @@ def test_the_unet_in_bf16_on_the_cpu_attends_explicitly_close_to_diffusers_and_b
         unet.set_attn_processor(AttnProcessor2_0())
         want = unet(x, t, states, class_labels=pooled, encoder_attention_mask=padding).sample
         layout.install(unet)
-        sdpa_calls = []
-        real_sdpa = torch.nn.functional.scaled_dot_product_attention
-        spy = lambda *a, **kw: sdpa_calls.append(1) or real_sdpa(*a, **kw)  # noqa: E731
-        monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
+        sdpa_calls.clear()
         got = unet(x, t, states, class_labels=pooled, encoder_attention_mask=padding).sample
         alone = unet(x[1:], t[1:], states[1:], class_labels=pooled[1:], encoder_attention_mask=padding[1:]).sample
     assert not sdpa_calls  # every attention layer took the explicit products
