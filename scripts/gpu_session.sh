@@ -22,15 +22,10 @@ POOL=${POOL:-100000}  # training examples drawn once (rendered and encoded) at t
 # The relation recipe of session 7: coordinate inputs (in the shipped UNet), relations and counts drawn more
 # often, half of each batch at the noisiest timesteps where a layout is decided.
 DIFF_RECIPE=(--kind-weights relation=2.5,count=1.5 --high-noise 0.5)
-mkdir -p "$OUT" "$RUNS"
-if [[ -d .whl ]]; then
-  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-    && export PYTHONPATH=/tmp/site || exit 1
-fi
-$PY scripts/pack_minilm.py --unpack .carry/minilm.tar.gz --to /tmp/minilm && export WORDBRUSH_MINILM_DIR=/tmp/minilm || exit 1
-export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TQDM_MININTERVAL=5
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | tee "$OUT/host.txt"
-$PY -c "import torch, diffusers, transformers; print('torch', torch.__version__, 'diffusers', diffusers.__version__, 'transformers', transformers.__version__)" | tee -a "$OUT/host.txt"
+mkdir -p "$RUNS"
+WHEELS=.whl MODULES="diffusers transformers"
+source scripts/gpu_host.sh
+export TQDM_MININTERVAL=5
 
 common=(--steps 1000000 --pool-size "$POOL" --threads 2 --checkpoint-every 1000 --eval-every 0 --max-minutes "$MINUTES")
 $PY -m train diffusion --out "$RUNS/diffusion" --init "$DIFF_INIT" --batch-size "$DIFF_BATCH" --lr 4e-4 \
