@@ -31,6 +31,7 @@ from pipeline.batcher import Batcher, MainThreadRunner, T2IRequest
 from pipeline.core import MAX_IMAGES
 from pipeline.presets import DEFAULT_MODEL, PRESETS, available_generators, style_presets
 from pipeline.recipe import read_recipe, save_png
+from pipeline.understand import Understood
 from train.job import LoraJob
 from train.lora import write_star_demo
 
@@ -91,12 +92,25 @@ def lora_spec(loras: dict[str, Path], name: str | None, scale: float) -> str | N
     return f"{loras[name]}:{float(scale):g}"
 
 
+def reads_free_phrasing(wb) -> bool:
+    """Does this model ship a prompt reader (pipeline/understand.py)? Diffusers checkpoints read any prompt."""
+    stage = getattr(wb, "understanding", None)
+    return stage is not None and stage.available
+
+
+def read_as(recipe) -> str:
+    """How the pipeline read a request's prompt, in a line for the page."""
+    how = recipe.understood or "off"
+    line = Understood(recipe.prompt, recipe.encoded_prompt, how).describe()
+    return f"{line}\nexpanded to: {recipe.encoded_prompt}" if recipe.expanded else line
+
+
 def text_to_image_handler(batchers: dict[str, Batcher], outputs: Outputs, loras: dict[str, Path] | None = None):
     loras = {} if loras is None else loras
 
     def handler(
         prompt, generator, steps, guidance, seed, randomize, num_images, lora=NO_LORA, lora_scale=1.0, expand=None,
-        layout=True, progress=gr.Progress(),  # noqa: B008
+        layout=True, understand=True, progress=gr.Progress(),  # noqa: B008
     ):  # fmt: skip
         if generator not in batchers:
             raise gr.Error(f"no {generator!r} generator is loaded; choose one of {', '.join(batchers)}")
@@ -104,6 +118,7 @@ def text_to_image_handler(batchers: dict[str, Batcher], outputs: Outputs, loras:
             prompt or "", _seed(seed, randomize), int(steps), float(guidance), int(num_images),
             lora=lora_spec(loras, lora, lora_scale), expand=None if expand is None else bool(expand),
             layout=None if layout else False,  # checked: wherever the generator can follow a layout
+            understand=None if understand else False,  # checked: wherever a prompt reader is shipped
         )  # fmt: skip
         try:
             result = batchers[generator].text_to_image(request, callback=_progress_callback(progress))
@@ -112,7 +127,7 @@ def text_to_image_handler(batchers: dict[str, Batcher], outputs: Outputs, loras:
         paths = [outputs.save(im, r) for im, r in zip(result.images, result.recipes)]
         gallery = [(p, f"seed {r.seed}") for p, r in zip(paths, result.recipes)]
         first = result.recipes[0]
-        return gallery, first.encoded_prompt, first.to_a1111(), first.seed, paths
+        return gallery, read_as(first), first.to_a1111(), first.seed, paths
 
     return handler
 
@@ -159,7 +174,7 @@ def editing_batcher(batchers: dict[str, Batcher]) -> Batcher:
 
 
 def style_transfer_handler(batchers: dict[str, Batcher], outputs: Outputs):
-    def handler(image, preset, free_text, strength, seed, randomize, progress=gr.Progress()):  # noqa: B008
+    def handler(image, preset, free_text, strength, seed, randomize, understand=True, progress=gr.Progress()):  # noqa: B008
         batcher = editing_batcher(batchers)
         presets = style_presets(batcher.wb.model, batcher.wb.generator.kind)
         if image is None:
@@ -170,6 +185,7 @@ def style_transfer_handler(batchers: dict[str, Batcher], outputs: Outputs):
         return _run_edit(
             batcher, outputs, batcher.wb.style_transfer, image, style_prompt=style_prompt,
             strength=float(strength), seed=_seed(seed, randomize), callback=_progress_callback(progress),
+            understand=None if understand else False,
         )  # fmt: skip
 
     return handler
@@ -188,14 +204,14 @@ def editor_mask(value: dict) -> tuple[Image.Image, Image.Image]:
 
 
 def inpaint_handler(batchers: dict[str, Batcher], outputs: Outputs):
-    def handler(editor_value, prompt, seed, randomize, zoom=True, progress=gr.Progress()):  # noqa: B008
+    def handler(editor_value, prompt, seed, randomize, zoom=True, understand=True, progress=gr.Progress()):  # noqa: B008
         batcher = editing_batcher(batchers)
         image, mask = editor_mask(editor_value)
         if not np.asarray(mask).any():
             gr.Warning("nothing is painted: paint over the part to regenerate (the image is returned unchanged)")
         return _run_edit(
             batcher, outputs, batcher.wb.inpaint, image, mask, prompt=prompt or "", seed=_seed(seed, randomize),
-            zoom=bool(zoom), callback=_progress_callback(progress),
+            zoom=bool(zoom), callback=_progress_callback(progress), understand=None if understand else False,
         )  # fmt: skip
 
     return handler
@@ -353,6 +369,7 @@ def build_demo(
     loras = {} if loras is None else loras  # name -> LoRA file: given at start, and filled as trainings finish
     presets = style_presets(wb.model, gen.kind)
     real = gen.kind == "diffusers"
+    understands = reads_free_phrasing(wb)
     with gr.Blocks(title="Wordbrush") as demo:
         gr.Markdown(
             "# Wordbrush\nA language-model prompt encoder chained into "
@@ -394,6 +411,13 @@ def build_demo(
                                 value=batcher.wb.expansion.default,
                                 label="Expand the prompt with the language model (SmolLM2) first",
                             )
+                            understand = gr.Checkbox(
+                                value=understands,
+                                interactive=understands,
+                                label="Understand free phrasing (language model)",
+                                info="reads 'a crimson disc over a navy cube' as the model's own words; "
+                                "off: the prompt as written",
+                            )
                             layout = gr.Checkbox(
                                 value=True,
                                 label="Plan where two named objects go (layout stage, diffusion)",
@@ -403,7 +427,9 @@ def build_demo(
                         recipe_file = gr.File(label="Drop a Wordbrush PNG to restore its settings", file_types=[".png"])
                     with gr.Column(scale=3):
                         gallery = gr.Gallery(label="Images", columns=2, height=560, elem_id="t2i-gallery", format="png")
-                        seen = gr.Textbox(label="Prompt as the language model read it", interactive=False)
+                        seen = gr.Textbox(
+                            label="How the prompt was understood", interactive=False, elem_id="t2i-understood"
+                        )
                         recipe = gr.Textbox(label="Recipe", interactive=False, lines=2, elem_id="t2i-recipe")
                         with gr.Row():
                             to_style = gr.Button("Send selected to Style transfer")
@@ -489,7 +515,10 @@ def build_demo(
                         validation = gr.Image(label="Validation images", type="filepath", interactive=False)
 
         # Events
-        t2i_inputs = [prompt, generator, steps, guidance, seed, randomize, num_images, lora, lora_scale, expand, layout]
+        t2i_inputs = [
+            prompt, generator, steps, guidance, seed, randomize, num_images, lora, lora_scale, expand, layout,
+            understand,
+        ]  # fmt: skip
         t2i_outputs = [gallery, seen, recipe, seed, results]
         t2i = text_to_image_handler(batchers, outputs, loras)
         prompt.change(
@@ -531,7 +560,7 @@ def build_demo(
         )
         style_run.click(
             style_transfer_handler(batchers, outputs),
-            [style_in, preset, style_text, strength, style_seed, style_random],
+            [style_in, preset, style_text, strength, style_seed, style_random, understand],
             [style_out, style_recipe],
             api_name="style_transfer",
         )
@@ -539,7 +568,7 @@ def build_demo(
         style_to_inpaint.click(send_to("inpaint"), style_out, [editor, tabs], api_name=False)
         inpaint_run.click(
             inpaint_handler(batchers, outputs),
-            [editor, inpaint_prompt, inpaint_seed, inpaint_random, inpaint_zoom],
+            [editor, inpaint_prompt, inpaint_seed, inpaint_random, inpaint_zoom, understand],
             [inpaint_out, inpaint_recipe],
             api_name="inpaint",
         )
@@ -712,6 +741,8 @@ def main() -> None:
 
     batchers = open_model(args.model)  # once per process (and again when the page loads another model)
     wb = editing_batcher(batchers).wb
+    if reads_free_phrasing(wb):
+        wb.understanding.load_in_background()  # the page serves at once; the reader is ready a second later
     # LoRA training runs on the embedded model; diffusers checkpoints load LoRAs trained elsewhere (--lora-dir).
     job = (
         None

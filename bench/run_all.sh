@@ -20,3 +20,7 @@ run app-speed.md $PY bench/app_speed.py
 run app-speed-gan.md $PY bench/app_speed.py --generator gan
 run quality-diffusion-fp32.md $PY -m train evaluate --model shapes --per-category 50 --split combos --precision fp32
 run encoders.md $PY bench/encoders.py
+echo "== prompt understanding, style-only restyling, faithful expansion" >&2
+$PY bench/free_phrasing.py --per-category 100 --out $R/free-phrasing.md >/dev/null 2>&1
+$PY bench/style_only.py --n 100 --out $R/style-only.md >/dev/null 2>&1
+$PY bench/expansion.py --n 120 --out $R/expansion.md >/dev/null 2>&1

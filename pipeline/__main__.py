@@ -64,7 +64,7 @@ def _generate(args: argparse.Namespace) -> int:
                 seeds = [args.seed + start + i for i in range(len(chunk))] if args.seed != -1 else [-1] * len(chunk)
                 result = wb.text_to_image(
                     chunk, seed=seeds, steps=args.steps, guidance=args.guidance, expand=args.expand,
-                    layout=args.layout,
+                    layout=args.layout, understand=args.understand,
                 )  # fmt: skip
                 for i, (image, recipe) in enumerate(zip(result.images, result.recipes)):
                     save_png(image, recipe, out_dir / f"{start + i:04d}.png")
@@ -72,13 +72,15 @@ def _generate(args: argparse.Namespace) -> int:
         else:
             result = wb.text_to_image(
                 prompts[0], seed=args.seed, steps=args.steps, guidance=args.guidance, num_images=args.num_images,
-                expand=args.expand, layout=args.layout,
+                expand=args.expand, layout=args.layout, understand=args.understand,
             )  # fmt: skip
             out = Path(args.out)
             for j, (image, recipe) in enumerate(zip(result.images, result.recipes)):
                 path = out if args.num_images == 1 else out.with_name(f"{out.stem}-{j:02d}{out.suffix}")
                 save_png(image, recipe, path)
                 print(f"wrote {path} (seed {recipe.seed})", file=sys.stderr)
+                if recipe.understood == "rewritten":
+                    print(f"  understood as: {recipe.encoded_prompt}", file=sys.stderr)
                 if recipe.expanded:
                     print(f"  the LM expanded the prompt to: {recipe.encoded_prompt}", file=sys.stderr)
                 if recipe.layout:
@@ -98,7 +100,10 @@ def _edit(args: argparse.Namespace) -> int:
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    knobs = {"seed": args.seed, "steps": args.steps, "guidance": args.guidance, "expand": args.expand}
+    knobs = {
+        "seed": args.seed, "steps": args.steps, "guidance": args.guidance, "expand": args.expand,
+        "understand": args.understand,
+    }  # fmt: skip
     try:
         if args.command == "style":
             result = wb.style_transfer(args.image, style_prompt=args.prompt, strength=args.strength, **knobs)
@@ -107,8 +112,11 @@ def _edit(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    save_png(result.images[0], result.recipes[0], args.out)
-    print(f"wrote {args.out} (seed {result.recipes[0].seed})", file=sys.stderr)
+    recipe = result.recipes[0]
+    save_png(result.images[0], recipe, args.out)
+    print(f"wrote {args.out} (seed {recipe.seed})", file=sys.stderr)
+    if recipe.understood == "rewritten" or recipe.described:
+        print(f"  understood as: {recipe.encoded_prompt}", file=sys.stderr)
     return 0
 
 
@@ -126,7 +134,15 @@ def _common(p: argparse.ArgumentParser) -> None:
     expand.add_argument(
         "--expand", action="store_true", default=None, help="rewrite the prompt with the LM expander (SmolLM2) first"
     )
-    expand.add_argument("--no-expand", dest="expand", action="store_false", help="use the prompt as written")
+    expand.add_argument("--no-expand", dest="expand", action="store_false", help="do not expand the prompt")
+    understand = p.add_mutually_exclusive_group()
+    understand.add_argument(
+        "--understand", action="store_true", default=None,
+        help="read free phrasing into the world's own words with the prompt reader (default where one is shipped)",
+    )  # fmt: skip
+    understand.add_argument(
+        "--no-understand", dest="understand", action="store_false", help="use the prompt exactly as written"
+    )
     p.add_argument("--offload", action="store_true", help="diffusers models: model CPU offload for small GPUs")
     p.add_argument("--compile", action="store_true", help="diffusers models: torch.compile the denoiser")
     p.add_argument(

@@ -35,10 +35,11 @@ class T2IRequest:
     lora: str | None = None  # "path:scale", applied to the diffusion generator for this request
     expand: bool | None = None  # rewrite the prompt with the LM expander (None: the model's default)
     layout: bool | None = None  # plan two-object prompts' layouts (pipeline/layout.py; None: the generator's default)
+    understand: bool | None = None  # read free phrasing into the world's words (pipeline/understand.py; None: on)
 
     def batch_key(self) -> tuple:
         """Requests with equal keys can share one pipeline call."""
-        return (self.steps, self.guidance, self.lora, self.expand, self.layout)
+        return (self.steps, self.guidance, self.lora, self.expand, self.layout, self.understand)
 
 
 REGROUP_STEPS = 2  # a batch in its first this-many steps starts over to take in compatible arrivals
@@ -220,7 +221,7 @@ class Batcher:
                 result = self._run_call(
                     self.wb.text_to_image,
                     prompts, seed=flat_seeds, steps=first.steps, guidance=first.guidance, callback=fan_out,
-                    expand=first.expand, layout=first.layout,
+                    expand=first.expand, layout=first.layout, understand=first.understand,
                 )  # fmt: skip
         except _Regroup:  # not an error: _run gathers the arrivals and starts again
             raise

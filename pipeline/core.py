@@ -23,7 +23,8 @@ from pipeline import layout as layout_lib
 from pipeline.encoders import PromptEncoder, load_encoder
 from pipeline.expand import ExpansionStage
 from pipeline.presets import DEFAULT_MODEL, is_diffusers, resolve_model
-from pipeline.recipe import Recipe
+from pipeline.recipe import Recipe, read_recipe
+from pipeline.understand import UnderstandingStage, Understood, describe_image, without_style
 
 if TYPE_CHECKING:
     from pipeline.hub import HubPipeline
@@ -131,7 +132,14 @@ class Wordbrush:
         self.encoder, self.generator, self.model = encoder, generator, model
         self.precision = precision  # what load_generator was asked for (with_generator asks the same)
         self.lora: str | None = None  # "path:scale" of the applied LoRA
-        self.expansion = ExpansionStage(default=False)  # the shapes model reads the world's own words best
+        # Off by default: the shapes model reads the world's own words best. Expansions stay within what the
+        # prompt encoder reads.
+        self.expansion = ExpansionStage(
+            default=False, device=str(encoder.device), max_tokens=encoder.max_tokens,
+            length_fn=lambda text: len(encoder.tokenizer(text)["input_ids"]),
+        )  # fmt: skip
+        # Free phrasing -> the world's own words, by the prompt reader (pipeline/understand.py)
+        self.understanding = UnderstandingStage(device=str(encoder.device))
         self._uncond = encoder.encode([""])
 
     @property
@@ -169,7 +177,9 @@ class Wordbrush:
         if meta["encoder"] != self.encoder.name:
             raise ValueError(f"{folder} reads prompts with {meta['encoder']!r}, not {self.encoder.name!r}")
         generator = load_generator(folder, meta, device=str(self.encoder.device), precision=self.precision)
-        return Wordbrush(self.encoder, generator, model=self.model, precision=self.precision)
+        other = Wordbrush(self.encoder, generator, model=self.model, precision=self.precision)
+        other.understanding = self.understanding  # one prompt reader, loaded once
+        return other
 
     def text_to_image(
         self,
@@ -182,11 +192,14 @@ class Wordbrush:
         callback=None,
         expand: bool | None = None,
         layout: bool | None = None,
+        understand: bool | None = None,
     ) -> Result:
         """`num_images` images per prompt; image j of a prompt uses seed + j. All run as one batch.
-        seed=-1 picks a random seed (the recipe records it). expand=True rewrites each prompt with the LM
-        expander first (pipeline/expand.py). layout (None: on where the generator reads it): a prompt that
-        names two different objects gets a planned layout, one box per object (pipeline/layout.py)."""
+        seed=-1 picks a random seed (the recipe records it). understand (None: on where a prompt reader is
+        shipped): free phrasing is read into the world's own words first (pipeline/understand.py).
+        expand=True rewrites each prompt with the LM expander (pipeline/expand.py). layout (None: on where
+        the generator reads it): a prompt that names two different objects gets a planned layout, one box
+        per object (pipeline/layout.py)."""
         # 1. Check inputs
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         seeds = [seed] * len(prompts) if isinstance(seed, int) else list(seed)
@@ -200,8 +213,10 @@ class Wordbrush:
         batch_prompts = [p for p in prompts for _ in range(num_images)]
         batch_seeds = [s + j for s in seeds for j in range(num_images)]
 
-        # 2. The language-model stage: optional rewrite, then the prompt encoder
-        seen = self.expansion.apply(batch_prompts, batch_seeds, expand)
+        # 2. The language-model stage: understanding, optional expansion, then the prompt encoder
+        understood = self.understand(prompts, understand)
+        read = [u.text for u in understood for _ in range(num_images)]
+        seen = self.expansion.apply(read, batch_seeds, expand)
         cond = self.encoder.encode(seen)
 
         # 3. The layout stage: a box per object for prompts that name two (pipeline/layout.py)
@@ -216,14 +231,40 @@ class Wordbrush:
 
         # 5. Images and their recipes
         size = (self.generator.resolution, self.generator.resolution)
+        batch_understood = [u for u in understood for _ in range(num_images)]
         recipes = [
             dataclasses.replace(
-                self._recipe(p, s, steps, guidance, size, truncated, task="text_to_image", seen=q),
+                self._recipe(p, s, steps, guidance, size, truncated, task="text_to_image", seen=q, understood=u),
                 layout=None if plan is None else plan.describe(),
             )
-            for p, s, truncated, q, plan in zip(batch_prompts, batch_seeds, cond.truncated, seen, plans)
+            for p, s, truncated, q, plan, u in zip(
+                batch_prompts, batch_seeds, cond.truncated, seen, plans, batch_understood
+            )
         ]
         return Result(to_pil(x), recipes)
+
+    def understand(self, prompts: list[str], understand: bool | None = None) -> list[Understood]:
+        """How the generator will read each prompt: free phrasing put in the world's own words by the
+        prompt reader, or as written (understand=False, or no reader shipped for this model)."""
+        if understand and not self.understanding.available:
+            raise ValueError(
+                f"no prompt reader is shipped at {self.understanding.folder}; train one with "
+                "`python -m train understanding`, or turn understanding off"
+            )
+        on = self.understanding.available if understand is None else understand
+        return self.understanding.apply(prompts, on)
+
+    def with_content(self, style_prompt: str, image: Image.Image) -> str:
+        """`style_prompt` as it is when it names content; else the image's description before it: the
+        prompt its recipe records, or the scene the world's parser finds in it (`describe_image`)."""
+        if self.understanding.names_content(style_prompt):
+            return style_prompt
+        recipe = read_recipe(image)
+        if recipe is not None:
+            description = without_style(recipe.encoded_prompt or recipe.prompt)
+        else:
+            description = describe_image(image)
+        return f"{description} {style_prompt}" if description else style_prompt
 
     def set_lora(self, lora: str | None) -> None:
         """Apply a LoRA ("path/to/lora.safetensors" or "...:scale") to the diffusion generator; None removes it."""
@@ -254,9 +295,12 @@ class Wordbrush:
         guidance: float | None = None,
         callback=None,
         expand: bool | None = None,
+        understand: bool | None = None,
     ) -> Result:
         """Redraw `image` (path or PIL, any mode and size) under `style_prompt`: noise it to `strength`
-        (0 keeps it, 1 ignores it) and denoise with the prompt. Returned at the input's aspect ratio."""
+        (0 keeps it, 1 ignores it) and denoise with the prompt. Returned at the input's aspect ratio.
+        A style prompt that names no content ("in outline style") is completed with a description of the
+        image (its recipe's prompt, or what the scene parser finds in it), so restyling keeps the content."""
         # 1. Check inputs
         source = images.open_image(image)
         steps = self.generator.default_steps if steps is None else steps
@@ -266,9 +310,13 @@ class Wordbrush:
             raise ValueError(f"strength must be between 0 and 1, got {strength!r}")
         seed = resolve_seed(seed)
 
-        # 2. Encode the (optionally expanded) prompt, 3. prepare the start image, 4. denoise from it
-        seen = self.expansion.apply([style_prompt], [seed], expand)[0]
+        # 2. Describe the content when the prompt does not, understand, expand, encode
+        on = self.understanding.available if understand is None else understand
+        described = self.with_content(style_prompt, source) if on else style_prompt
+        understood = self.understand([described], understand)[0]
+        seen = self.expansion.apply([understood.text], [seed], expand)[0]
         cond = self.encoder.encode([seen])
+        # 3. prepare the start image, 4. denoise from it
         init = images.to_model(source, self.generator.resolution)
         x = self.generator.generate(
             cond, self._uncond, seeds=[seed], steps=steps, guidance=guidance, callback=callback,
@@ -278,9 +326,10 @@ class Wordbrush:
         # 5. Back to the input's aspect ratio
         out = images.from_model(to_pil(x)[0], images.output_size(source.size, self.generator.resolution))
         recipe = self._recipe(
-            style_prompt, seed, steps, guidance, out.size, cond.truncated[0], task="style_transfer", seen=seen
-        )
-        return Result([out], [dataclasses.replace(recipe, strength=strength)])
+            style_prompt, seed, steps, guidance, out.size, cond.truncated[0], task="style_transfer", seen=seen,
+            understood=understood,
+        )  # fmt: skip
+        return Result([out], [dataclasses.replace(recipe, strength=strength, described=described != style_prompt)])
 
     def inpaint(
         self,
@@ -295,6 +344,7 @@ class Wordbrush:
         expand: bool | None = None,
         resample: int = INPAINT_RESAMPLE,
         zoom: bool = True,
+        understand: bool | None = None,
     ) -> Result:
         """Regenerate the white part of `mask` (same size as `image`) to show `prompt`. Pixels outside
         the mask are returned unchanged, bit for bit, at the input's own size. zoom: a small mask is
@@ -312,8 +362,9 @@ class Wordbrush:
         if not region.any():  # nothing to regenerate
             return Result([source.copy()], [recipe])
 
-        # 2. Encode the (optionally expanded) prompt
-        seen = self.expansion.apply([prompt], [seed], expand)[0]
+        # 2. Understand, expand and encode the prompt
+        understood = self.understand([prompt], understand)[0]
+        seen = self.expansion.apply([understood.text], [seed], expand)[0]
         cond = self.encoder.encode([seen])
         # 3. The area to redraw (a square around a small mask, else the whole image), at the model's resolution
         box = images.inpaint_area(region) if zoom else None
@@ -327,15 +378,20 @@ class Wordbrush:
 
         # 5. Composite: generated pixels inside the mask, the input's own pixels outside
         out = images.paste_area(source, images.composite(to_pil(x)[0], area, area_mask), box)
-        recipe = self._recipe(prompt, seed, steps, guidance, source.size, cond.truncated[0], task="inpaint", seen=seen)
+        recipe = self._recipe(
+            prompt, seed, steps, guidance, source.size, cond.truncated[0], task="inpaint", seen=seen,
+            understood=understood,
+        )  # fmt: skip
         return Result([out], [recipe])
 
-    def _recipe(self, prompt, seed, steps, guidance, size, truncated, *, task, seen=None) -> Recipe:
+    def _recipe(self, prompt, seed, steps, guidance, size, truncated, *, task, seen=None, understood=None) -> Recipe:
         seen = prompt if seen is None else seen
+        read = prompt if understood is None else understood.text
         return Recipe(
             prompt=prompt, seed=seed, steps=steps, guidance=guidance, model=self.model,
             generator=self.generator.kind, encoder=self.encoder.name, width=size[0], height=size[1],
-            task=task, encoded_prompt=self.encoded_text(seen, truncated), lora=self.lora, expanded=seen != prompt,
+            task=task, encoded_prompt=self.encoded_text(seen, truncated), lora=self.lora, expanded=seen != read,
+            understood=None if understood is None else understood.how,
         )  # fmt: skip
 
     def _offsets(self, prompts: list[str], length: int) -> list[list[tuple[int, int]]]:
@@ -406,6 +462,13 @@ def check_request(prompts: list[str], seeds: list[int], *, steps: int, guidance:
     for p in prompts:
         if not isinstance(p, str) or not p.strip():
             raise ValueError("the prompt is empty; describe the image, e.g. 'three green triangles'")
+        try:
+            p.encode("utf-8")
+        except UnicodeEncodeError as err:
+            raise ValueError(
+                f"the prompt holds a character that is not text (position {err.start}: a lone surrogate); "
+                "send the prompt as UTF-8"
+            ) from None
     if len(seeds) != len(prompts):
         raise ValueError(f"{len(seeds)} seeds for {len(prompts)} prompts; give one seed, or one per prompt")
     for s in seeds:

@@ -90,15 +90,40 @@ class DiffusersGenerator:
         return pipe(prompt=prompts, generator=gens, callback_on_step_end=on_step_end, **kwargs).images
 
 
+def refuse_understanding(understand: bool | None) -> None:
+    """The prompt reader puts prompts in the embedded world's words; a checkpoint reads any prompt itself."""
+    if understand:
+        raise ValueError(
+            "prompt understanding reads free phrasing into the embedded world's words; a diffusers checkpoint "
+            "reads the prompt with its own text encoder, so turn understanding off"
+        )
+
+
+def _on_cuda(pipe) -> bool:
+    return any(p.device.type == "cuda" for m in pipe.components.values() if isinstance(m, torch.nn.Module)
+               for p in m.parameters())  # fmt: skip
+
+
+def _text_limit(tokenizer) -> int:
+    """How many tokens the checkpoint's text encoder reads (CLIP: 77); an expansion stays within it."""
+    limit = getattr(tokenizer, "model_max_length", None)
+    return limit if isinstance(limit, int) and 0 < limit <= 4096 else 77
+
+
 class HubPipeline:
     """A diffusers checkpoint with the same calls as `Wordbrush`: text_to_image, style_transfer, inpaint,
     set_lora. Returned by `Wordbrush.load` for diffusers presets, folders and hub ids."""
 
     def __init__(self, generator: DiffusersGenerator, *, model: str, spec: ModelSpec | None):
         self.generator, self.model, self.spec = generator, model, spec
-        self.expansion = ExpansionStage(default=bool(spec and spec.expand_prompt))
-        self.lora: str | None = None
         t2i = generator.base
+        tokenizer = getattr(t2i, "tokenizer", None)
+        self.expansion = ExpansionStage(
+            default=bool(spec and spec.expand_prompt), device="cuda" if _on_cuda(t2i) else "cpu",
+            length_fn=None if tokenizer is None else (lambda text: len(tokenizer(text)["input_ids"])),
+            max_tokens=_text_limit(tokenizer),
+        )  # fmt: skip
+        self.lora: str | None = None
         self.encoder_name = (spec.text_encoder if spec and spec.text_encoder else "") or type(
             getattr(t2i, "text_encoder", None)
         ).__name__
@@ -143,7 +168,7 @@ class HubPipeline:
     def text_to_image(
         self, prompt: str | list[str], *, seed: int | list[int] = 0, steps: int | None = None,
         guidance: float | None = None, num_images: int = 1, callback=None, expand: bool | None = None,
-        layout: bool | None = None,
+        layout: bool | None = None, understand: bool | None = None,
     ) -> Result:  # fmt: skip
         """`num_images` images per prompt (image j of a prompt uses seed + j), all in one batch. The layout
         stage is the embedded model's (pipeline/layout.py): layout=True is refused here."""
@@ -154,6 +179,7 @@ class HubPipeline:
         check_request(prompts, seeds, steps=steps, guidance=guidance, num_images=num_images)
         if layout:
             raise ValueError("the layout stage steers the embedded diffusion model only; turn layout off")
+        refuse_understanding(understand)
         seeds = [resolve_seed(s) for s in seeds]
         batch_prompts = [p for p in prompts for _ in range(num_images)]
         batch_seeds = [s + j for s in seeds for j in range(num_images)]
@@ -173,13 +199,14 @@ class HubPipeline:
 
     def style_transfer(
         self, image, *, style_prompt: str, strength: float = 0.6, seed: int = 0, steps: int | None = None,
-        guidance: float | None = None, callback=None, expand: bool | None = None,
+        guidance: float | None = None, callback=None, expand: bool | None = None, understand: bool | None = None,
     ) -> Result:  # fmt: skip
         """diffusers image-to-image: `image` noised to `strength` and redrawn under `style_prompt`, at the
         input's aspect ratio."""
         source = images.open_image(image)
         steps, guidance = self._defaults(steps, guidance)
         check_request([style_prompt], [seed], steps=steps, guidance=guidance, num_images=1)
+        refuse_understanding(understand)
         if not 0.0 < strength <= 1.0:
             raise ValueError(f"strength must be above 0 and at most 1, got {strength!r}")
         seed = resolve_seed(seed)
@@ -196,7 +223,7 @@ class HubPipeline:
 
     def inpaint(
         self, image, mask, *, prompt: str, seed: int = 0, steps: int | None = None, guidance: float | None = None,
-        callback=None, expand: bool | None = None, zoom: bool = True,
+        callback=None, expand: bool | None = None, zoom: bool = True, understand: bool | None = None,
     ) -> Result:  # fmt: skip
         """diffusers inpainting on the white part of `mask`; outside it the input's pixels, bit for bit.
         zoom: a small mask's square is redrawn at the pipeline's full resolution (`images.inpaint_area`)."""
@@ -204,6 +231,7 @@ class HubPipeline:
         region = images.open_mask(mask, source.size)
         steps, guidance = self._defaults(steps, guidance)
         check_request([prompt], [seed], steps=steps, guidance=guidance, num_images=1)
+        refuse_understanding(understand)
         seed = resolve_seed(seed)
         recipe = self._recipe(prompt, seed, steps, guidance, source.size, "inpaint", prompt)
         if not region.any():

@@ -36,12 +36,12 @@ class ModelSpec:
     text_encoder: str = ""  # what reads the prompt inside the checkpoint (diffusers models)
     steps: int | None = None  # the checkpoint's recommended sampling steps and guidance (diffusers models)
     guidance: float | None = None
-    expand_prompt: bool = False  # rewrite prompts with the LM expander by default
+    expand_prompt: bool = False  # add detail with the LM expander by default (pipeline/expand.py; off for all)
     style_presets: dict[str, str] = field(default_factory=lambda: dict(ART_STYLES))
 
 
 def _diffusers(hub_id: str, description: str, text_encoder: str, *, steps: int = 25, guidance: float = 7.5,
-               expand_prompt: bool = True) -> ModelSpec:  # fmt: skip
+               expand_prompt: bool = False) -> ModelSpec:  # fmt: skip
     """A diffusers checkpoint preset (pipeline/hub.py serves it)."""
     return ModelSpec(
         generators={"diffusers": hub_id}, description=description, default_generator="diffusers",
@@ -85,7 +85,6 @@ PRESETS: dict[str, ModelSpec] = {
         "T5-XXL encoder: a language model reads the prompt",
         steps=20,
         guidance=4.5,
-        expand_prompt=False,
     ),
     "sana": _diffusers(
         "Efficient-Large-Model/Sana_600M_512px_diffusers",
@@ -93,7 +92,6 @@ PRESETS: dict[str, ModelSpec] = {
         "Gemma-2 2B: a decoder language model reads the prompt",
         steps=20,
         guidance=4.5,
-        expand_prompt=False,
     ),
 }
 DEFAULT_MODEL = "shapes"

@@ -29,6 +29,8 @@ class Recipe:
     lora: str | None = None  # "file:scale"
     expanded: bool = False  # encoded_prompt is the LM expander's rewrite of prompt
     layout: str | None = None  # the layout stage's plan (pipeline/layout.py), None: sampled without one
+    understood: str | None = None  # how the prompt was read (pipeline/understand.py): "rewritten", "as written"...
+    described: bool = False  # style transfer: the prompt was completed with a description of the input image
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -55,6 +57,8 @@ class Recipe:
             pairs.append(f"Denoising strength: {self.strength}")
         if self.lora:
             pairs.append(f"Lora: {self.lora}")
+        if self.understood == "rewritten" or self.described:
+            pairs.append(f'Understood as: "{self.encoded_prompt}"')
         if self.expanded:
             pairs.append(f'Expanded prompt: "{self.encoded_prompt}"')
         if self.layout:

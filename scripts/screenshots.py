@@ -29,9 +29,9 @@ def main() -> None:
     scene = world.Scene("relation", (world.Obj("red", "circle"), world.Obj("blue", "square")), "flat", "left of")
     world.render_scene(scene, 3)[0].resize((256, 256), 0).save(tmp / "scene.png")
     with running_app(args.model) as url, browser.browser_page(url, height=820) as page:
-        browser.text_to_image(page, "a red circle above a blue square")
+        browser.text_to_image(page, "could you paint a crimson disc resting on top of a navy cube?")
         page.screenshot(path=str(out / "text-to-image.png"))
-        browser.style_transfer(page, tmp / "scene.png", content="a red circle to the left of a blue square")
+        browser.style_transfer(page, tmp / "scene.png")  # style only: the page describes the image
         page.screenshot(path=str(out / "style-transfer.png"))
         browser.inpaint(page, tmp / "scene.png", "a yellow triangle", area=(-120, -125, -40, -45))  # the empty top left
         page.screenshot(path=str(out / "inpainting.png"))

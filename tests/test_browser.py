@@ -38,6 +38,18 @@ def test_each_tab_in_a_real_browser(url, tmp_path):
         assert page.get_by_text("nothing is painted").count() == 0  # the brush stroke reached the mask
 
 
+def test_the_page_shows_how_free_phrasing_was_understood(url):
+    from playwright.sync_api import expect
+
+    with browser.browser_page(url) as page:
+        browser.text_to_image(page, "could you draw twin charcoal squares, please")
+        understood = page.locator("#t2i-understood textarea")
+        expect(understood).to_have_value("understood as: two black squares", timeout=30_000)
+        page.get_by_label("Understand free phrasing (language model)").uncheck()
+        page.get_by_role("button", name="Generate").click()
+        expect(understood).to_have_value(re.compile("^understanding off"), timeout=60_000)
+
+
 def test_bad_input_shows_an_error_and_the_page_keeps_working(url):
     with browser.browser_page(url) as page:
         page.get_by_label("Prompt", exact=True).fill("")

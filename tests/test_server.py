@@ -42,14 +42,28 @@ def test_text_to_image_endpoint(client):
 def test_text_to_image_over_plain_http_as_curl_calls_it(url):
     import io
 
-    # Plain HTTP takes every input (no defaults): ..., number of images, LoRA, LoRA scale, expand, layout.
-    inputs = ["three green triangles", "diffusion", 2, 3.0, 9, False, 2, "none", 1.0, False, True]
+    # Plain HTTP takes every input (no defaults): ..., number of images, LoRA, LoRA scale, expand, layout,
+    # understand.
+    inputs = ["three green triangles", "diffusion", 2, 3.0, 9, False, 2, "none", 1.0, False, True, True]
     outputs, files = call_http_api(url, "text_to_image", inputs)
     assert outputs[3] == 9 and "Seed: 9" in outputs[2] and len(files) == 2
     image = Image.open(io.BytesIO(files[1]))
     assert image.size == (32, 32) and read_recipe(image).seed == 10  # the bytes keep their recipe
     with pytest.raises(RuntimeError, match="the prompt is empty"):
         call_http_api(url, "text_to_image", ["", *inputs[1:]])
+
+
+def test_free_phrasing_is_understood_over_http_and_can_be_turned_off(url):
+    import io
+
+    inputs = ["please paint a scarlet disc sitting above a cobalt cube", "diffusion", 2, 3.0, 1, False, 1, "none",
+              1.0, False, True, True]  # fmt: skip
+    outputs, files = call_http_api(url, "text_to_image", inputs)
+    assert outputs[1] == "understood as: a red circle above a blue square"
+    recipe = read_recipe(Image.open(io.BytesIO(files[0])))
+    assert recipe.understood == "rewritten" and recipe.layout.startswith("red circle at")
+    outputs, files = call_http_api(url, "text_to_image", [*inputs[:-1], False])
+    assert outputs[1].startswith("understanding off") and read_recipe(Image.open(io.BytesIO(files[0]))).layout is None
 
 
 def test_a_deep_link_restores_what_the_session_typed(url):

@@ -214,6 +214,20 @@ def _gan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _understanding(args: argparse.Namespace) -> int:
+    from pipeline.understand import ReaderConfig
+    from train.loop import run_training
+    from train.understanding import UnderstandingTask
+
+    command = "python -m train " + " ".join(args.argv)
+    task = UnderstandingTask(ReaderConfig(backbone=args.backbone, rank=args.rank), seed=args.seed, command=command)
+    trainable = sum(p.numel() for p in task.trainable().parameters() if p.requires_grad)
+    print(f"prompt reader: {args.backbone} with LoRA rank {args.rank} and slot heads, {trainable / 1e6:.2f}M trainable")
+    run_training(task, _train_config(args, warmup=100, ema_decay=0.0, mixed_precision="no"))
+    print(f"the reader is in {Path(args.out) / 'model'}; the pipeline loads assets/understanding")
+    return 0
+
+
 def _lora(args: argparse.Namespace) -> int:
     import torch
 
@@ -359,6 +373,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-minutes", type=float, default=0, help="stop after this much wall time (checkpoint, export)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(fn=_gan)
+
+    p = sub.add_parser("understanding", help="train (or resume) the prompt reader that understands free phrasing")
+    p.add_argument("--out", default="runs/understanding")
+    p.add_argument("--backbone", default="minilm", help="the language model: minilm, smollm2, or a folder")
+    p.add_argument("--rank", type=int, default=16, help="LoRA rank on the language model's linear layers")
+    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--checkpoint-every", type=int, default=200)
+    p.add_argument("--eval-every", type=int, default=1000)
+    p.add_argument("--max-minutes", type=float, default=0, help="stop after this much wall time (checkpoint, export)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(fn=_understanding)
 
     p = sub.add_parser("lora", help="LoRA fine-tuning of a diffusion model on a folder of captioned images")
     p.add_argument("--model", default="shapes", help="preset, model folder or hub id")
