@@ -35,7 +35,9 @@ EVAL_SPLITS = {
 class UnderstandingTask:
     def __init__(self, cfg: ReaderConfig | None = None, *, other_share: float = 0.15, seed: int = 0,
                  eval_size: int = 400, command: str = "python -m train understanding"):  # fmt: skip
-        self.reader = new_reader(cfg or ReaderConfig())
+        with torch.random.fork_rng(devices=[]):  # the LoRA and heads start from the run's seed
+            torch.manual_seed(seed)
+            self.reader = new_reader(cfg or ReaderConfig())
         self.command = command  # recorded in the model card
         self.other_share, self.seed, self.eval_size = other_share, seed, eval_size
 
