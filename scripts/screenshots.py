@@ -28,7 +28,7 @@ def main() -> None:
     # Inputs for the editing tabs: a generated image, shown at a size a person would upload.
     scene = world.Scene("relation", (world.Obj("red", "circle"), world.Obj("blue", "square")), "flat", "left of")
     world.render_scene(scene, 3)[0].resize((256, 256), 0).save(tmp / "scene.png")
-    with running_app(args.model) as url, browser.browser_page(url, height=820) as page:
+    with running_app(args.model) as url, browser.browser_page(url, height=1000) as page:
         browser.text_to_image(page, "could you paint a crimson disc resting on top of a navy cube?")
         page.screenshot(path=str(out / "text-to-image.png"))
         browser.style_transfer(page, tmp / "scene.png")  # style only: the page describes the image
