@@ -214,9 +214,8 @@ class Wordbrush:
         batch_seeds = [s + j for s in seeds for j in range(num_images)]
 
         # 2. The language-model stage: understanding, optional expansion, then the prompt encoder
-        understood = self.understand(prompts, understand)
-        read = [u.text for u in understood for _ in range(num_images)]
-        seen = self.expansion.apply(read, batch_seeds, expand)
+        understood = [u for u in self.understand(prompts, understand) for _ in range(num_images)]
+        seen = self.expansion.apply([u.text for u in understood], batch_seeds, expand)
         cond = self.encoder.encode(seen)
 
         # 3. The layout stage: a box per object for prompts that name two (pipeline/layout.py)
@@ -231,28 +230,28 @@ class Wordbrush:
 
         # 5. Images and their recipes
         size = (self.generator.resolution, self.generator.resolution)
-        batch_understood = [u for u in understood for _ in range(num_images)]
         recipes = [
             dataclasses.replace(
                 self._recipe(p, s, steps, guidance, size, truncated, task="text_to_image", seen=q, understood=u),
                 layout=None if plan is None else plan.describe(),
             )
-            for p, s, truncated, q, plan, u in zip(
-                batch_prompts, batch_seeds, cond.truncated, seen, plans, batch_understood
-            )
+            for p, s, truncated, q, plan, u in zip(batch_prompts, batch_seeds, cond.truncated, seen, plans, understood)
         ]
         return Result(to_pil(x), recipes)
 
     def understand(self, prompts: list[str], understand: bool | None = None) -> list[Understood]:
         """How the generator will read each prompt: free phrasing put in the world's own words by the
         prompt reader, or as written (understand=False, or no reader shipped for this model)."""
+        return self.understanding.apply(prompts, self._understands(understand))
+
+    def _understands(self, understand: bool | None) -> bool:
+        """Whether a call reads free phrasing: as asked, or (None) where a prompt reader is shipped."""
         if understand and not self.understanding.available:
             raise ValueError(
                 f"no prompt reader is shipped at {self.understanding.folder}; train one with "
                 "`python -m train understanding`, or turn understanding off"
             )
-        on = self.understanding.available if understand is None else understand
-        return self.understanding.apply(prompts, on)
+        return self.understanding.available if understand is None else understand
 
     def with_content(self, style_prompt: str, image: Image.Image) -> str:
         """`style_prompt` as it is when it names content; else the image's description before it: the
@@ -311,8 +310,7 @@ class Wordbrush:
         seed = resolve_seed(seed)
 
         # 2. Describe the content when the prompt does not, understand, expand, encode
-        on = self.understanding.available if understand is None else understand
-        described = self.with_content(style_prompt, source) if on else style_prompt
+        described = self.with_content(style_prompt, source) if self._understands(understand) else style_prompt
         understood = self.understand([described], understand)[0]
         seen = self.expansion.apply([understood.text], [seed], expand)[0]
         cond = self.encoder.encode([seen])

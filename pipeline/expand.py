@@ -19,6 +19,7 @@ access); weights load from safetensors only, and no remote code runs.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import importlib.util
 import json
@@ -255,6 +256,7 @@ def _colors_of(words: list[str]) -> dict[str, set[str]]:
 # Token counts of CLIP's tokenizer, offline: its BPE merges ship in the clip-anytorch package.
 
 
+@functools.cache
 def clip_tokenizer():
     """CLIP's tokenizer (the one SD 1.x/2.x and SDXL read prompts with), built once from the BPE merge list that
     the clip-anytorch package ships, saved as a transformers tokenizer in the cache folder."""
@@ -292,15 +294,9 @@ def _bytes_to_unicode() -> dict[int, str]:
     return dict(zip(bs, map(chr, cs)))
 
 
-_CLIP = None
-
-
 def clip_length(text: str) -> int:
     """Tokens CLIP's text encoder reads for `text`, start and end tokens included."""
-    global _CLIP
-    if _CLIP is None:
-        _CLIP = clip_tokenizer()
-    return len(_CLIP(text)["input_ids"])
+    return len(clip_tokenizer()(text)["input_ids"])
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -99,11 +99,6 @@ def refuse_understanding(understand: bool | None) -> None:
         )
 
 
-def _on_cuda(pipe) -> bool:
-    return any(p.device.type == "cuda" for m in pipe.components.values() if isinstance(m, torch.nn.Module)
-               for p in m.parameters())  # fmt: skip
-
-
 def _text_limit(tokenizer) -> int:
     """How many tokens the checkpoint's text encoder reads (CLIP: 77); an expansion stays within it."""
     limit = getattr(tokenizer, "model_max_length", None)
@@ -119,7 +114,7 @@ class HubPipeline:
         t2i = generator.base
         tokenizer = getattr(t2i, "tokenizer", None)
         self.expansion = ExpansionStage(
-            default=bool(spec and spec.expand_prompt), device="cuda" if _on_cuda(t2i) else "cpu",
+            default=bool(spec and spec.expand_prompt), device=str(t2i.device),
             length_fn=None if tokenizer is None else (lambda text: len(tokenizer(text)["input_ids"])),
             max_tokens=_text_limit(tokenizer),
         )  # fmt: skip

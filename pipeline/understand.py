@@ -1,20 +1,19 @@
 """Prompt understanding: free phrasing in, the embedded world's own caption out, by a language model.
 
 The embedded generators learnt the shapes world's own words ("a red circle above a blue square"). People
-write "could you paint a crimson disc resting on top of a navy cube?". The rewriter is the packaged
-SmolLM2-135M-Instruct with a LoRA adapter (trained by `python -m train rewriter`) that turns the second
-into the first:
+write "could you paint a crimson disc resting on top of a navy cube?". The prompt reader is a language model
+(MiniLM with a LoRA adapter, trained by `python -m train understanding`) with one classifier per slot of the
+scene (`SLOTS`); its answer is written back as the world's caption:
 
     1. as written   a prompt in the world's own vocabulary goes straight to the generator (no LM call)
-    2. rewrite      otherwise the LM decodes greedily, constrained token by token to the world's caption
-                    grammar (or "none": it did not understand), all of a request's prompts in one batch
-    3. check        the answer is parsed by the grammar; "none", an answer that does not parse, and a
+    2. read         otherwise the reader answers each slot, all of a request's prompts in one batch
+    3. check        kind "none", a confidence under `min_confidence` on any slot the kind answers, and a
                     prompt too long to read fall back to the prompt as written
 
-    rewriter = load_rewriter()                       # assets/rewriter: the LoRA on the packaged SmolLM2
-    rewriter.understand(["twin charcoal squares"])   # [Understood(text='two black squares', how='rewritten')]
+    reader = load_reader()                         # assets/understanding
+    reader.understand(["twin charcoal squares"])   # [Understood(text='two black squares', how='rewritten')]
 
-The canonical grammar (`canonical`, `parse_canonical`) is the contract between the rewriter, the layout
+The canonical grammar (`canonical`, `parse_canonical`) is the contract between the reader, the layout
 stage and the evaluator: it is the subset of the world's caption language that names every attribute.
 """
 
@@ -22,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import re
 import threading
 from dataclasses import dataclass
@@ -30,19 +28,17 @@ from pathlib import Path
 
 import torch
 
-log = logging.getLogger(__name__)
+from pipeline.layout import COLORS, SHAPES  # the embedded shapes world's vocabulary
 
-# The embedded shapes world (train/world.py; tests keep the two in step).
-COLORS = ("red", "green", "blue", "yellow", "purple", "orange", "white", "black")
-SHAPES = ("circle", "square", "triangle", "star")
+# The rest of the world's caption language (train/world.py; tests keep the two in step).
 STYLES = ("outline", "striped", "soft")  # flat is the default and goes unsaid
-RELATIONS = ("to the left of", "to the right of", "above", "below")
+RELATION_PHRASES = {"left of": "to the left of", "right of": "to the right of", "above": "above", "below": "below"}
 NUMBERS = ("two", "three", "four")
 
 READER_DIR = Path(__file__).resolve().parent.parent / "assets" / "understanding"
 
 # Words the world's training captions use (train/world.py TEMPLATES, STYLE_WORDS, numbers, relations): a
-# prompt made only of these is already in the generator's language and skips the rewriter.
+# prompt made only of these is already in the generator's language and skips the reader.
 WORLD_WORDS = frozenset(
     """a an and as well both with together next to the left right of on top above over below beneath under
     underneath is there are picture image showing just single one in draw plain background exactly group
@@ -68,21 +64,16 @@ def canonical(kind: str, objects: list[tuple[str, str]], *, relation: str | None
     if kind == "count":
         return f"{NUMBERS[len(objects) - 2]} {a}s{suffix}"
     b = f"{objects[1][0]} {objects[1][1]}"
-    joint = (
-        "and"
-        if kind == "pair"
-        else {"left of": "to the left of", "right of": "to the right of"}.get(relation or "", relation)
-    )
+    joint = "and" if kind == "pair" else RELATION_PHRASES[relation]
     return f"{article(a)} {a} {joint} {article(b)} {b}{suffix}"
 
 
-_REL_KEYS = ("left of", "right of", "above", "below")
 _OBJ = rf"(?:a|an) ({'|'.join(COLORS)}) ({'|'.join(SHAPES)})"
 _STYLE = rf"(?: in ({'|'.join(STYLES)}) style)?"
 _CANONICAL = [
     ("count", re.compile(rf"({'|'.join(NUMBERS)}) ({'|'.join(COLORS)}) ({'|'.join(SHAPES)})s{_STYLE}")),
     ("single", re.compile(rf"{_OBJ}{_STYLE}")),
-    ("pair", re.compile(rf"{_OBJ} (and|{'|'.join(RELATIONS)}) {_OBJ}{_STYLE}")),
+    ("pair", re.compile(rf"{_OBJ} (and|{'|'.join(RELATION_PHRASES.values())}) {_OBJ}{_STYLE}")),
 ]
 
 
@@ -110,7 +101,7 @@ def parse_canonical(text: str) -> Parsed | None:
             return None  # "a red circle and a red circle" is a count
         if g[2] == "and":
             return Parsed("pair", (a, b), None, g[5] or "flat")
-        relation = g[2].removeprefix("to the ")
+        relation = next(key for key, phrase in RELATION_PHRASES.items() if phrase == g[2])
         return Parsed("relation", (a, b), relation, g[5] or "flat")
     return None
 
@@ -151,7 +142,7 @@ SLOTS: dict[str, tuple[str, ...]] = {
     "count": ("2", "3", "4"),  # kind "count"
     "color_a": COLORS,  # the first object: a relation's subject
     "shape_a": SHAPES,
-    "relation": _REL_KEYS,  # kind "relation": object a is `relation` object b
+    "relation": tuple(RELATION_PHRASES),  # kind "relation": object a is `relation` object b
     "color_b": COLORS,  # the second object (pair, relation)
     "shape_b": SHAPES,
     "style": ("flat", *STYLES),
@@ -274,7 +265,7 @@ def _scene_of(kind: str, pick: dict[str, int]) -> Parsed | None:
         return Parsed(kind, (a,) * int(SLOTS["count"][pick["count"]]), None, style)
     if a == b:  # two of the same object is a count of two
         return Parsed("count", (a, a), None, style)
-    relation = _REL_KEYS[pick["relation"]] if kind == "relation" else None
+    relation = SLOTS["relation"][pick["relation"]] if kind == "relation" else None
     return Parsed(kind, (a, b), relation, style)
 
 
@@ -402,8 +393,9 @@ class UnderstandingStage:
             return True
         if not self.available:
             return False
-        scene, confidence = self.reader().read([prompt])[0]
-        return scene is not None and confidence >= self.reader().cfg.min_confidence
+        reader = self.reader()
+        scene, confidence = reader.read([prompt])[0]
+        return scene is not None and confidence >= reader.cfg.min_confidence
 
     def apply(self, prompts: list[str], understand: bool) -> list[Understood]:
         if not understand:
