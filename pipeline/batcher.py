@@ -225,9 +225,12 @@ class Batcher:
                 )  # fmt: skip
         except _Regroup:  # not an error: _run gathers the arrivals and starts again
             raise
-        except Exception as err:  # e.g. out of memory: every caller hears of it, the server lives on
-            for p in valid:
-                p.future.set_exception(err)
+        except Exception as err:  # e.g. a prompt the tokenizer rejects, or out of memory
+            if len(valid) == 1:
+                valid[0].future.set_exception(err)
+                return
+            for p in valid:  # run each alone: only the request that fails hears of it
+                self._run_once([p], may_regroup=False)
             return
         self.batch_sizes.append(len(valid))
         start = 0

@@ -305,3 +305,47 @@ def test_an_image_with_a_recipe_fills_the_style_tabs_content_box(batchers, outpu
     plain = tmp_path / "plain.png"
     Image.new("RGB", (8, 8)).save(plain)
     assert isinstance(describe(str(plain), ""), dict)  # no recipe: nothing to fill in
+
+
+class _FailsOnPoison:
+    """A pipeline whose call fails for a whole batch when one prompt in it says "poison" (as a tokenizer
+    that rejects one prompt's text would)."""
+
+    def __init__(self, wb):
+        self._wb = wb
+        self.calls: list[list[str]] = []
+
+    def __getattr__(self, name):
+        return getattr(self._wb, name)
+
+    def text_to_image(self, prompts, **kwargs):
+        self.calls.append(list(prompts))
+        if any("poison" in p for p in prompts):
+            raise RuntimeError("the tokenizer rejected a prompt")
+        return self._wb.text_to_image(prompts, **kwargs)
+
+
+def test_a_request_that_fails_inside_the_pipeline_fails_alone_and_its_batch_mates_get_their_images(batcher):
+    from pipeline.batcher import T2IRequest
+
+    exact = Wordbrush.load(batcher.wb.model, precision="fp32")
+    slow = Batcher(_FailsOnPoison(exact), window_s=0.3)  # a wide window: all five make one batch
+    prompts = ["a red circle", "two blue squares", "poison", "a green triangle", "a white star"]
+    out = {}
+
+    def ask(i):
+        try:
+            out[i] = slow.text_to_image(T2IRequest(prompts[i], seed=40 + i, steps=2, guidance=3.0))
+        except RuntimeError as err:
+            out[i] = err
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(prompts))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert any(len(c) > 1 and "poison" in c for c in slow.wb.calls)  # it was batched with good ones
+    assert isinstance(out[2], RuntimeError) and "rejected" in str(out[2])
+    for i in (0, 1, 3, 4):
+        alone = exact.text_to_image(prompts[i], seed=40 + i, steps=2).images[0]
+        assert np.abs(np.asarray(alone, np.int16) - np.asarray(out[i].images[0], np.int16)).max() <= 2

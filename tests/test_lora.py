@@ -75,6 +75,10 @@ def test_lora_file_is_in_diffusers_format(trained_lora):
     assert weights and all(k.startswith("unet.") for k in weights)
     assert any(k.endswith("lora.down.weight") for k in weights) and any(k.endswith("lora.up.weight") for k in weights)
     assert (out / "model" / "validation-000010.png").exists()
+    # the checkpoint keeps the adapter (and its EMA), not the frozen UNet: about the LoRA file's size each
+    lora_size = (out / "model" / "lora.safetensors").stat().st_size
+    for name in ("trainable.safetensors", "ema.safetensors"):
+        assert (out / "checkpoint" / name).stat().st_size < 3 * lora_size
 
 
 def test_lora_changes_the_image_and_scale_zero_does_not(trained_lora):

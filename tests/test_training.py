@@ -117,3 +117,60 @@ def test_gan_cli_starts_from_shipped_generator_weights_on_a_fresh_machine(tmp_pa
     start, after = gan.load(shipped), gan.load(out / "model")
     for (name, a), (_, b) in zip(start.state_dict().items(), after.state_dict().items()):
         assert torch.allclose(a.float(), b.float(), atol=1e-2), name  # lr 0: the export is the shipped generator
+
+
+class _Killed(BaseException):
+    pass
+
+
+@pytest.mark.parametrize("kill_at", range(1, 9))
+def test_a_kill_at_any_point_of_a_checkpoint_save_leaves_a_complete_checkpoint(tmp_path, monkeypatch, kill_at):
+    """Each file-system step of a save (clear, create, write each file, move the old one aside, move the new
+    one in, delete the old one) is a point where the process may die: after each, a checkpoint is found."""
+    import shutil
+
+    from train import loop
+
+    ckpt = tmp_path / "run" / "checkpoint"
+
+    def write(step):
+        def fill(folder):
+            tick()
+            (folder / "trainable.safetensors").write_bytes(b"weights %d" % step)
+            tick()
+            torch.save({"step": step}, folder / "state.pt")
+
+        return fill
+
+    ops = [-1000]  # not counting yet
+
+    def tick():
+        ops[0] += 1
+        if ops[0] == kill_at:
+            raise _Killed
+
+    loop.save_atomically(ckpt, write(1))
+    ops[0] = 0
+
+    real_rmtree, real_rename = shutil.rmtree, Path.rename
+    monkeypatch.setattr(loop.shutil, "rmtree", lambda *a, **k: (tick(), real_rmtree(*a, **k)))
+    monkeypatch.setattr(Path, "rename", lambda self, target: (tick(), real_rename(self, target))[1])
+    with pytest.raises(_Killed) if kill_at <= 7 else _no_error():
+        loop.save_atomically(ckpt, write(2))
+    found = loop.find_checkpoint(tmp_path / "run")
+    assert found is not None
+    step = torch.load(found / "state.pt", weights_only=True)["step"]
+    assert step in (1, 2) and (found / "trainable.safetensors").read_bytes() == b"weights %d" % step
+    if kill_at >= 7:  # the new checkpoint was in place
+        assert step == 2
+    monkeypatch.undo()
+    ops[0] = -1000
+    loop.save_atomically(ckpt, write(3))  # the next save cleans up whatever the kill left
+    assert torch.load(loop.find_checkpoint(tmp_path / "run") / "state.pt", weights_only=True)["step"] == 3
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["checkpoint"]
+
+
+def _no_error():
+    import contextlib
+
+    return contextlib.nullcontext()

@@ -4,14 +4,14 @@ adapters) is a `Task` run by `run_training`: same checkpoints, resume, EMA, prog
 Runs under `accelerate launch` unchanged (multi-GPU, mixed precision); on one machine it is plain Python.
 A run folder holds:
 
-    checkpoint/   trainable.safetensors, ema.safetensors, state.pt (optimizer, step; no weights)
+    checkpoint/   trainable.safetensors and ema.safetensors (the trained parameters only: an adapter's size
+                  for a LoRA), state.pt (optimizer, step; no weights); replaced atomically (`save_atomically`)
     model/        the exported EMA model, what the pipeline loads
     log.jsonl     one line per log interval: step, loss, images/s; eval scores when measured
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import shutil
@@ -23,7 +23,8 @@ from typing import Any, Protocol
 
 import torch
 from accelerate import Accelerator
-from safetensors.torch import load_model, save_model
+from diffusers.training_utils import EMAModel
+from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 
@@ -77,19 +78,22 @@ def run_training(task: Task, cfg: TrainConfig, *, on_log=None, should_stop=None)
     accel = Accelerator(mixed_precision=precision)
     torch.manual_seed(cfg.seed + accel.process_index)
     model = task.trainable()
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
     params = [p for p in model.parameters() if p.requires_grad]
-    ema = copy.deepcopy(model).requires_grad_(False).eval() if cfg.ema_decay > 0 else None
+    ema = EMAModel(params, decay=cfg.ema_decay) if cfg.ema_decay > 0 else None  # the trained parameters only
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.betas)
     warm = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup)))
 
     # Resume: weights from safetensors, optimizer and counters from state.pt (tensors and numbers only).
     step, images_seen, seconds = 0, 0, 0.0
-    ckpt = out / "checkpoint"
-    if (ckpt / "state.pt").exists():
-        load_model(model, ckpt / "trainable.safetensors", strict=False)
-        if ema is not None and (ckpt / "ema.safetensors").exists():
-            load_model(ema, ckpt / "ema.safetensors", strict=False)
+    ckpt = find_checkpoint(out)
+    if ckpt is not None:
+        load_trained(model, load_file(ckpt / "trainable.safetensors"))
         state = torch.load(ckpt / "state.pt", weights_only=True)
+        if ema is not None and (ckpt / "ema.safetensors").exists():
+            shadow = load_file(ckpt / "ema.safetensors")
+            ema.shadow_params = [shadow[n].to(p.dtype) for n, p in zip(names, params)]
+            ema.optimization_step = state.get("ema_step", state["step"])
         opt.load_state_dict(state["optimizer"])
         warm.load_state_dict(state["lr_schedule"])
         step, images_seen, seconds = state["step"], state["images_seen"], state["seconds"]
@@ -103,24 +107,20 @@ def run_training(task: Task, cfg: TrainConfig, *, on_log=None, should_stop=None)
     def save_checkpoint() -> None:
         if not accel.is_main_process:
             return
-        tmp = out / "checkpoint.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        save_model(accel.unwrap_model(model), tmp / "trainable.safetensors")
-        if ema is not None:
-            save_model(ema, tmp / "ema.safetensors")
-        state = {
-            "optimizer": opt.state_dict(),
-            "lr_schedule": warm.state_dict(),
-            "step": step,
-            "images_seen": images_seen,
-            "seconds": seconds,
-        }
-        if hasattr(task, "state_dict"):
-            state["task"] = task.state_dict()
-        torch.save(state, tmp / "state.pt")
-        shutil.rmtree(ckpt, ignore_errors=True)
-        tmp.rename(ckpt)  # a kill mid-save leaves the previous checkpoint intact
+
+        def write(folder: Path) -> None:
+            save_file(trained_state(accel.unwrap_model(model)), folder / "trainable.safetensors")
+            state = {"optimizer": opt.state_dict(), "lr_schedule": warm.state_dict(), "step": step,
+                     "images_seen": images_seen, "seconds": seconds}  # fmt: skip
+            if ema is not None:
+                save_file({n: t.detach().contiguous() for n, t in zip(names, ema.shadow_params)},
+                          folder / "ema.safetensors")  # fmt: skip
+                state["ema_step"] = ema.optimization_step
+            if hasattr(task, "state_dict"):
+                state["task"] = task.state_dict()
+            torch.save(state, folder / "state.pt")  # written last: a folder with state.pt is complete
+
+        save_atomically(out / "checkpoint", write)
 
     def log(record: dict) -> None:
         if accel.is_main_process:
@@ -130,13 +130,20 @@ def run_training(task: Task, cfg: TrainConfig, *, on_log=None, should_stop=None)
                 on_log(record)
 
     def evaluate_and_export() -> dict[str, float]:
-        final = ema if ema is not None else accel.unwrap_model(model)
-        scores = {}
-        if accel.is_main_process:
+        if not accel.is_main_process:
+            return {}
+        final = accel.unwrap_model(model).eval()
+        if ema is not None:  # export and evaluate the EMA weights, then train on with the live ones
+            ema.store(params)
+            ema.copy_to(params)
+        try:
             task.export(final, out / "model", step=step, images_seen=images_seen, seconds=seconds)
             scores = task.evaluate(final)
-            log({"step": step, "images_seen": images_seen, "eval": scores})
-            tqdm.write(f"step {step}: eval " + "  ".join(f"{k} {v:.3f}" for k, v in scores.items()))
+        finally:
+            if ema is not None:
+                ema.restore(params)
+        log({"step": step, "images_seen": images_seen, "eval": scores})
+        tqdm.write(f"step {step}: eval " + "  ".join(f"{k} {v:.3f}" for k, v in scores.items()))
         return scores
 
     out.mkdir(parents=True, exist_ok=True)
@@ -160,12 +167,8 @@ def run_training(task: Task, cfg: TrainConfig, *, on_log=None, should_stop=None)
         opt.step()
         warm.step()
         opt.zero_grad(set_to_none=True)
-        # Update EMA (warm-up: the decay grows with the step count, as in Karras et al.'s EDM).
-        if ema is not None:
-            decay = min(cfg.ema_decay, (1 + step) / (10 + step))
-            with torch.no_grad():
-                live = [p.detach().float() for p in accel.unwrap_model(model).parameters()]
-                torch._foreach_lerp_(list(ema.parameters()), live, 1 - decay)
+        if ema is not None:  # decay min(ema_decay, (1 + step) / (10 + step)): diffusers' EMAModel warm-up
+            ema.step(params)
         step += 1
         n = cfg.batch_size * accel.num_processes
         images_seen += n
@@ -193,3 +196,38 @@ def run_training(task: Task, cfg: TrainConfig, *, on_log=None, should_stop=None)
     bar.close()
     save_checkpoint()
     return evaluate_and_export()
+
+
+def trained_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The parameters that train (requires_grad) and the buffers: what a checkpoint must keep."""
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    return {n: t.detach().contiguous() for n, t in model.state_dict().items() if n not in frozen}
+
+
+def load_trained(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    unexpected = model.load_state_dict(state, strict=False).unexpected_keys
+    if unexpected:
+        raise ValueError(f"the checkpoint does not fit this model: unknown tensor {unexpected[0]}")
+
+
+def save_atomically(folder: Path, write) -> None:
+    """write(tmp) fills a fresh folder, which then replaces `folder`. A kill at any point leaves a complete
+    checkpoint for `find_checkpoint`: the old folder until the new one is in place, then the new one."""
+    tmp, old = folder.with_name(folder.name + ".tmp"), folder.with_name(folder.name + ".old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    write(tmp)
+    if folder.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        folder.rename(old)
+    tmp.rename(folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def find_checkpoint(out: Path) -> Path | None:
+    """The run's newest complete checkpoint: checkpoint/, or checkpoint.old/ when a save was cut short between
+    its two renames."""
+    for name in ("checkpoint", "checkpoint.old"):
+        if (out / name / "state.pt").exists():
+            return out / name
+    return None
