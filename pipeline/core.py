@@ -9,6 +9,7 @@ result.images[0].save("out.png")                        # result.recipes[0] says
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 MAX_IMAGES = 16  # per call: more is a batch job for the CLI
 MAX_SEED = 2**63 - 1
 MAX_GUIDANCE = 30.0
+MAX_LORA_SCALE = 4.0  # |scale| above this only burns the image out
 INPAINT_RESAMPLE = 1  # RePaint resampling rounds per step for inpainting (1: blended diffusion alone)
 
 
@@ -279,7 +281,16 @@ class Wordbrush:
             return
         path, scale = parse_lora(lora)
         for unet in unets:
-            unet.load_lora_adapter(str(path.parent), weight_name=path.name, prefix="unet", adapter_name="user")
+            try:
+                unet.load_lora_adapter(str(path.parent), weight_name=path.name, prefix="unet", adapter_name="user")
+            except Exception as err:  # a corrupt file, or tensors of another model's shapes
+                for u in unets:
+                    if "user" in getattr(u, "peft_config", {}):
+                        u.delete_adapters("user")
+                raise ValueError(f"{path.name} is not a LoRA for {self.model}: {type(err).__name__}") from err
+            if not adapted_layers(unet, "user"):
+                unet.delete_adapters("user")
+                raise ValueError(f"{path.name} matches no layer of {self.model}'s UNet: it was made for another model")
             unet.set_adapters(["user"], weights=[scale])
         self.lora = f"{path}:{scale:g}"
 
@@ -388,7 +399,7 @@ class Wordbrush:
         return Recipe(
             prompt=prompt, seed=seed, steps=steps, guidance=guidance, model=self.model,
             generator=self.generator.kind, encoder=self.encoder.name, width=size[0], height=size[1],
-            task=task, encoded_prompt=self.encoded_text(seen, truncated), lora=self.lora, expanded=seen != read,
+            task=task, encoded_prompt=self.encoded_text(seen, truncated), lora=lora_label(self.lora), expanded=seen != read,
             understood=None if understood is None else understood.how,
         )  # fmt: skip
 
@@ -416,6 +427,8 @@ def parse_lora(spec: str) -> tuple[Path, float]:
             path, scale = head, float(tail)
         except ValueError:
             path = spec
+    if not math.isfinite(scale) or abs(scale) > MAX_LORA_SCALE:
+        raise ValueError(f"the LoRA scale must be between -{MAX_LORA_SCALE:g} and {MAX_LORA_SCALE:g}, got {scale!r}")
     p = Path(path)
     if p.is_dir():
         p = p / "lora.safetensors"
@@ -424,6 +437,22 @@ def parse_lora(spec: str) -> tuple[Path, float]:
     if p.suffix != ".safetensors":
         raise ValueError(f"{p.name}: LoRA weights load from .safetensors files only")
     return p, scale
+
+
+def lora_label(spec: str | None) -> str | None:
+    """What a recipe records of a LoRA: its name and scale, not where it lies on the server
+    ("runs/stars-3fa2c1/model/lora.safetensors:0.8" -> "stars-3fa2c1:0.8")."""
+    if spec is None:
+        return None
+    path, _, scale = spec.rpartition(":")
+    p = Path(path)
+    name = p.parent.parent.name if p.name == "lora.safetensors" and p.parent.name == "model" else p.stem
+    return f"{name}:{scale}"
+
+
+def adapted_layers(module: torch.nn.Module, adapter: str) -> int:
+    """How many layers of `module` carry the LoRA `adapter` (peft's tuner layers keep one lora_A per adapter)."""
+    return sum(1 for m in module.modules() if adapter in getattr(m, "lora_A", {}))
 
 
 def load_generator(folder: Path, meta: dict, *, device: str, precision: str = "auto"):

@@ -16,6 +16,7 @@ attention mask and a pooled vector, whatever language model sits behind it:
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import threading
@@ -233,7 +234,14 @@ def resolve(name_or_path: str) -> Path | str:
 def load_encoder(
     name_or_path: str = "minilm", *, device: str = "cpu", dtype: torch.dtype | None = None
 ) -> PromptEncoder:
-    """Load a prompt encoder by registry name, transformers model id or local folder."""
+    """Load a prompt encoder by registry name, transformers model id or local folder. Loaded once per process
+    for each (name, device, dtype) and shared: a TorchScript-frozen encoder keeps about 100 MB that freeing
+    the model does not return, so a server that loads models again and again reuses the one it froze."""
+    return _load_encoder(name_or_path, device, dtype)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_encoder(name_or_path: str, device: str, dtype: torch.dtype | None) -> PromptEncoder:
     source = resolve(name_or_path)
     try:
         config = AutoConfig.from_pretrained(source)

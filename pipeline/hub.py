@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 from pipeline import images
-from pipeline.core import Result, check_request, parse_lora, resolve_seed
+from pipeline.core import Result, adapted_layers, check_request, lora_label, parse_lora, resolve_seed
 from pipeline.expand import ExpansionStage
 from pipeline.presets import PRESETS, ModelSpec, resolve_model
 from pipeline.recipe import Recipe
@@ -255,8 +255,11 @@ class HubPipeline:
         path, scale = parse_lora(lora)
         try:
             pipe.load_lora_weights(str(path.parent), weight_name=path.name, adapter_name="user")
-        except (ValueError, KeyError, RuntimeError) as err:
-            raise ValueError(f"{path.name} does not fit {self.model} ({err.__class__.__name__}: {err})") from err
+        except Exception as err:  # a corrupt file, or tensors of another model's shapes
+            raise ValueError(f"{path.name} does not fit {self.model} ({err.__class__.__name__})") from err
+        if not adapted_layers(pipe.unet, "user") and not adapted_layers(pipe.text_encoder, "user"):
+            pipe.delete_adapters("user")
+            raise ValueError(f"{path.name} matches no layer of {self.model}: it was made for another model")
         pipe.set_adapters(["user"], adapter_weights=[scale])
         self.lora = f"{path}:{scale:g}"
 
@@ -279,7 +282,7 @@ class HubPipeline:
         return Recipe(
             prompt=prompt, seed=seed, steps=steps, guidance=guidance, model=self.model,
             generator=self.generator.kind, encoder=self.encoder_name, width=size[0], height=size[1], task=task,
-            encoded_prompt=seen, lora=self.lora, expanded=seen != prompt,
+            encoded_prompt=seen, lora=lora_label(self.lora), expanded=seen != prompt,
         )  # fmt: skip
 
 

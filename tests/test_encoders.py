@@ -43,9 +43,9 @@ def test_long_prompts_are_truncated_and_flagged(minilm):
     assert torch.isfinite(out.states).all()
 
 
-def test_cached_prompts_match_the_language_model_and_the_cache_is_bounded():
+def test_cached_prompts_match_the_language_model_and_the_cache_is_bounded(monkeypatch):
     enc = load_encoder("minilm")
-    enc._cache_size = 3
+    monkeypatch.setattr(enc, "_cache_size", 3)
     first = enc.encode(["three green triangles"])  # cached alone...
     mixed = enc.encode(["a red circle above a blue square", "three green triangles", "ok"])  # ...reused in a batch
     fresh = enc._run(["a red circle above a blue square", "three green triangles", "ok"])  # no cache
@@ -102,7 +102,8 @@ def test_smollm2_cache_matches_the_gguf_model(tmp_path, monkeypatch):
     cos = torch.nn.functional.cosine_similarity(got.flatten(), want.flatten(), dim=0)
     assert cos > 0.99, float(cos)  # bf16 cache of the dequantized weights
 
-    again = load_encoder("smollm2")  # second load reads the cache, no conversion
+    encoders._load_encoder.cache_clear()
+    again = load_encoder("smollm2")  # a second load reads the bf16 cache, no conversion
     assert torch.allclose(again.encode(PROMPTS).pooled, out.pooled, atol=1e-4)
 
 
@@ -151,3 +152,20 @@ def test_missing_package_names_the_install_command(monkeypatch):
 def test_unknown_model_gives_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="cannot load encoder"):
         load_encoder(str(tmp_path / "no-such-model"))
+
+
+def test_a_server_that_loads_models_again_and_again_reuses_the_loaded_encoder():
+    import gc
+
+    import psutil
+
+    from pipeline import Wordbrush
+
+    first = Wordbrush.load("shapes")
+    rss = psutil.Process().memory_info().rss
+    for _ in range(4):
+        again = Wordbrush.load("shapes")
+        assert again.encoder is first.encoder  # frozen once: each freeze kept ~100 MB that freeing did not return
+        del again
+        gc.collect()
+    assert psutil.Process().memory_info().rss - rss < 60 * 2**20

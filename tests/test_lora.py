@@ -88,7 +88,7 @@ def test_lora_changes_the_image_and_scale_zero_does_not(trained_lora):
     wb.set_lora(f"{out / 'model' / 'lora.safetensors'}:1.0")
     after = wb.text_to_image("a red star", seed=0, steps=3)
     assert np.abs(np.asarray(after.images[0], np.int16) - before).mean() > 0.5
-    assert after.recipes[0].lora.endswith("lora.safetensors:1")
+    assert after.recipes[0].lora == f"{out.name}:1"  # its name, not the server path
     wb.set_lora(f"{out / 'model' / 'lora.safetensors'}:0")
     zero = np.asarray(wb.text_to_image("a red star", seed=0, steps=3).images[0], np.int16)
     assert np.abs(zero - before).max() <= 1
@@ -168,9 +168,32 @@ def test_a_lora_also_applies_to_the_inpainting_unet(trained_lora, tmp_path):
     plain = fill()
     wb.set_lora(f"{out / 'model' / 'lora.safetensors'}:1.0")
     with_lora = fill()
-    assert with_lora.recipes[0].lora.endswith("lora.safetensors:1")  # the recipe names the LoRA it used...
+    assert with_lora.recipes[0].lora == f"{out.name}:1"  # the recipe names the LoRA it used...
     assert not np.array_equal(np.asarray(with_lora.images[0]), np.asarray(plain.images[0]))  # ...and it was used
     wb.set_lora(None)
     again = fill()
     assert again.recipes[0].lora is None
     assert np.array_equal(np.asarray(again.images[0]), np.asarray(plain.images[0]))  # removed from both UNets
+
+
+def test_bad_loras_and_scales_are_refused_with_a_reason_and_leave_the_model_as_it_was(trained_lora, tmp_path):
+    from safetensors.torch import save_file
+
+    base, out = trained_lora
+    wb = Wordbrush.load(str(base))
+    before = np.asarray(wb.text_to_image("a red star", seed=0, steps=2).images[0], np.int16)
+    good = out / "model" / "lora.safetensors"
+    for scale in ("nan", "inf", "1e30", "-5"):
+        with pytest.raises(ValueError, match="LoRA scale must be between"):
+            wb.set_lora(f"{good}:{scale}")
+    elsewhere = tmp_path / "elsewhere.safetensors"  # diffusers-format names of layers this UNet does not have
+    save_file({"unet.no_such_block.to_q.lora.down.weight": torch.zeros(4, 8),
+               "unet.no_such_block.to_q.lora.up.weight": torch.zeros(8, 4)}, elsewhere)  # fmt: skip
+    corrupt = tmp_path / "corrupt.safetensors"
+    corrupt.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all")
+    for path, message in [(elsewhere, "matches no layer|is not a LoRA"), (corrupt, "is not a LoRA")]:
+        with pytest.raises(ValueError, match=message):
+            wb.set_lora(str(path))
+        assert wb.lora is None
+    after = np.asarray(wb.text_to_image("a red star", seed=0, steps=2).images[0], np.int16)
+    assert np.array_equal(before, after)
