@@ -35,83 +35,81 @@ def _generate(args: argparse.Namespace) -> int:
     from pipeline.recipe import save_png
 
     if (args.prompt is None) == (args.prompts is None):
-        print("give either a prompt or --prompts FILE", file=sys.stderr)
-        return 2
+        raise ValueError("give either a prompt or --prompts FILE")
     if args.prompts:
-        prompts = [line.strip() for line in Path(args.prompts).read_text().splitlines() if line.strip()]
+        try:
+            text = Path(args.prompts).read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise ValueError(f"{args.prompts} is not UTF-8 text; save it as UTF-8, one prompt per line") from None
+        prompts = [line.strip() for line in text.splitlines() if line.strip()]
+        if not prompts:
+            raise ValueError(f"{args.prompts} holds no prompts; write one prompt per line")
         if not args.out_dir:
-            print("--prompts needs --out-dir", file=sys.stderr)
-            return 2
+            raise ValueError("--prompts needs --out-dir")
     else:
         prompts = [args.prompt]
+        _check_out(Path(args.out))
     t0 = time.time()
-    try:
-        wb = _load(args)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    wb = _load(args)
     print(
         f"loaded {args.model} ({wb.generator.kind}, encoder {wb.encoder_name}) in {time.time() - t0:.1f}s",
         file=sys.stderr,
     )
-    try:
-        if args.prompts:
-            out_dir = Path(args.out_dir)
-            out_dir.mkdir(parents=True, exist_ok=True)
-            for start in tqdm(range(0, len(prompts), args.batch_size), desc="batches", unit="batch"):
-                chunk = prompts[start : start + args.batch_size]
-                # Line i of the file gets seed + i, whatever batch it lands in.
-                seeds = [args.seed + start + i for i in range(len(chunk))] if args.seed != -1 else [-1] * len(chunk)
-                result = wb.text_to_image(
-                    chunk, seed=seeds, steps=args.steps, guidance=args.guidance, expand=args.expand,
-                    layout=args.layout, understand=args.understand,
-                )  # fmt: skip
-                for i, (image, recipe) in enumerate(zip(result.images, result.recipes)):
-                    save_png(image, recipe, out_dir / f"{start + i:04d}.png")
-            print(f"wrote {len(prompts)} images to {out_dir}", file=sys.stderr)
-        else:
+    if args.prompts:
+        out_dir = Path(args.out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for start in tqdm(range(0, len(prompts), args.batch_size), desc="batches", unit="batch"):
+            chunk = prompts[start : start + args.batch_size]
+            # Line i of the file gets seed + i, whatever batch it lands in.
+            seeds = [args.seed + start + i for i in range(len(chunk))] if args.seed != -1 else [-1] * len(chunk)
             result = wb.text_to_image(
-                prompts[0], seed=args.seed, steps=args.steps, guidance=args.guidance, num_images=args.num_images,
-                expand=args.expand, layout=args.layout, understand=args.understand,
+                chunk, seed=seeds, steps=args.steps, guidance=args.guidance, expand=args.expand,
+                layout=args.layout, understand=args.understand,
             )  # fmt: skip
-            out = Path(args.out)
-            for j, (image, recipe) in enumerate(zip(result.images, result.recipes)):
-                path = out if args.num_images == 1 else out.with_name(f"{out.stem}-{j:02d}{out.suffix}")
-                save_png(image, recipe, path)
-                print(f"wrote {path} (seed {recipe.seed})", file=sys.stderr)
-                if recipe.understood == "rewritten":
-                    print(f"  understood as: {recipe.encoded_prompt}", file=sys.stderr)
-                if recipe.expanded:
-                    print(f"  the LM expanded the prompt to: {recipe.encoded_prompt}", file=sys.stderr)
-                if recipe.layout:
-                    print(f"  layout: {recipe.layout}", file=sys.stderr)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+            for i, (image, recipe) in enumerate(zip(result.images, result.recipes)):
+                save_png(image, recipe, out_dir / f"{start + i:04d}.png")
+        print(f"wrote {len(prompts)} images to {out_dir}", file=sys.stderr)
+    else:
+        result = wb.text_to_image(
+            prompts[0], seed=args.seed, steps=args.steps, guidance=args.guidance, num_images=args.num_images,
+            expand=args.expand, layout=args.layout, understand=args.understand,
+        )  # fmt: skip
+        out = Path(args.out)
+        for j, (image, recipe) in enumerate(zip(result.images, result.recipes)):
+            path = out if args.num_images == 1 else out.with_name(f"{out.stem}-{j:02d}{out.suffix}")
+            save_png(image, recipe, path)
+            print(f"wrote {path} (seed {recipe.seed})", file=sys.stderr)
+            if recipe.understood == "rewritten":
+                print(f"  understood as: {recipe.encoded_prompt}", file=sys.stderr)
+            if recipe.expanded:
+                print(f"  the LM expanded the prompt to: {recipe.encoded_prompt}", file=sys.stderr)
+            if recipe.layout:
+                print(f"  layout: {recipe.layout}", file=sys.stderr)
     return 0
+
+
+def _check_out(path: Path) -> None:
+    """Refuse an output path that cannot be written before the model loads, not after the images are made."""
+    if not path.parent.is_dir():
+        raise ValueError(f"the folder {path.parent} does not exist; create it or choose another --out")
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"{path.name}: results are PNG files (they carry their recipe); name it *.png")
 
 
 def _edit(args: argparse.Namespace) -> int:
     """style and inpaint: one image in, one image out."""
     from pipeline.recipe import save_png
 
-    try:
-        wb = _load(args)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    _check_out(Path(args.out))
+    wb = _load(args)
     knobs = {
         "seed": args.seed, "steps": args.steps, "guidance": args.guidance, "expand": args.expand,
         "understand": args.understand,
     }  # fmt: skip
-    try:
-        if args.command == "style":
-            result = wb.style_transfer(args.image, style_prompt=args.prompt, strength=args.strength, **knobs)
-        else:
-            result = wb.inpaint(args.image, args.mask, prompt=args.prompt, zoom=not args.whole_image, **knobs)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    if args.command == "style":
+        result = wb.style_transfer(args.image, style_prompt=args.prompt, strength=args.strength, **knobs)
+    else:
+        result = wb.inpaint(args.image, args.mask, prompt=args.prompt, zoom=not args.whole_image, **knobs)
     recipe = result.recipes[0]
     save_png(result.images[0], recipe, args.out)
     print(f"wrote {args.out} (seed {recipe.seed})", file=sys.stderr)
@@ -190,7 +188,12 @@ def main(argv: list[str] | None = None) -> int:
     _common(p)
     p.set_defaults(fn=_edit)
     args = parser.parse_args(argv)
-    return args.fn(args)
+    try:
+        return args.fn(args)
+    except (ValueError, OSError) as err:  # bad input, a missing or unreadable file: a line, not a traceback
+        message = f"{err.strerror}: {err.filename}" if isinstance(err, OSError) and err.filename else str(err)
+        print(f"error: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -399,8 +399,8 @@ class Wordbrush:
         return Recipe(
             prompt=prompt, seed=seed, steps=steps, guidance=guidance, model=self.model,
             generator=self.generator.kind, encoder=self.encoder.name, width=size[0], height=size[1],
-            task=task, encoded_prompt=self.encoded_text(seen, truncated), lora=lora_label(self.lora), expanded=seen != read,
-            understood=None if understood is None else understood.how,
+            task=task, encoded_prompt=self.encoded_text(seen, truncated), lora=lora_label(self.lora),
+            expanded=seen != read, understood=None if understood is None else understood.how,
         )  # fmt: skip
 
     def _offsets(self, prompts: list[str], length: int) -> list[list[tuple[int, int]]]:

@@ -20,6 +20,8 @@ def open_image(source: str | Path | Image.Image) -> Image.Image:
     else:
         try:
             image = Image.open(source)
+        except Image.DecompressionBombError as err:  # a small file that would decode to billions of pixels
+            raise ValueError(f"{Path(source).name} is too large to open ({err})") from None
         except (UnidentifiedImageError, OSError) as err:
             raise ValueError(f"{Path(source).name} is not an image Pillow can read ({err.__class__.__name__})") from err
     w, h = image.size

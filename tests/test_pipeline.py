@@ -140,3 +140,43 @@ def test_cli_prompts_file_writes_numbered_pngs(tiny_folder, tmp_path):
 def test_cli_bad_input_exits_2_with_a_message(tiny_folder, tmp_path):
     r = _cli("generate", "a red circle", "--steps", "0", "--model", str(tiny_folder), "--out", str(tmp_path / "x.png"))
     assert r.returncode == 2 and "steps must be between" in r.stderr
+
+
+def test_cli_bad_inputs_each_get_one_line_and_exit_2(tiny_folder, tmp_path, capsys):
+    from PIL import Image
+
+    from pipeline.__main__ import main
+
+    (tmp_path / "latin1.txt").write_bytes("un cercle rouge \xe9\n".encode("latin-1"))
+    (tmp_path / "empty.txt").write_text("\n \n")
+    (tmp_path / "text.png").write_text("not an image")
+    Image.new("1", (20000, 20000)).save(tmp_path / "bomb.png")  # 40 KB on disk, 400 megapixels decoded
+    (tmp_path / "not-a-model").mkdir()
+    (tmp_path / "corrupt.safetensors").write_bytes(b"garbage")
+    model, out = ["--model", str(tiny_folder)], str(tmp_path / "out.png")
+    cases = [
+        (["generate", "a red circle", "--out", str(tmp_path / "missing" / "x.png"), *model], "does not exist"),
+        (["generate", "--prompts", str(tmp_path / "latin1.txt"), "--out-dir", str(tmp_path / "o"), *model],
+         "not UTF-8"),
+        (["generate", "--prompts", str(tmp_path / "empty.txt"), "--out-dir", str(tmp_path / "o"), *model],
+         "holds no prompts"),
+        (["generate", "--prompts", str(tmp_path / "nowhere.txt"), "--out-dir", str(tmp_path / "o"), *model],
+         "No such file"),
+        (["generate", "a red circle", "--out", out, "--model", str(tmp_path / "not-a-model")], "not a Wordbrush model"),
+        (["generate", "a red circle", "--out", out, "--lora", str(tmp_path / "corrupt.safetensors"), *model],
+         "is not a LoRA"),
+        (["generate", "a red circle", "--out", out, "--lora", f"{tmp_path / 'corrupt.safetensors'}:nan", *model],
+         "LoRA scale must be between"),
+        (["style", "--image", str(tmp_path / "bomb.png"), "--prompt", "in outline style", "--out", out, *model],
+         "too large to open"),
+        (["style", "--image", str(tmp_path / "text.png"), "--prompt", "in outline style", "--out", out, *model],
+         "not an image"),
+        (["inpaint", "--image", str(tmp_path / "text.png"), "--mask", str(tmp_path / "bomb.png"), "--prompt", "x",
+          "--out", out, *model], "not an image"),
+        (["generate", "a red circle", "--out", str(tmp_path / "x.jpg"), *model], "PNG files"),
+    ]  # fmt: skip
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert "error: " in err and message in err and "Traceback" not in err, (argv, err)
+    assert not (tmp_path / "o").exists()
