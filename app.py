@@ -1,45 +1,50 @@
-"""Wordbrush web app. UI only: every handler calls a typed pipeline function.
+"""Wordbrush web app: the page and its handlers. Each handler checks its inputs and calls a typed pipeline method;
+serving (batching, the main-thread runner, loading models, the LoRA library) lives in pipeline/serve.py.
 
     python app.py [--model shapes] [--device auto] [--port 7860] [--share [--auth user:password]]
 
 Environment equivalents for hosting: WORDBRUSH_MODEL, WORDBRUSH_DEVICE, WORDBRUSH_PORT, WORDBRUSH_HOST,
-WORDBRUSH_SHARE=1, WORDBRUSH_AUTH=user:password.
+WORDBRUSH_SHARE=1, WORDBRUSH_AUTH=user:password, WORDBRUSH_DATA (where trained LoRAs are kept),
+WORDBRUSH_ALLOW_MODEL_LOAD=1 (show the Model box: whoever opens the page may then switch the model for everyone).
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
-import inspect
+import logging
 import os
 import shutil
-import tempfile
-import types
 import uuid
-from collections.abc import MutableMapping
 from pathlib import Path
 
 import gradio as gr
-import gradio.blocks
-import gradio.state_holder
 import numpy as np
 import pandas as pd
 from PIL import Image
 
-from pipeline import Wordbrush
 from pipeline.batcher import Batcher, MainThreadRunner, T2IRequest
 from pipeline.core import MAX_IMAGES
-from pipeline.presets import DEFAULT_MODEL, PRESETS, available_generators, style_presets
-from pipeline.recipe import read_recipe, save_png
+from pipeline.diffusion import MAX_STEPS
+from pipeline.images import open_image
+from pipeline.presets import DEFAULT_MODEL, PRESETS, style_presets
+from pipeline.recipe import read_recipe, with_recipe
+from pipeline.serve import (
+    LIMITS,
+    LoraLibrary,
+    default_data_dir,
+    editing_batcher,
+    open_models,
+    real,
+    seed_of,
+    whole,
+)  # fmt: skip
 from pipeline.understand import Understood
 from train.job import LoraJob
 from train.lora import write_star_demo
 
-MAX_UPLOAD = "10mb"  # larger uploads are refused by the server before any handler runs
+log = logging.getLogger("wordbrush.app")
 NO_LORA = "none"
-QUEUE_POLL_IDLE_S = 0.001  # how often gradio's queue looks for new requests while nothing computes (its default)
-QUEUE_POLL_BUSY_S = 0.01  # ... and while the pipeline computes (each wake-up slows it on a 2-core CPU)
-MAX_TRAIN_FILES = 200  # images (+ captions) per training upload
 EXAMPLES = [
     ["a red circle above a blue square"],
     ["three green triangles"],
@@ -56,16 +61,23 @@ CSS = """
 """
 
 
-class Outputs:
-    """Where result PNGs (with their recipes) are written for the browser to fetch."""
+def reports_errors(handler):
+    """Every failure reaches the page (and the API) as a message, and the server serves on: a ValueError says
+    what to change; anything else is logged with its traceback and reported without the server's internals."""
 
-    def __init__(self, folder: Path | None = None):
-        self.folder = folder or Path(tempfile.mkdtemp(prefix="wordbrush-"))
+    @functools.wraps(handler)
+    def wrapper(*args, **kwargs):
+        try:
+            return handler(*args, **kwargs)
+        except gr.Error:
+            raise
+        except ValueError as err:
+            raise gr.Error(str(err)) from None
+        except Exception as err:
+            log.exception("a request failed")
+            raise gr.Error(f"the server could not finish this request ({type(err).__name__}); try again") from None
 
-    def save(self, image: Image.Image, recipe) -> str:
-        path = self.folder / f"{uuid.uuid4().hex[:12]}.png"
-        save_png(image, recipe, path)
-        return str(path)
+    return wrapper
 
 
 def _progress_callback(progress):
@@ -73,23 +85,6 @@ def _progress_callback(progress):
         progress((step, total), desc="denoising")
 
     return on_step
-
-
-def _seed(seed, randomize) -> int:
-    return -1 if randomize else int(seed if seed is not None else 0)
-
-
-# ----------------------------------------------------------------------------------------------------
-# Handlers: each one is what a button does; errors become gr.Error messages and the server serves on.
-
-
-def lora_spec(loras: dict[str, Path], name: str | None, scale: float) -> str | None:
-    """The LoRA a request asks for, as "path:scale", or None."""
-    if not name or name == NO_LORA:
-        return None
-    if name not in loras:
-        raise gr.Error(f"no LoRA named {name!r}; train one in the Train tab")
-    return f"{loras[name]}:{float(scale):g}"
 
 
 def reads_free_phrasing(wb) -> bool:
@@ -105,43 +100,46 @@ def read_as(recipe) -> str:
     return f"{line}\nexpanded to: {recipe.encoded_prompt}" if recipe.expanded else line
 
 
-def text_to_image_handler(batchers: dict[str, Batcher], outputs: Outputs, loras: dict[str, Path] | None = None):
-    loras = {} if loras is None else loras
+# ----------------------------------------------------------------------------------------------------
+# Handlers: what each button does. Results are PIL images carrying their recipe, written once, as PNGs, by
+# gradio into its cache (which `delete_cache` empties on a schedule).
 
-    def handler(
+
+def text_to_image_handler(batchers: dict[str, Batcher], library: LoraLibrary | None = None):
+    library = library or LoraLibrary()
+
+    @reports_errors
+    def text_to_image(
         prompt, generator, steps, guidance, seed, randomize, num_images, lora=NO_LORA, lora_scale=1.0, expand=None,
         layout=True, understand=True, progress=gr.Progress(),  # noqa: B008
     ):  # fmt: skip
         if generator not in batchers:
-            raise gr.Error(f"no {generator!r} generator is loaded; choose one of {', '.join(batchers)}")
+            raise ValueError(f"no {generator!r} generator is loaded; choose one of {', '.join(batchers)}")
         request = T2IRequest(
-            prompt or "", _seed(seed, randomize), int(steps), float(guidance), int(num_images),
-            lora=lora_spec(loras, lora, lora_scale), expand=None if expand is None else bool(expand),
+            prompt or "", seed_of(seed, randomize), whole(steps, "steps", 1, MAX_STEPS),
+            real(guidance, "guidance", 0, 30), whole(num_images, "number of images", 1, MAX_IMAGES),
+            lora=library.spec(lora, lora_scale), expand=None if expand is None else bool(expand),
             layout=None if layout else False,  # checked: wherever the generator can follow a layout
             understand=None if understand else False,  # checked: wherever a prompt reader is shipped
         )  # fmt: skip
-        try:
-            result = batchers[generator].text_to_image(request, callback=_progress_callback(progress))
-        except ValueError as err:
-            raise gr.Error(str(err)) from err
-        paths = [outputs.save(im, r) for im, r in zip(result.images, result.recipes)]
-        gallery = [(p, f"seed {r.seed}") for p, r in zip(paths, result.recipes)]
+        result = batchers[generator].text_to_image(request, callback=_progress_callback(progress))
+        gallery = [(with_recipe(im, r), f"seed {r.seed}") for im, r in zip(result.images, result.recipes)]
         first = result.recipes[0]
-        return gallery, read_as(first), first.to_a1111(), first.seed, paths
+        return gallery, read_as(first), first.to_a1111(), first.seed
 
-    return handler
+    return text_to_image
 
 
-def live_preview_handler(batchers: dict[str, Batcher], outputs: Outputs):
+def live_preview_handler(batchers: dict[str, Batcher]):
     """With the GAN selected, the image follows the prompt as it is typed (one step costs milliseconds)."""
-    t2i = text_to_image_handler(batchers, outputs)
+    t2i = text_to_image_handler(batchers)
 
-    def handler(prompt, generator, seed, num_images):
+    def live_preview(prompt, generator, seed, num_images):
         if generator != "gan" or not (prompt or "").strip():
             return gr.skip()
         return t2i(prompt, generator, 1, 0.0, seed, False, num_images, expand=False, progress=lambda *a, **k: None)
 
-    return handler
+    return live_preview
 
 
 def generator_settings(batchers: dict[str, Batcher]):
@@ -158,80 +156,89 @@ def generator_settings(batchers: dict[str, Batcher]):
     return handler
 
 
-def _run_edit(batcher: Batcher, outputs: Outputs, fn, *args, **kwargs) -> tuple[str, str]:
-    """Run an editing call between text-to-image batches; (result PNG path, recipe text)."""
-    try:
-        result = batcher.run_alone(fn, *args, **kwargs)
-    except ValueError as err:
-        raise gr.Error(str(err)) from err
+def _run_edit(batcher: Batcher, fn, *args, **kwargs) -> tuple[Image.Image, str]:
+    """Run an editing call between text-to-image batches; (result carrying its recipe, recipe text)."""
+    result = batcher.run_alone(fn, *args, **kwargs)
     recipe = result.recipes[0]
-    return outputs.save(result.images[0], recipe), recipe.to_a1111()
+    return with_recipe(result.images[0], recipe), recipe.to_a1111()
 
 
-def editing_batcher(batchers: dict[str, Batcher]) -> Batcher:
-    """The generator the editing tabs use: the diffusion one (the GAN draws from text alone)."""
-    return batchers.get("diffusion") or batchers.get("diffusers") or next(iter(batchers.values()))
-
-
-def style_transfer_handler(batchers: dict[str, Batcher], outputs: Outputs):
-    def handler(image, preset, free_text, strength, seed, randomize, understand=True, progress=gr.Progress()):  # noqa: B008
+def style_transfer_handler(batchers: dict[str, Batcher]):
+    @reports_errors
+    def style_transfer(image, preset, free_text, strength, seed, randomize, understand=True, progress=gr.Progress()):  # noqa: B008
         batcher = editing_batcher(batchers)
         presets = style_presets(batcher.wb.model, batcher.wb.generator.kind)
         if image is None:
-            raise gr.Error("upload an image first (or send one from the Text to image gallery)")
+            raise ValueError("upload an image first (or send one from the Text to image gallery)")
         style_prompt = " ".join(t for t in [(free_text or "").strip(), presets.get(preset, "")] if t)
         if not style_prompt:
-            raise gr.Error("pick a style preset or describe a style")
+            raise ValueError("pick a style preset or describe a style")
         return _run_edit(
-            batcher, outputs, batcher.wb.style_transfer, image, style_prompt=style_prompt,
-            strength=float(strength), seed=_seed(seed, randomize), callback=_progress_callback(progress),
-            understand=None if understand else False,
+            batcher, batcher.wb.style_transfer, open_image(image), style_prompt=style_prompt,
+            strength=real(strength, "strength", 0, 1), seed=seed_of(seed, randomize),
+            callback=_progress_callback(progress), understand=None if understand else False,
         )  # fmt: skip
 
-    return handler
+    return style_transfer
 
 
-def editor_mask(value: dict) -> tuple[Image.Image, Image.Image]:
-    """(image, mask) from an ImageEditor value: the mask is everything painted on any layer."""
-    background = value.get("background") if value else None
-    if background is None:
-        raise gr.Error("upload an image to paint on first")
+def editor_mask(value: dict | None) -> tuple[Image.Image, Image.Image]:
+    """(image, mask) from an ImageEditor value (paths or PIL images): the mask is everything painted on any layer."""
+    if not value or value.get("background") is None:
+        raise ValueError("upload an image to paint on first")
+    background = open_image(value["background"])
     painted = np.zeros(background.size[::-1], bool)
     for layer in value.get("layers") or []:
-        if layer is not None:
-            painted |= np.asarray(layer.convert("RGBA").getchannel("A")) >= 128
+        if layer is None:
+            continue
+        layer = layer if isinstance(layer, Image.Image) else Image.open(layer)
+        if layer.size != background.size:
+            raise ValueError(f"the painted layer is {layer.size[0]}x{layer.size[1]} but the image is "
+                             f"{background.size[0]}x{background.size[1]}; paint on the image itself")  # fmt: skip
+        painted |= np.asarray(open_layer_alpha(layer)) >= 128
     return background, Image.fromarray(painted.astype(np.uint8) * 255)
 
 
-def inpaint_handler(batchers: dict[str, Batcher], outputs: Outputs):
-    def handler(editor_value, prompt, seed, randomize, zoom=True, understand=True, progress=gr.Progress()):  # noqa: B008
+def open_layer_alpha(layer: Image.Image) -> Image.Image:
+    try:
+        return layer.convert("RGBA").getchannel("A")
+    except OSError as err:
+        raise ValueError(f"the painted layer is not a readable image ({type(err).__name__})") from None
+
+
+def inpaint_handler(batchers: dict[str, Batcher]):
+    @reports_errors
+    def inpaint(editor_value, prompt, seed, randomize, zoom=True, understand=True, progress=gr.Progress()):  # noqa: B008
         batcher = editing_batcher(batchers)
         image, mask = editor_mask(editor_value)
         if not np.asarray(mask).any():
             gr.Warning("nothing is painted: paint over the part to regenerate (the image is returned unchanged)")
         return _run_edit(
-            batcher, outputs, batcher.wb.inpaint, image, mask, prompt=prompt or "", seed=_seed(seed, randomize),
+            batcher, batcher.wb.inpaint, image, mask, prompt=prompt or "", seed=seed_of(seed, randomize),
             zoom=bool(zoom), callback=_progress_callback(progress), understand=None if understand else False,
         )  # fmt: skip
 
-    return handler
+    return inpaint
 
 
 def load_model_handler(batchers: dict[str, Batcher], open_model):
-    """The Load button: open another model (preset, folder or hub id) and swap it in for every tab.
-    A model that cannot load leaves the current one serving and says why."""
+    """The Load button (only where the host allows it): open another model (preset, folder or hub id) and swap
+    it in for every tab. A model that cannot load leaves the current one serving; the reason goes to the log."""
 
-    def handler(name):
+    @reports_errors
+    def load_model(name):
         name = (name or "").strip()
         if not name:
-            raise gr.Error("name a model: a preset, a model folder or a hub id")
+            raise ValueError("name a model: a preset, a model folder or a hub id")
         current = next(iter(batchers.values())).wb.model
         if name == current:
             return [gr.update()] * 5 + [f"`{name}` is already loaded"]
         try:
             fresh = open_model(name)
-        except (ValueError, OSError, RuntimeError) as err:  # unknown id, offline, out of memory...
-            raise gr.Error(f"could not load {name!r}: {err}") from err
+        except Exception as err:  # unknown id, offline, not a model, out of memory...
+            log.warning("could not load %r: %s", name, err)
+            raise ValueError(f"could not load {name!r}: it is not a preset, a model folder or a reachable hub id "
+                             "that this server can open (the server log says why)") from None  # fmt: skip
         old = list(batchers.values())
         batchers.clear()
         batchers.update(fresh)
@@ -249,7 +256,7 @@ def load_model_handler(batchers: dict[str, Batcher], open_model):
             f"loaded **{name}** ({', '.join(batchers)}; prompts read by `{wb.encoder_name}`)",
         )
 
-    return handler
+    return load_model
 
 
 def restore_recipe_handler(path):
@@ -259,7 +266,7 @@ def restore_recipe_handler(path):
         return unchanged
     try:
         recipe = read_recipe(Image.open(path))
-    except (OSError, ValueError):
+    except Exception:  # not an image, or a recipe that does not parse
         recipe = None
     if recipe is None:
         gr.Warning("that file holds no Wordbrush recipe")
@@ -272,14 +279,14 @@ def restore_recipe_handler(path):
 def describe_input_handler(batchers: dict[str, Batcher]):
     """An image arriving in Style transfer that carries a recipe (sent from the gallery, or a Wordbrush PNG)
     fills an empty "Describe the content" box with its prompt, less any style phrase: restyling then keeps
-    the content (measured: content kept 0.86 with the content described, 0.09 with a preset alone)."""
+    the content."""
 
     def handler(path, text):
         if path is None or (text or "").strip():
             return gr.update()
         try:
             recipe = read_recipe(Image.open(path))
-        except (OSError, ValueError):
+        except Exception:
             recipe = None
         if recipe is None:
             return gr.update()
@@ -292,51 +299,68 @@ def describe_input_handler(batchers: dict[str, Batcher]):
     return handler
 
 
-def start_training_handler(job: LoraJob, data_root: Path):
-    """The Train button: gather the uploaded images and captions (or the demo set) and start the job."""
+def start_training_handler(job: LoraJob, uploads: Path, library: LoraLibrary | None = None):
+    """The Train button: gather the uploaded images and captions (or the demo set) and start a fresh run."""
 
-    def handler(files, use_demo, name, rank, steps, lr, batch_size, prompts):
-        if job is None:
-            raise gr.Error("training is not enabled on this server")
-        name = "".join(c for c in (name or "").strip() if c.isalnum() or c in "-_") or "my-lora"
-        folder = data_root / f"{name}-{uuid.uuid4().hex[:6]}"
+    @reports_errors
+    def train_lora(files, use_demo, name, rank, steps, lr, batch_size, prompts, request: gr.Request = None):
+        name = "".join(c for c in (name or "").strip() if c.isalnum() or c in "-_")[:40] or "my-lora"
+        knobs = {"rank": whole(rank, "rank", 1, 64), "steps": whole(steps, "steps", 1, 5000),
+                 "lr": real(lr, "learning rate", 1e-6, 1.0),
+                 "batch_size": whole(batch_size, "batch size", 1, 64)}  # fmt: skip
+        if not use_demo:
+            if not files:
+                raise ValueError(
+                    "upload images with captions (.txt beside each, or a metadata.jsonl), or tick the demo set"
+                )
+            if len(files) > LIMITS.train_files:
+                raise ValueError(f"{len(files)} files; at most {LIMITS.train_files} per training")
+            total = sum(Path(f).stat().st_size for f in files)
+            if total > LIMITS.train_upload_mb * 2**20:
+                raise ValueError(f"{total / 2**20:.0f} MB uploaded; at most {LIMITS.train_upload_mb} MB per training")
+        if job.running:
+            raise ValueError("a training is already running on this server; try again when it ends")
+        folder = uploads / uuid.uuid4().hex
         if use_demo:
             write_star_demo(folder)
         else:
-            if not files:
-                raise gr.Error(
-                    "upload images with captions (.txt beside each, or a metadata.jsonl), or tick the demo set"
-                )
-            if len(files) > MAX_TRAIN_FILES:
-                raise gr.Error(f"{len(files)} files; at most {MAX_TRAIN_FILES} per training")
             folder.mkdir(parents=True)
             for f in files:
                 shutil.copy(f, folder / Path(f).name)
+        if library is not None:
+            library.prune()
         validation = [p.strip() for p in (prompts or "").split(";") if p.strip()]
-        knobs = {"rank": int(rank), "steps": int(steps), "lr": float(lr), "batch_size": int(batch_size)}
+        owner = request.session_hash if request is not None else None
         try:
-            job.start(name=name, data=folder, prompts=validation, **knobs)
-        except ValueError as err:
-            raise gr.Error(str(err)) from err
-        return f"started **{name}**"
+            out = job.start(name=name, data=folder, prompts=validation, owner=owner, delete_data=True, **knobs)
+        except ValueError:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        return f"started **{out.name}**"
 
-    return handler
+    return train_lora
 
 
-def training_status(job: LoraJob, loras: dict[str, Path]):
-    """Polled every second: status, loss curve, validation sheet, and the LoRA list once one is ready."""
+def cancel_training_handler(job: LoraJob):
+    @reports_errors
+    def cancel(request: gr.Request = None):
+        if not job.running:
+            return "no training is running"
+        job.cancel(owner=request.session_hash if request is not None else None)
+        return "cancelling at the next step..."
+
+    return cancel
+
+
+def training_status(job: LoraJob, library: LoraLibrary):
+    """Polled every second: status, loss curve, validation sheet, and the LoRA list (every finished LoRA)."""
 
     def handler(current_lora):
         st = job.state
-        if st.lora is not None and st.out is not None:
-            loras[st.out.name] = st.lora  # appears in the Text to image list at once
-        curve = (
-            pd.DataFrame(st.losses, columns=["step", "loss"]) if st.losses else pd.DataFrame({"step": [], "loss": []})
-        )
+        curve = pd.DataFrame(st.losses or [], columns=["step", "loss"])
         sheet = job.latest_validation()
         status = f"**{st.status}** {st.message}" if st.status != "idle" else "no training yet"
-        choices = [NO_LORA, *loras]
-        return status, curve, (str(sheet) if sheet else None), gr.update(choices=choices, value=current_lora)
+        return status, curve, (str(sheet) if sheet else None), gr.update(choices=[NO_LORA, *library.names()])
 
     return handler
 
@@ -346,44 +370,42 @@ def training_status(job: LoraJob, loras: dict[str, Path]):
 
 
 def seed_row() -> tuple[gr.Number, gr.Checkbox]:
-    """A seed box with its "random seed" toggle, as every tab has one (read by `_seed`)."""
+    """A seed box with its "random seed" toggle, as every tab has one (read by `seed_of`)."""
     with gr.Row():
-        return gr.Number(value=0, precision=0, minimum=0, label="Seed"), gr.Checkbox(value=False, label="Random seed")
+        return gr.Number(value=0, minimum=0, label="Seed"), gr.Checkbox(value=False, label="Random seed")
 
 
 def build_demo(
-    batchers: dict[str, Batcher],
-    *,
-    outputs: Outputs | None = None,
-    job: LoraJob | None = None,
-    loras: dict[str, Path] | None = None,
-    open_model=None,
-) -> gr.Blocks:
-    """The app around one loaded Wordbrush per generator kind ("diffusion", "gan"); the editing tabs
-    use the diffusion generator. open_model(name) -> {kind: Batcher} lets the page switch models."""
+    batchers: dict[str, Batcher], *, job: LoraJob | None = None, library: LoraLibrary | None = None,
+    uploads: Path | None = None, open_model=None,
+) -> gr.Blocks:  # fmt: skip
+    """The app around one loaded Wordbrush per generator kind ("diffusion", "gan"); the editing tabs use the
+    diffusion generator. open_model(name) -> {kind: Batcher}, given only where the host allows it, adds the
+    Model box that switches the model for everyone."""
     kinds = list(batchers)
     batcher = editing_batcher(batchers)
     wb = batcher.wb
     gen = wb.generator
-    outputs = outputs or Outputs()
-    loras = {} if loras is None else loras  # name -> LoRA file: given at start, and filled as trainings finish
+    library = library or LoraLibrary()
     presets = style_presets(wb.model, gen.kind)
-    real = gen.kind == "diffusers"
+    real_model = gen.kind == "diffusers"
     understands = reads_free_phrasing(wb)
-    with gr.Blocks(title="Wordbrush") as demo:
+    delete_cache = (LIMITS.cache_every_s, LIMITS.cache_age_s)
+    with gr.Blocks(title="Wordbrush", delete_cache=delete_cache) as demo:
         gr.Markdown(
             "# Wordbrush\nA language-model prompt encoder chained into "
             f"{' and '.join(kinds)} generators. Model `{wb.model}`, prompts read by `{wb.encoder_name}`, "
             f"{gen.resolution} px images (shown enlarged; downloads are the native PNGs with their recipe)."
         )
-        with gr.Row(visible=open_model is not None):
-            model_box = gr.Dropdown(
-                list(PRESETS), value=wb.model, allow_custom_value=True, label="Model",
-                info="a preset, a model folder or a diffusers hub id", scale=3,
-            )  # fmt: skip
-            model_load = gr.Button("Load model", scale=1)
-            model_status = gr.Markdown(f"serving **{wb.model}**", elem_id="model-status")
-        results = gr.State([])  # paths of the last Text to image results
+        if open_model is not None:
+            with gr.Row():
+                model_box = gr.Dropdown(
+                    list(PRESETS), value=wb.model, allow_custom_value=True, label="Model",
+                    info="a preset, a model folder or a diffusers hub id (switches the model for every visitor)",
+                    scale=3,
+                )  # fmt: skip
+                model_load = gr.Button("Load model", scale=1)
+                model_status = gr.Markdown(f"serving **{wb.model}**", elem_id="model-status")
         selected = gr.State(0)
 
         with gr.Tabs() as tabs:
@@ -404,7 +426,7 @@ def build_demo(
                             num_images = gr.Slider(1, MAX_IMAGES, value=4, step=1, label="Images")
                             with gr.Row():
                                 lora = gr.Dropdown(
-                                    [NO_LORA, *loras], value=NO_LORA, label="LoRA", allow_custom_value=False
+                                    [NO_LORA, *library.names()], value=NO_LORA, label="LoRA", allow_custom_value=True
                                 )
                                 lora_scale = gr.Slider(0, 1.5, value=1.0, step=0.05, label="LoRA scale")
                             expand = gr.Checkbox(
@@ -423,7 +445,7 @@ def build_demo(
                                 label="Plan where two named objects go (layout stage, diffusion)",
                                 info="each object's words steer only its own box, so 'above' and 'left of' hold",
                             )
-                        gr.Examples(REAL_EXAMPLES if real else EXAMPLES, inputs=[prompt])
+                        gr.Examples(REAL_EXAMPLES if real_model else EXAMPLES, inputs=[prompt])
                         recipe_file = gr.File(label="Drop a Wordbrush PNG to restore its settings", file_types=[".png"])
                     with gr.Column(scale=3):
                         gallery = gr.Gallery(label="Images", columns=2, height=560, elem_id="t2i-gallery", format="png")
@@ -461,7 +483,7 @@ def build_demo(
                 with gr.Row():
                     with gr.Column():
                         editor = gr.ImageEditor(
-                            label="Paint over what to regenerate", type="pil", sources=["upload", "clipboard"],
+                            label="Paint over what to regenerate", type="filepath", sources=["upload", "clipboard"],
                             brush=gr.Brush(colors=["#ffffff"], color_mode="fixed", default_size=12), layers=False,
                             elem_id="inpaint-editor",
                         )  # fmt: skip
@@ -519,10 +541,10 @@ def build_demo(
             prompt, generator, steps, guidance, seed, randomize, num_images, lora, lora_scale, expand, layout,
             understand,
         ]  # fmt: skip
-        t2i_outputs = [gallery, seen, recipe, seed, results]
-        t2i = text_to_image_handler(batchers, outputs, loras)
+        t2i_outputs = [gallery, seen, recipe, seed]
+        t2i = text_to_image_handler(batchers, library)
         prompt.change(
-            live_preview_handler(batchers, outputs), [prompt, generator, seed, num_images], t2i_outputs,
+            live_preview_handler(batchers), [prompt, generator, seed, num_images], t2i_outputs,
             api_name=False, trigger_mode="always_last", show_progress="hidden", concurrency_limit=4,
         )  # fmt: skip
         generator.change(generator_settings(batchers), generator, [steps, guidance], api_name=False)
@@ -533,16 +555,18 @@ def build_demo(
             restore_recipe_handler, recipe_file, [prompt, generator, steps, guidance, seed, randomize, layout],
             api_name=False,
         )  # fmt: skip
+        demo.load(lambda: gr.update(choices=[NO_LORA, *library.names()]), None, lora, api_name=False)
 
         def remember(evt: gr.SelectData):
             return evt.index
 
         gallery.select(remember, None, selected, api_name=False)
 
-        def pick(paths, index):
-            if not paths:
+        def pick(items, index):
+            if not items:
                 raise gr.Error("generate an image first")
-            return paths[min(index or 0, len(paths) - 1)]
+            item = items[min(index or 0, len(items) - 1)]
+            return item[0] if isinstance(item, (tuple, list)) else item
 
         def send_to(tab: str):
             def send(value):
@@ -552,14 +576,14 @@ def build_demo(
 
             return send
 
-        to_style.click(pick, [results, selected], style_in, api_name=False).then(
+        to_style.click(pick, [gallery, selected], style_in, api_name=False).then(
             lambda: gr.Tabs(selected="style"), None, tabs, api_name=False
         )
-        to_inpaint.click(pick, [results, selected], editor, api_name=False).then(
+        to_inpaint.click(pick, [gallery, selected], editor, api_name=False).then(
             lambda: gr.Tabs(selected="inpaint"), None, tabs, api_name=False
         )
         style_run.click(
-            style_transfer_handler(batchers, outputs),
+            style_transfer_handler(batchers),
             [style_in, preset, style_text, strength, style_seed, style_random, understand],
             [style_out, style_recipe],
             api_name="style_transfer",
@@ -567,7 +591,7 @@ def build_demo(
         style_in.change(describe_input_handler(batchers), [style_in, style_text], style_text, api_name=False)
         style_to_inpaint.click(send_to("inpaint"), style_out, [editor, tabs], api_name=False)
         inpaint_run.click(
-            inpaint_handler(batchers, outputs),
+            inpaint_handler(batchers),
             [editor, inpaint_prompt, inpaint_seed, inpaint_random, inpaint_zoom, understand],
             [inpaint_out, inpaint_recipe],
             api_name="inpaint",
@@ -579,140 +603,16 @@ def build_demo(
                 [generator, steps, guidance, expand, preset, model_status], api_name=False,
             )  # fmt: skip
         if job is not None:
-            data_root = Path(tempfile.mkdtemp(prefix="wordbrush-train-"))
             train_start.click(
-                start_training_handler(job, data_root),
+                start_training_handler(job, uploads or default_data_dir() / "uploads", library),
                 [train_files, use_demo, train_name, rank, train_steps, lr, batch_size, val_prompts],
                 train_status, api_name="train_lora",
             )  # fmt: skip
-            train_cancel.click(lambda: job.cancel() or "cancelling...", None, train_status, api_name=False)
+            train_cancel.click(cancel_training_handler(job), None, train_status, api_name=False)
             gr.Timer(1.0).tick(
-                training_status(job, loras), lora, [train_status, loss_plot, validation, lora], api_name=False
+                training_status(job, library), lora, [train_status, loss_plot, validation, lora], api_name=False
             )
     return demo
-
-
-def load_models(model: str, **knobs) -> dict[str, Wordbrush]:
-    """A model with each of its generators (they share the loaded prompt encoder), by generator kind."""
-    wb = Wordbrush.load(model, **knobs)
-    models = {wb.generator.kind: wb}
-    for kind in available_generators(model):
-        if kind not in models:
-            models[kind] = wb.with_generator(kind)
-    if on_zero_gpu():
-        import spaces  # only present on Hugging Face Spaces
-
-        for m in models.values():
-            m.generator.generate = spaces.GPU(m.generator.generate)
-    return models
-
-
-def on_zero_gpu() -> bool:
-    """True on a Hugging Face ZeroGPU Space, where GPU work must run inside @spaces.GPU."""
-    return os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "true")
-
-
-# ----------------------------------------------------------------------------------------------------
-# Gradio tuning: two measured costs of gradio's internals on a 2-core CPU. Each checks that what it tunes
-# is there; with a gradio version that lacks it, nothing changes (tests/test_app.py fails to say so).
-
-
-def pace_queue(demo: gr.Blocks, runner: MainThreadRunner) -> None:
-    """Gradio's queue looks for new requests every 1 ms. Each wake-up of the server's event loop interrupts
-    the pipeline's two OpenMP threads: measured here, an asyncio loop polling at 1 ms beside the diffusion
-    call made it 0.363 s instead of 0.316 (+15%); at 10 ms, 0.315. So the queue polls every 10 ms while the
-    runner computes and every 1 ms while it waits (a lone request is picked up within 1 ms, not 10)."""
-    queue = getattr(demo, "_queue", None)
-    if queue is None or not hasattr(queue, "sleep_when_free"):
-        return
-
-    def on_busy(busy: bool) -> None:
-        queue.sleep_when_free = QUEUE_POLL_BUSY_S if busy else QUEUE_POLL_IDLE_S
-
-    on_busy(False)
-    runner.on_busy = on_busy
-
-
-@functools.lru_cache(maxsize=4096)
-def _signature(fn) -> inspect.Signature:
-    return inspect.signature(fn)
-
-
-class _RememberedSignatures:
-    """The `inspect` module, but `signature` remembers its answer for each callable."""
-
-    def __getattr__(self, name):
-        return getattr(inspect, name)
-
-    @staticmethod
-    def signature(fn) -> inspect.Signature:
-        try:
-            return _signature(fn)
-        except TypeError:  # an unhashable callable
-            return inspect.signature(fn)
-
-
-class _SessionConfigs(MutableMapping):
-    """A session's copy of each component's config, which gradio reads only to write a deep link: each one is
-    built when first read (or updated), from the component as it was when the session began."""
-
-    def __init__(self, blocks_config, ids):
-        self._blocks_config = blocks_config
-        self._components = {k: v for k, v in blocks_config.blocks.items() if k in ids}  # gradio's order
-        self._built: dict[int, dict] = {}
-        self._values: dict[int, object] = {}  # values of a call's inputs and outputs, for configs not built yet
-
-    def __getitem__(self, key: int) -> dict:
-        if key not in self._built:
-            config = self._built[key] = self._blocks_config.config_for_block(key, [], self._components[key])
-            if key in self._values and "props" in config:
-                config["props"]["value"] = self._values.pop(key)
-        return self._built[key]
-
-    def __setitem__(self, key: int, config: dict) -> None:
-        self._components.setdefault(key, None)
-        self._values.pop(key, None)
-        self._built[key] = config
-
-    def set_value(self, key: int, value) -> None:
-        """Gradio's `SessionState._update_value_in_config`, deferred to the config's build."""
-        if key not in self._components:
-            self._components[key] = self._blocks_config.blocks[key]
-        if key not in self._built:
-            self._values[key] = value
-        elif "props" in self._built[key]:
-            self._built[key]["props"]["value"] = value
-
-    def __delitem__(self, key: int) -> None:
-        del self._components[key]
-        self._built.pop(key, None)
-
-    def __iter__(self):
-        return iter(self._components)
-
-    def __len__(self) -> int:
-        return len(self._components)
-
-
-class _QuickSessionState(gradio.state_holder.SessionState):
-    """Gradio's session, whose per-component configs are built when read rather than all up front."""
-
-    def __init__(self, blocks):
-        super().__init__(types.SimpleNamespace(default_config=blocks.default_config, blocks={}))
-        self.config_values = _SessionConfigs(self.blocks_config, blocks.blocks)
-
-    def _update_value_in_config(self, key: int, value) -> None:
-        self.config_values.set_value(key, value)
-
-
-def quicker_sessions() -> None:
-    """Gradio copies every component's config for each new session, and each call over plain HTTP (curl,
-    scripts) is a new session: 4-5 ms a call with this app's 106 components. Half of it was `inspect.signature`
-    of the same few component classes, asked again for every component: remembered. The rest builds configs
-    that gradio reads only when someone asks for a deep link: built then, one by one (1.7 -> 0.01 ms)."""
-    if getattr(gradio.blocks, "inspect", None) is inspect:
-        gradio.blocks.inspect = _RememberedSignatures()
-    gradio.state_holder.SessionState = _QuickSessionState
 
 
 def main() -> None:
@@ -725,37 +625,35 @@ def main() -> None:
     parser.add_argument("--share", action="store_true", default=env("WORDBRUSH_SHARE") == "1", help="public link")
     parser.add_argument("--auth", default=env("WORDBRUSH_AUTH"), help="user:password required to open the app")
     parser.add_argument("--lora-dir", default=env("WORDBRUSH_LORA_DIR"), help="list this folder's .safetensors LoRAs")
+    parser.add_argument("--data-dir", default=str(default_data_dir()), help="where trained LoRAs are kept")
+    parser.add_argument(
+        "--allow-model-load", action="store_true", default=env("WORDBRUSH_ALLOW_MODEL_LOAD") == "1",
+        help="show the Model box: anyone who can open the page may then switch the model for everyone",
+    )  # fmt: skip
     parser.add_argument("--offload", action="store_true", help="diffusers models: model CPU offload (small GPUs)")
     parser.add_argument("--compile", action="store_true", help="diffusers models: torch.compile the denoiser")
     parser.add_argument("--precision", default=env("WORDBRUSH_PRECISION", "auto"), help="auto, bf16 or fp32")
     args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     auth = tuple(args.auth.split(":", 1)) if args.auth else None
     if args.share and not auth:
-        print("note: a share link is public; add --auth user:password to keep strangers out")
+        log.warning("a share link is public; add --auth user:password to keep strangers out")
     runner = MainThreadRunner()  # pipeline calls run on this (main) thread: 1.6x faster on CPU than on a worker
-    quicker_sessions()
     knobs = {"device": args.device, "offload": args.offload, "compile": args.compile, "precision": args.precision}
-
-    def open_model(name: str) -> dict[str, Batcher]:
-        return {kind: Batcher(m, runner=runner) for kind, m in load_models(name, **knobs).items()}
-
-    batchers = open_model(args.model)  # once per process (and again when the page loads another model)
+    batchers = open_models(args.model, runner, **knobs)
     wb = editing_batcher(batchers).wb
     if reads_free_phrasing(wb):
         wb.understanding.load_in_background()  # the page serves at once; the reader is ready a second later
+    data = Path(args.data_dir)
+    library = LoraLibrary(data / "loras", Path(args.lora_dir) if args.lora_dir else None)
     # LoRA training runs on the embedded model; diffusers checkpoints load LoRAs trained elsewhere (--lora-dir).
-    job = (
-        None
-        if wb.generator.kind == "diffusers"
-        else LoraJob(model=args.model, runs_dir=Path(tempfile.gettempdir()) / "wordbrush-loras")
-    )
-    loras = {p.stem: p for p in sorted(Path(args.lora_dir).glob("*.safetensors"))} if args.lora_dir else {}
-    demo = build_demo(batchers, job=job, loras=loras, open_model=open_model)
+    job = None if wb.generator.kind == "diffusers" else LoraJob(model=args.model, runs_dir=data / "loras")
+    open_model = functools.partial(open_models, runner=runner, **knobs) if args.allow_model_load else None
+    demo = build_demo(batchers, job=job, library=library, uploads=data / "uploads", open_model=open_model)
     demo.queue(max_size=256).launch(
         server_name=args.host, server_port=args.port, share=args.share, auth=auth,
-        max_file_size=MAX_UPLOAD, css=CSS, prevent_thread_lock=True,
+        max_file_size=f"{LIMITS.upload_mb}mb", css=CSS, prevent_thread_lock=True,
     )  # fmt: skip
-    pace_queue(demo, runner)
     try:
         runner.serve_forever()
     except KeyboardInterrupt:

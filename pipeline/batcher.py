@@ -66,9 +66,6 @@ class MainThreadRunner:
 
     def __init__(self):
         self._calls: queue.Queue = queue.Queue()
-        # on_busy(True) is called as a pipeline call starts, on_busy(False) when the last waiting one ends (the
-        # app sets it once gradio's queue exists, to slow its poll while the CPU computes: app.pace_queue).
-        self.on_busy = None
 
     def call(self, fn, *args, **kwargs):
         """Run fn(*args, **kwargs) on the serving thread; block for its result or exception."""
@@ -79,21 +76,14 @@ class MainThreadRunner:
     def serve_forever(self) -> None:
         while True:
             future, fn, args, kwargs = self._calls.get()
-            self._busy(True)
             try:
                 result, error = fn(*args, **kwargs), None
             except BaseException as err:  # the caller hears of it; the serving thread lives on
                 result, error = None, err
-            if self._calls.empty():
-                self._busy(False)  # before the caller hears back, so its next request is picked up at once
             if error is None:
                 future.set_result(result)
             else:
                 future.set_exception(error)
-
-    def _busy(self, busy: bool) -> None:
-        if self.on_busy is not None:
-            self.on_busy(busy)
 
 
 def _call_here(fn, *args, **kwargs):

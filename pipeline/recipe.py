@@ -73,6 +73,14 @@ def png_info(recipe: Recipe) -> PngImagePlugin.PngInfo:
     return info
 
 
+def with_recipe(image: Image.Image, recipe: Recipe) -> Image.Image:
+    """A copy of `image` carrying its recipe as PNG text (what `save_png` writes, and gradio keeps when it
+    saves a PIL image as PNG)."""
+    image = image.copy()
+    image.info.update({"parameters": recipe.to_a1111(), "wordbrush": recipe.to_json()})
+    return image
+
+
 def save_png(image: Image.Image, recipe: Recipe, path: str | Path) -> None:
     image.save(path, pnginfo=png_info(recipe))
 

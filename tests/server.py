@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from contextlib import contextmanager
@@ -26,7 +28,8 @@ def free_port() -> int:
 def running_app(model: str, *, extra: list[str] | None = None, timeout: float = 180):
     """Yields the app's URL; the server is stopped afterwards."""
     port = free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
+    data = tempfile.mkdtemp(prefix="wordbrush-test-data-")  # trained LoRAs and uploads: gone with the server
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "WORDBRUSH_DATA": data}
     cmd = [sys.executable, "app.py", "--model", model, "--port", str(port), *(extra or [])]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}/"
@@ -49,6 +52,7 @@ def running_app(model: str, *, extra: list[str] | None = None, timeout: float = 
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+        shutil.rmtree(data, ignore_errors=True)
 
 
 def call_http_api(url: str, api_name: str, data: list, *, http=None) -> tuple[list, list[bytes]]:

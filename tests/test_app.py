@@ -1,18 +1,15 @@
-import inspect
 import threading
 import time
 
 import gradio as gr
-import gradio.blocks
 import numpy as np
 import pytest
-from gradio.state_holder import SessionState
 from PIL import Image
 
 import app
 from pipeline import Wordbrush
-from pipeline.batcher import Batcher, MainThreadRunner
-from pipeline.recipe import read_recipe
+from pipeline.batcher import Batcher
+from pipeline.recipe import read_recipe, save_png
 from tests.tiny import make_tiny_diffusion, make_tiny_gan
 
 
@@ -32,119 +29,60 @@ def batchers(batcher, tmp_path_factory):
     return {"diffusion": batcher, "gan": Batcher(gan_wb, window_s=0.01)}
 
 
-@pytest.fixture
-def outputs(tmp_path):
-    return app.Outputs(tmp_path)
-
-
-def test_build_demo_builds_blocks_with_named_endpoints(batchers, outputs):
-    demo = app.build_demo(batchers, outputs=outputs)
+def test_build_demo_builds_blocks_with_named_endpoints(batchers):
+    demo = app.build_demo(batchers)
     names = {d["api_name"] for d in demo.config["dependencies"] if d.get("api_name")}
     assert {"text_to_image", "style_transfer", "inpaint"} <= names
 
 
-def test_the_queue_polls_every_10_ms_while_the_pipeline_computes_and_every_1_ms_otherwise(batchers, outputs):
-    demo = app.build_demo(batchers, outputs=outputs)
-    demo.queue()
-    assert demo._queue.sleep_when_free == app.QUEUE_POLL_IDLE_S == 0.001  # gradio's own (fails if it renames it)
-    runner = MainThreadRunner()
-    app.pace_queue(demo, runner)
-    threading.Thread(target=runner.serve_forever, daemon=True).start()
-    assert runner.call(lambda: demo._queue.sleep_when_free) == app.QUEUE_POLL_BUSY_S == 0.01
-    assert demo._queue.sleep_when_free == 0.001
-
-    def fails():
-        assert demo._queue.sleep_when_free == 0.01
-        raise ValueError("bad request")
-
-    with pytest.raises(ValueError, match="bad request"):  # the caller hears of it; the queue is fast again
-        runner.call(fails)
-    assert demo._queue.sleep_when_free == 0.001
-
-
-def test_new_sessions_reuse_component_signatures_and_build_the_same_config(batchers, outputs, monkeypatch):
-    demo = app.build_demo(batchers, outputs=outputs)
-    monkeypatch.setattr(gradio.blocks, "inspect", inspect)  # gradio as shipped
-    shipped = SessionState(demo).config_values
-    app.quicker_sessions()
-    remembered = gradio.blocks.inspect
-    assert remembered is not inspect  # fails if gradio.blocks stops importing inspect
-    assert remembered.signature(gr.Textbox.__init__) is remembered.signature(gr.Textbox.__init__)
-    assert remembered.isfunction is inspect.isfunction
-    assert SessionState(demo).config_values == shipped
-    assert dict(gradio.state_holder.SessionState(demo).config_values) == shipped
-
-
-def test_new_sessions_build_component_configs_only_when_read(batchers, outputs, monkeypatch):
-    demo = app.build_demo(batchers, outputs=outputs)
-    shipped = SessionState(demo)
-    app.quicker_sessions()
-    built = []
-    config_for_block = gradio.blocks.BlocksConfig.config_for_block
-    counted = staticmethod(lambda *a: built.append(a[0]) or config_for_block(*a))
-    monkeypatch.setattr(gradio.blocks.BlocksConfig, "config_for_block", counted)
-    quick = gradio.state_holder.SessionState(demo)
-    assert isinstance(quick, SessionState) and quick.state_data == {} and not quick.is_closed
-    assert built == [] and list(quick.config_values) == list(shipped.config_values)
-    box = next(k for k, v in demo.blocks.items() if isinstance(v, gr.Textbox))
-    quick._update_value_in_config(box, "a green ring")  # what gradio does with each input of a call
-    shipped._update_value_in_config(box, "a green ring")
-    assert built == [] and quick.config_values[box]["props"]["value"] == "a green ring"
-    assert built == [box]
-    quick._update_value_in_config(box, "a blue ring")  # once built, updated in place as gradio does
-    shipped._update_value_in_config(box, "a blue ring")
-    assert list(quick.components) == list(shipped.components)  # a deep link sees what it saw before
-
-
-def test_text_to_image_handler_writes_native_pngs_with_recipes(batchers, outputs):
-    handler = app.text_to_image_handler(batchers, outputs)
-    gallery, seen, recipe, seed, paths = handler("a red circle", "diffusion", 2, 3.0, 7, False, 2, progress=no_progress)
-    assert len(gallery) == 2 and paths == [g[0] for g in gallery]
-    image = Image.open(paths[0])
-    assert image.size == (32, 32)  # native pixels; the page enlarges them crisply with CSS
-    assert read_recipe(image).seed == 7 and read_recipe(Image.open(paths[1])).seed == 8
+def test_text_to_image_handler_writes_native_pngs_with_recipes(batchers):
+    handler = app.text_to_image_handler(batchers)
+    gallery, seen, recipe, seed = handler("a red circle", "diffusion", 2, 3.0, 7, False, 2, progress=no_progress)
+    images = [image for image, _ in gallery]
+    assert len(images) == 2 and images[0].size == (32, 32)  # native pixels; the page enlarges them with CSS
+    assert read_recipe(images[0]).seed == 7 and read_recipe(images[1]).seed == 8  # gradio writes these into the PNG
     assert seen.endswith("drawn as written") and "Seed: 7" in recipe and seed == 7
 
 
-def test_random_seed_is_reported_back(batchers, outputs):
-    handler = app.text_to_image_handler(batchers, outputs)
-    *_, seed, paths = handler("a red circle", "diffusion", 1, 3.0, 0, True, 1, progress=no_progress)
-    assert read_recipe(Image.open(paths[0])).seed == seed
+def test_random_seed_is_reported_back(batchers):
+    handler = app.text_to_image_handler(batchers)
+    gallery, *_, seed = handler("a red circle", "diffusion", 1, 3.0, 0, True, 1, progress=no_progress)
+    assert read_recipe(gallery[0][0]).seed == seed
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (("", "diffusion", 2, 3.0, 0, False, 1), "prompt is empty"),
-        (("x " * 5000, "diffusion", 0, 3.0, 0, False, 1), "steps must be between"),
+        (("x " * 5000, "diffusion", 0, 3.0, 0, False, 1), "steps must be from 1 to"),
+        (("a red circle", "diffusion", 2, float("nan"), 0, False, 1), "guidance must be a number"),
+        (("a red circle", "diffusion", 2, 3.0, float("nan"), False, 1), "seed must be a whole number"),
+        (("a red circle", "diffusion", 2, 3.0, 0, False, 2.5), "number of images must be a whole number"),
         (("a red circle", "vae", 2, 3.0, 0, False, 1), "no 'vae' generator"),
     ],
 )
-def test_bad_input_becomes_a_gradio_error(batchers, outputs, args, message):
+def test_bad_input_becomes_a_gradio_error(batchers, args, message):
     import gradio as gr
 
     with pytest.raises(gr.Error, match=message):
-        app.text_to_image_handler(batchers, outputs)(*args, progress=no_progress)
+        app.text_to_image_handler(batchers)(*args, progress=no_progress)
 
 
-def test_style_transfer_handler(batcher, outputs, tmp_path):
+def test_style_transfer_handler(batcher, tmp_path):
     src = tmp_path / "in.png"
     Image.new("RGB", (64, 48), (200, 30, 30)).save(src)
-    path, recipe = app.style_transfer_handler({"diffusion": batcher}, outputs)(
+    out, recipe = app.style_transfer_handler({"diffusion": batcher})(
         str(src), "outline", "a red square", 0.6, 1, False, progress=no_progress
     )
-    out = Image.open(path)
     assert out.size == (64, 48) and read_recipe(out).prompt == "a red square in outline style"
     import gradio as gr
 
     with pytest.raises(gr.Error, match="upload an image"):
-        app.style_transfer_handler({"diffusion": batcher}, outputs)(
-            None, "outline", "", 0.6, 1, False, progress=no_progress
-        )
+        app.style_transfer_handler({"diffusion": batcher})(None, "outline", "", 0.6, 1, False, progress=no_progress)
     bogus = tmp_path / "bogus.png"
     bogus.write_text("not an image")
     with pytest.raises(gr.Error, match="not an image"):
-        app.style_transfer_handler({"diffusion": batcher}, outputs)(
+        app.style_transfer_handler({"diffusion": batcher})(
             str(bogus), "outline", "", 0.6, 1, False, progress=no_progress
         )
 
@@ -157,39 +95,50 @@ def _editor(size=(48, 48), box=(10, 10, 30, 30)):
     return {"background": background, "layers": [layer], "composite": background}
 
 
-def test_inpaint_handler_regenerates_only_the_painted_part(batcher, outputs):
+def test_inpaint_handler_regenerates_only_the_painted_part(batcher):
     value = _editor()
-    path, recipe = app.inpaint_handler({"diffusion": batcher}, outputs)(
+    out, recipe = app.inpaint_handler({"diffusion": batcher})(
         value, "a yellow triangle", 0, False, progress=no_progress
     )
-    out = np.asarray(Image.open(path))
+    out = np.asarray(out)
     _, mask = app.editor_mask(value)
     keep = np.asarray(mask) == 0
     assert np.array_equal(out[keep], np.asarray(value["background"])[keep])
     assert "a yellow triangle" in recipe
 
 
-def test_inpaint_handler_errors(batcher, outputs):
+def test_inpaint_handler_errors(batcher):
     import gradio as gr
 
     with pytest.raises(gr.Error, match="upload an image"):
-        app.inpaint_handler({"diffusion": batcher}, outputs)(
+        app.inpaint_handler({"diffusion": batcher})(
             {"background": None, "layers": []}, "x", 0, False, progress=no_progress
         )
     with pytest.raises(gr.Error, match="prompt is empty"):
-        app.inpaint_handler({"diffusion": batcher}, outputs)(_editor(), "", 0, False, progress=no_progress)
+        app.inpaint_handler({"diffusion": batcher})(_editor(), "", 0, False, progress=no_progress)
 
 
-def test_restore_recipe_from_png(batchers, outputs):
-    *_, paths = app.text_to_image_handler(batchers, outputs)(
+def _png(gallery, folder) -> str:
+    """The first gallery image as the PNG gradio serves (its recipe in the PNG's text)."""
+    path = folder / f"{len(list(folder.iterdir()))}.png"
+    image = gallery[0][0]
+    save_png(image, read_recipe(image), path)
+    return str(path)
+
+
+def test_restore_recipe_from_png(batchers, tmp_path):
+    gallery, *_ = app.text_to_image_handler(batchers)(
         "three green triangles", "diffusion", 3, 2.5, 42, False, 1, progress=no_progress
     )
-    restored = app.restore_recipe_handler(paths[0])
+    restored = app.restore_recipe_handler(_png(gallery, tmp_path))
     assert restored == ("three green triangles", "diffusion", 3, 2.5, 42, False, False)  # no plan for a count
-    *_, paths = app.text_to_image_handler(batchers, outputs)(
+    gallery, *_ = app.text_to_image_handler(batchers)(
         "a red circle above a blue square", "diffusion", 3, 2.5, 42, False, 1, progress=no_progress
     )
-    assert app.restore_recipe_handler(paths[0])[-1] is True  # planned: restored with layout on
+    assert app.restore_recipe_handler(_png(gallery, tmp_path))[-1] is True  # planned: restored with layout on
+    broken = tmp_path / "broken.png"
+    Image.new("RGB", (4, 4)).save(broken, pnginfo=_text_chunk("wordbrush", "{not json"))
+    assert app.restore_recipe_handler(str(broken)) == [gr.update()] * 7  # a warning, not a failure
 
 
 def test_batcher_runs_concurrent_requests_as_one_batch(batcher):
@@ -277,12 +226,12 @@ def test_a_bad_request_fails_alone_in_its_batch(batcher):
     assert isinstance(out["bad"], ValueError) and out["good"].images
 
 
-def test_live_preview_follows_the_prompt_with_the_gan_only(batchers, outputs):
+def test_live_preview_follows_the_prompt_with_the_gan_only(batchers):
     import gradio as gr
 
-    preview = app.live_preview_handler(batchers, outputs)
-    gallery, seen, recipe, seed, paths = preview("a red cir", "gan", 3, 2)
-    assert len(paths) == 2 and read_recipe(Image.open(paths[0])).generator == "gan"
+    preview = app.live_preview_handler(batchers)
+    gallery, seen, recipe, seed = preview("a red cir", "gan", 3, 2)
+    assert len(gallery) == 2 and read_recipe(gallery[0][0]).generator == "gan"
     skipped = preview("a red cir", "diffusion", 3, 2)
     assert not isinstance(skipped, tuple)  # diffusion waits for the Generate button
     assert preview("", "gan", 3, 1) == gr.skip()
@@ -295,13 +244,14 @@ def test_choosing_the_gan_locks_steps_and_guidance(batchers):
     assert steps["interactive"] is True
 
 
-def test_an_image_with_a_recipe_fills_the_style_tabs_content_box(batchers, outputs, tmp_path):
-    *_, paths = app.text_to_image_handler(batchers, outputs)(
+def test_an_image_with_a_recipe_fills_the_style_tabs_content_box(batchers, tmp_path):
+    gallery, *_ = app.text_to_image_handler(batchers)(
         "two red circles in striped style", "diffusion", 2, 3.0, 5, False, 1, progress=no_progress
     )
     describe = app.describe_input_handler(batchers)
-    assert describe(paths[0], "") == "two red circles"  # the content, less the style phrase
-    assert isinstance(describe(paths[0], "my own words"), dict)  # a typed description is never overwritten
+    path = _png(gallery, tmp_path)
+    assert describe(path, "") == "two red circles"  # the content, less the style phrase
+    assert isinstance(describe(path, "my own words"), dict)  # a typed description is never overwritten
     plain = tmp_path / "plain.png"
     Image.new("RGB", (8, 8)).save(plain)
     assert isinstance(describe(str(plain), ""), dict)  # no recipe: nothing to fill in
@@ -349,3 +299,11 @@ def test_a_request_that_fails_inside_the_pipeline_fails_alone_and_its_batch_mate
     for i in (0, 1, 3, 4):
         alone = exact.text_to_image(prompts[i], seed=40 + i, steps=2).images[0]
         assert np.abs(np.asarray(alone, np.int16) - np.asarray(out[i].images[0], np.int16)).max() <= 2
+
+
+def _text_chunk(key, value):
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text(key, value)
+    return info

@@ -14,6 +14,7 @@ from pipeline import Wordbrush
 from pipeline.batcher import Batcher
 from pipeline.hub import HubPipeline
 from pipeline.recipe import read_recipe
+from pipeline.serve import load_models
 from tests import browser
 from tests.server import ROOT, running_app
 from tests.tiny import make_tiny_sd
@@ -183,19 +184,17 @@ def test_the_cli_runs_every_command_on_the_tiny_pipeline(sd_folder, tmp_path):
 
 def test_the_app_handlers_serve_the_tiny_pipeline(hub, tmp_path):
     batchers = {"diffusers": Batcher(hub, window_s=0.01)}
-    outputs = app.Outputs(tmp_path)
-    demo = app.build_demo(batchers, outputs=outputs)
+    demo = app.build_demo(batchers)
     assert {"text_to_image", "style_transfer", "inpaint"} <= {
         d["api_name"] for d in demo.config["dependencies"] if d.get("api_name")
     }
-    t2i = app.text_to_image_handler(batchers, outputs)
-    gallery, seen, recipe, seed, paths = t2i(
-        "a red fox", "diffusers", 2, 3.0, 1, False, 2, progress=lambda *a, **k: None
-    )
-    assert len(paths) == 2 and Image.open(paths[0]).size == (32, 32) and "Seed: 1" in recipe
-    style = app.style_transfer_handler(batchers, outputs)
-    path, recipe = style(str(paths[0]), "watercolor", "", 0.6, 0, False, progress=lambda *a, **k: None)
-    assert "watercolor" in recipe and Image.open(path).size == (32, 32)
+    t2i = app.text_to_image_handler(batchers)
+    gallery, seen, recipe, seed = t2i("a red fox", "diffusers", 2, 3.0, 1, False, 2, progress=lambda *a, **k: None)
+    assert len(gallery) == 2 and gallery[0][0].size == (32, 32) and "Seed: 1" in recipe
+    gallery[0][0].save(tmp_path / "fox.png")
+    style = app.style_transfer_handler(batchers)
+    out, recipe = style(str(tmp_path / "fox.png"), "watercolor", "", 0.6, 0, False, progress=lambda *a, **k: None)
+    assert "watercolor" in recipe and out.size == (32, 32)
 
 
 def test_the_page_switches_models_and_a_bad_name_leaves_the_current_one_serving(tiny_folder, sd_folder, tmp_path):
@@ -205,20 +204,23 @@ def test_the_page_switches_models_and_a_bad_name_leaves_the_current_one_serving(
     batchers = {"diffusion": first}
 
     def open_model(name):
-        return {kind: Batcher(m, window_s=0.01) for kind, m in app.load_models(name).items()}
+        return {kind: Batcher(m, window_s=0.01) for kind, m in load_models(name).items()}
 
     load = app.load_model_handler(batchers, open_model)
-    with pytest.raises(gr.Error, match="could not load 'nobody/no-such-model'"):
-        load("nobody/no-such-model")
+    for name in ("nobody/no-such-model", "/etc", str(tmp_path / "nowhere")):
+        with pytest.raises(gr.Error, match="could not load") as refused:
+            load(name)
+        # the same words whether or not the path exists: the page does not tell which server paths exist
+        assert str(refused.value.message).replace(name, "NAME").endswith("(the server log says why)")
     assert batchers == {"diffusion": first}  # still serving the first model
-    t2i = app.text_to_image_handler(batchers, app.Outputs(tmp_path))
-    assert len(t2i("a red circle", "diffusion", 2, 3.0, 0, False, 1, progress=lambda *a, **k: None)[4]) == 1
+    t2i = app.text_to_image_handler(batchers)
+    assert len(t2i("a red circle", "diffusion", 2, 3.0, 0, False, 1, progress=lambda *a, **k: None)[0]) == 1
 
     updates = load(str(sd_folder))
     assert list(batchers) == ["diffusers"] and "loaded" in updates[-1]
     assert updates[0]["choices"] == [("diffusers", "diffusers")] or updates[0]["value"] == "diffusers"
-    paths = t2i("a red fox", "diffusers", 2, 3.0, 0, False, 2, progress=lambda *a, **k: None)[4]
-    assert [Image.open(p).size for p in paths] == [(32, 32), (32, 32)]
+    gallery = t2i("a red fox", "diffusers", 2, 3.0, 0, False, 2, progress=lambda *a, **k: None)[0]
+    assert [image.size for image, _ in gallery] == [(32, 32), (32, 32)]
     first._thread.join(timeout=10)
     assert not first._thread.is_alive()  # the old model's worker ended, its weights can go
 
@@ -227,7 +229,11 @@ def test_the_page_switches_models_and_a_bad_name_leaves_the_current_one_serving(
 def test_every_tab_in_a_real_browser_on_the_tiny_pipeline(sd_folder, tmp_path):
     picture = tmp_path / "in.png"
     Image.new("RGB", (64, 64), (40, 70, 225)).save(picture)
-    with running_app(str(sd_folder)) as url, browser.browser_page(url, failure_screenshot=tmp_path / "f.png") as page:
+    shot = tmp_path / "f.png"
+    with (
+        running_app(str(sd_folder), extra=["--allow-model-load"]) as url,
+        browser.browser_page(url, failure_screenshot=shot) as page,
+    ):
         model_box = page.get_by_role("combobox", name="Model")
         model_box.fill("nobody/no-such-model")
         model_box.press("Enter")

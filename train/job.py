@@ -1,18 +1,28 @@
 """One LoRA training at a time, in a background thread, for a server (the app's Train tab).
 
-The job records what the UI shows: status, a loss curve, the latest validation sheet, and the finished
-LoRA file. `cancel()` stops it at the next step; the checkpoint and an exported LoRA keep the work done.
+Each training gets a fresh run folder (`runs_dir/NAME-xxxxxx`), so two visitors who both call theirs "stars"
+never share or resume each other's work. The job records what the UI shows: status, a loss curve, the latest
+validation sheet, the finished LoRA file, and who started it (only they may cancel it). `cancel()` stops it at
+the next step; the checkpoint and an exported LoRA keep the work done. The uploaded data is deleted when the
+training ends.
 """
 
 from __future__ import annotations
 
+import logging
+import shutil
 import threading
 import time
-import traceback
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
+from train.loop import find_checkpoint
 from train.lora import train_lora
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -24,6 +34,7 @@ class JobState:
     losses: list[tuple[int, float]] = field(default_factory=list)  # (step, loss)
     lora: Path | None = None  # the LoRA file, once exported
     out: Path | None = None
+    owner: str | None = None  # who started it (the app's session id)
     started: float = 0.0
 
 
@@ -40,23 +51,29 @@ class LoraJob:
         return self._thread is not None and self._thread.is_alive()
 
     def start(
-        self, *, name: str, data: Path, rank: int, steps: int, lr: float, batch_size: int, prompts: list[str]
-    ) -> None:
-        """Start a training; raises ValueError while another one runs."""
+        self, *, name: str, data: Path, rank: int, steps: int, lr: float, batch_size: int, prompts: list[str],
+        owner: str | None = None, delete_data: bool = False,
+    ) -> Path:  # fmt: skip
+        """Start a training in a fresh run folder (returned); raises ValueError while another one runs."""
         with self._lock:
             if self.running:
-                raise ValueError("a training is already running; wait for it or cancel it")
-            out = self.runs_dir / name
-            self.state = JobState(
-                status="running", message="loading the model", steps=steps, out=out, started=time.time()
-            )
+                raise ValueError("a training is already running on this server; try again when it ends")
+            out = self.runs_dir / f"{name}-{uuid.uuid4().hex[:6]}"
+            self.state = JobState(status="running", message="loading the model", steps=steps, out=out, owner=owner,
+                                  started=time.time())  # fmt: skip
             self._cancel.clear()
             kwargs = dict(model=self.model, data=data, out=out, rank=rank, steps=steps, lr=lr, batch_size=batch_size,
                           validation_prompts=prompts, checkpoint_every=max(10, steps // 10))  # fmt: skip
-            self._thread = threading.Thread(target=self._run, kwargs=kwargs, name="wordbrush-lora", daemon=True)
+            self._thread = threading.Thread(
+                target=self._run, args=(kwargs, delete_data), name="wordbrush-lora", daemon=True
+            )
             self._thread.start()
+            return out
 
-    def cancel(self) -> None:
+    def cancel(self, owner: str | None = None) -> None:
+        """Stop at the next step; ValueError when `owner` is given and did not start this training."""
+        if owner is not None and self.state.owner not in (None, owner):
+            raise ValueError("only the visitor who started this training can cancel it")
         self._cancel.set()
 
     def latest_validation(self) -> Path | None:
@@ -70,9 +87,12 @@ class LoraJob:
             self.state.losses.append((record["step"], record["loss"]))
             self.state.message = f"step {record['step']}/{self.state.steps}, loss {record['loss']:.4f}"
 
-    def _run(self, **kwargs) -> None:
+    def _run(self, kwargs: dict, delete_data: bool) -> None:
         try:
             lora = train_lora(**kwargs, on_log=self._on_log, should_stop=self._cancel.is_set)
+            ckpt = find_checkpoint(kwargs["out"])  # the step the run reached, not the last one logged
+            if ckpt is not None:
+                self.state.step = torch.load(ckpt / "state.pt", weights_only=True)["step"]
             self.state.lora = lora
             cancelled = self._cancel.is_set()
             self.state.status = "cancelled" if cancelled else "done"
@@ -80,6 +100,9 @@ class LoraJob:
             verb = "cancelled; kept the work so far" if cancelled else "done"
             self.state.message = f"{verb} at step {self.state.step} after {minutes:.1f} min: {lora.parent.parent.name}"
         except Exception as err:  # reported in the UI; the server serves on
-            traceback.print_exc()
+            log.exception("LoRA training failed")
             self.state.status = "failed"
             self.state.message = f"training failed: {err}"
+        finally:
+            if delete_data:
+                shutil.rmtree(kwargs["data"], ignore_errors=True)
