@@ -608,7 +608,7 @@ def build_demo(
                 [train_files, use_demo, train_name, rank, train_steps, lr, batch_size, val_prompts],
                 train_status, api_name="train_lora",
             )  # fmt: skip
-            train_cancel.click(cancel_training_handler(job), None, train_status, api_name=False)
+            train_cancel.click(cancel_training_handler(job), None, train_status, api_name="cancel_training")
             gr.Timer(1.0).tick(
                 training_status(job, library), lora, [train_status, loss_plot, validation, lora], api_name=False
             )
@@ -652,7 +652,7 @@ def main() -> None:
     demo = build_demo(batchers, job=job, library=library, uploads=data / "uploads", open_model=open_model)
     demo.queue(max_size=256).launch(
         server_name=args.host, server_port=args.port, share=args.share, auth=auth,
-        max_file_size=f"{LIMITS.upload_mb}mb", css=CSS, prevent_thread_lock=True,
+        max_file_size=f"{LIMITS.upload_mb}mb", css=CSS, prevent_thread_lock=True, show_error=True,
     )  # fmt: skip
     try:
         runner.serve_forever()

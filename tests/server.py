@@ -24,6 +24,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class AppURL(str):
+    """The app's URL, and the server's process id (for memory checks)."""
+
+    def __new__(cls, url: str, pid: int):
+        self = super().__new__(cls, url)
+        self.pid = pid
+        return self
+
+
 @contextmanager
 def running_app(model: str, *, extra: list[str] | None = None, timeout: float = 180):
     """Yields the app's URL; the server is stopped afterwards."""
@@ -31,13 +40,16 @@ def running_app(model: str, *, extra: list[str] | None = None, timeout: float = 
     data = tempfile.mkdtemp(prefix="wordbrush-test-data-")  # trained LoRAs and uploads: gone with the server
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "WORDBRUSH_DATA": data}
     cmd = [sys.executable, "app.py", "--model", model, "--port", str(port), *(extra or [])]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # The server's log goes to a file: a pipe nobody reads fills up and then blocks the server mid-request.
+    log = open(Path(data) / "server.log", "w+")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + timeout
     try:
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"app exited with {proc.returncode}:\n{proc.stdout.read()}")
+                log.seek(0)
+                raise RuntimeError(f"app exited with {proc.returncode}:\n{log.read()[-5000:]}")
             try:
                 urllib.request.urlopen(url, timeout=2)
                 break
@@ -45,13 +57,14 @@ def running_app(model: str, *, extra: list[str] | None = None, timeout: float = 
                 if time.time() > deadline:
                     raise TimeoutError(f"app did not answer on {url} within {timeout}s") from None
                 time.sleep(0.5)
-        yield url
+        yield AppURL(url, proc.pid)
     finally:
         proc.terminate()
         try:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+        log.close()
         shutil.rmtree(data, ignore_errors=True)
 
 

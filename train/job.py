@@ -9,6 +9,8 @@ training ends.
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import logging
 import shutil
 import threading
@@ -106,3 +108,14 @@ class LoraJob:
         finally:
             if delete_data:
                 shutil.rmtree(kwargs["data"], ignore_errors=True)
+            release_memory()
+
+
+def release_memory() -> None:
+    """Give the training's freed memory back to the system: glibc keeps freed heap pages for reuse, so without
+    this a server's resident size stays at its peak after every training (measured: +370 MB for one run)."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (macOS, musl): the allocator keeps what it keeps
+        pass
