@@ -27,6 +27,7 @@ from pipeline.batcher import Batcher, MainThreadRunner, T2IRequest
 from pipeline.core import MAX_IMAGES
 from pipeline.diffusion import MAX_STEPS
 from pipeline.images import open_image
+from pipeline.memory import release_memory
 from pipeline.presets import DEFAULT_MODEL, PRESETS, style_presets
 from pipeline.recipe import read_recipe, with_recipe
 from pipeline.serve import (
@@ -244,6 +245,7 @@ def load_model_handler(batchers: dict[str, Batcher], open_model):
         batchers.update(fresh)
         for b in old:
             b.close()  # its worker ends once its queued requests are served; the old weights are freed
+        release_memory()
         wb = editing_batcher(batchers).wb
         gen = wb.generator
         presets = list(style_presets(name, gen.kind))
@@ -600,7 +602,7 @@ def build_demo(
         if open_model is not None:
             model_load.click(
                 load_model_handler(batchers, open_model), model_box,
-                [generator, steps, guidance, expand, preset, model_status], api_name=False,
+                [generator, steps, guidance, expand, preset, model_status], api_name="load_model",
             )  # fmt: skip
         if job is not None:
             train_start.click(
@@ -653,6 +655,7 @@ def main() -> None:
     demo.queue(max_size=256).launch(
         server_name=args.host, server_port=args.port, share=args.share, auth=auth,
         max_file_size=f"{LIMITS.upload_mb}mb", css=CSS, prevent_thread_lock=True, show_error=True,
+        state_session_capacity=LIMITS.sessions,
     )  # fmt: skip
     try:
         runner.serve_forever()

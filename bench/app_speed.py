@@ -1,6 +1,6 @@
 """What the app costs on top of the pipeline, and what batching concurrent requests buys, in one run.
 
-    python bench/app_speed.py [--model shapes] [--generator diffusion] [--repeats 10] [--device auto]
+    python -m bench.app_speed [--model shapes] [--generator diffusion] [--repeats 10] [--device auto]
 
 1. one request: the bare pipeline call (in a process of its own) against the same request through the live app,
    over gradio's plain HTTP API (what curl and a browser's fetch do: POST, read the event stream, fetch
@@ -16,19 +16,15 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import statistics
-import sys
 import threading
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import httpx
+import torch
+from gradio_client import Client
 
-import httpx  # noqa: E402
-import torch  # noqa: E402
-from gradio_client import Client  # noqa: E402
-
-from pipeline import Wordbrush  # noqa: E402
-from tests.server import call_http_api, running_app  # noqa: E402
+from pipeline import Wordbrush
+from scripts.live_app import call_http_api, running_app
 
 PROMPT = "a red circle above a blue square"
 

@@ -1,6 +1,6 @@
 """Which path carries the prompt into the diffusion UNet: the pooled vector or the per-token states?
 
-    python bench/conditioning.py [--model shapes] [--per-category 30]
+    python -m bench.conditioning [--model shapes] [--per-category 30]
 
 The UNet reads a prompt twice: its per-token states through cross-attention, and their mean (the pooled
 vector) added to the time embedding. Each column samples the evaluator's held-out-combination prompts
@@ -11,17 +11,13 @@ draws from the pooled vector alone would fail the "no states" column only a litt
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import torch
 
-import torch  # noqa: E402
-
-from pipeline import diffusion, presets  # noqa: E402
-from pipeline.core import to_pil  # noqa: E402
-from pipeline.encoders import EncodedPrompts, load_encoder  # noqa: E402
-from train import evaluate  # noqa: E402
+from pipeline import diffusion, presets
+from pipeline.core import to_pil
+from pipeline.encoders import EncodedPrompts, load_encoder
+from train import evaluate
 
 ABLATIONS = ("both", "no pooled vector", "no token states")
 

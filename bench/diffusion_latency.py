@@ -1,6 +1,6 @@
 """Diffusion text-to-image latency on this machine, ours against the obvious alternatives, in one run.
 
-    python bench/diffusion_latency.py [--model shapes] [--steps 12] [--repeats 5]
+    python -m bench.diffusion_latency [--model shapes] [--steps 12] [--repeats 5]
 
 Rows: batch 1 (one request), batch 16 (16 prompts in one call), the same 16 served one by one, a
 plain loop that runs the conditional and unconditional passes separately (as a first implementation
@@ -13,15 +13,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import torch
 
-import torch  # noqa: E402
-
-from pipeline import Wordbrush, diffusion, layout  # noqa: E402
+from pipeline import Wordbrush, diffusion, layout
 
 PROMPTS = [
     "a red circle above a blue square",

@@ -1,6 +1,6 @@
 """Style transfer and inpainting quality on held-out scenes, scored by the shapes-world evaluator.
 
-    python bench/edit_quality.py [--model shapes] [--n 100] [--strength 0.6]
+    python -m bench.edit_quality [--model shapes] [--n 100] [--strength 0.6]
 
 Style transfer: a held-out scene drawn in one style is redrawn toward another. "Content kept" = the
 evaluator still finds the scene (its objects, colours, relation or count); "style recognized" = the style
@@ -24,17 +24,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import random
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import numpy as np
+from PIL import Image
 
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from pipeline import Wordbrush  # noqa: E402
-from train import evaluate, inpaint, world  # noqa: E402
+from pipeline import Wordbrush
+from train import evaluate, inpaint, world
 
 CATEGORY_OF_KIND = {"single": "single_object", "pair": "color_attribution", "relation": "position", "count": "counting"}
 

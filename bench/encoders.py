@@ -1,22 +1,18 @@
 """Prompt-encoder speed on this machine: load time (after first use) and 1,000 captions encoded.
 
-python bench/encoders.py [--encoders minilm smollm2]
+python -m bench.encoders [--encoders minilm smollm2]
 """
 
 from __future__ import annotations
 
 import argparse
 import random
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import torch
 
-import torch  # noqa: E402
-
-from pipeline.encoders import load_encoder  # noqa: E402
-from train import world  # noqa: E402
+from pipeline.encoders import load_encoder
+from train import world
 
 
 def main() -> None:

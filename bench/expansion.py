@@ -1,6 +1,6 @@
 """Prompt expansion for real checkpoints: is it faithful? (pipeline/expand.py)
 
-    python bench/expansion.py [--n 120] [--expander smollm2] [--out bench/results/expansion.md]
+    python -m bench.expansion [--n 120] [--expander smollm2] [--out bench/results/expansion.md]
 
 Over `n` varied prompts (everyday scenes, colours, counts, relations), with CLIP's tokenizer counting the
 77-token limit: how often the expander produced an expansion (else the prompt is used as written), how often
@@ -14,13 +14,10 @@ from __future__ import annotations
 import argparse
 import random
 import statistics
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from pipeline.expand import (  # noqa: E402
+from pipeline.expand import (
     clip_length,
     faithfulness_problems,
     finish,
@@ -104,7 +101,7 @@ def main() -> None:
     same = sum(a == e.text for a, e in zip(again, found[:20]))
 
     lines = [
-        f"# Prompt expansion (`python bench/expansion.py --n {args.n}`), expander {args.expander}, CLIP tokens\n",
+        f"# Prompt expansion (`python -m bench.expansion --n {args.n}`), expander {args.expander}, CLIP tokens\n",
         f"- prompts: {len(texts)} ({', '.join(f'{k} {len(v)}' for k, v in by_kind.items())})",
         f"- expanded (a candidate passed the check): {sum(expanded)} of {len(texts)} "
         f"({statistics.mean(expanded):.2f}); the rest are drawn as written",

@@ -1,6 +1,6 @@
 """Free phrasing: does the embedded model draw what people type in their own words? One run, side by side.
 
-    python bench/free_phrasing.py [--per-category 100] [--out bench/results/free-phrasing.md]
+    python -m bench.free_phrasing [--per-category 100] [--out bench/results/free-phrasing.md]
 
 1. Reading (text only): the prompt reader's exact-scene accuracy on free phrasing from each split of words and
    sentence forms (train/phrasing.py), scenes from held-out combinations, by kind of scene.
@@ -20,13 +20,11 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import torch
 
-import torch  # noqa: E402
-
-from pipeline import Wordbrush  # noqa: E402
-from train import evaluate, phrasing, world  # noqa: E402
-from train.understanding import EVAL_SPLITS, eval_examples  # noqa: E402
+from pipeline import Wordbrush
+from train import evaluate, phrasing, world
+from train.understanding import EVAL_SPLITS, eval_examples
 
 CATEGORIES = ("single_object", "position", "color_attribution", "counting")  # the kinds a prompt can name
 BAD_INPUTS = {
@@ -144,7 +142,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     wb = Wordbrush.load(args.model)
-    sections = [f"# Free phrasing (`python bench/free_phrasing.py --per-category {args.per_category}`)\n"]
+    sections = [f"# Free phrasing (`python -m bench.free_phrasing --per-category {args.per_category}`)\n"]
 
     print("reading...", file=sys.stderr)
     table = reading_table(wb, args.reading)

@@ -1,6 +1,6 @@
 """The diffusion and GAN generators side by side, in one run: quality, speed and diversity.
 
-    python bench/generators.py [--model shapes] [--per-category 50]
+    python -m bench.generators [--model shapes] [--per-category 50]
 
 Quality: the evaluator on the same held-out-combination prompts and seeds. Speed: CPU seconds per image
 at batch 1 and batch 64, prompt encoding included (a new prompt each call), and at batch 1 for a prompt
@@ -12,17 +12,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from pipeline import Wordbrush  # noqa: E402
-from train import evaluate  # noqa: E402
+from pipeline import Wordbrush
+from train import evaluate
 
 DIVERSITY_PROMPTS = [
     "a red circle",

@@ -1,8 +1,8 @@
 """Our diffusers path against plain diffusers, side by side in one run, on an SD 1.5-architecture pipeline
 with random weights at 512 px (the same work as the real checkpoint; no download needed).
 
-    python bench/gpu_speed.py [--steps 25] [--out bench/results/gpu_speed.md]
-    python bench/gpu_speed.py --tiny          # a 2-minute CPU check that the script itself works
+    python -m bench.gpu_speed [--steps 25] [--out bench/results/gpu_speed.md]
+    python -m bench.gpu_speed --tiny          # a 2-minute CPU check that the script itself works
 
 plain:    StableDiffusionPipeline in fp16, as its docs load it, eager.
 compiled: the same folder through pipeline.hub.HubPipeline.load(compile=True): bf16, SDPA,
@@ -17,7 +17,6 @@ a variant that fails is reported as such and the others still run.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,7 +24,6 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 BF16_PEAK = {"H200": 989e12, "H100": 989e12, "A100": 312e12}  # dense bf16 FLOP/s from the vendors' sheets
 
@@ -35,9 +33,9 @@ def build_sd15(folder: Path, *, tiny: bool) -> Path:
     from diffusers import AutoencoderKL, DPMSolverMultistepScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-    from tests.tiny import _clip_tokenizer_files
+    from scripts.clip_vocab import byte_clip_tokenizer_files
 
-    vocab, merges = _clip_tokenizer_files(folder.parent / "vocab")
+    vocab, merges = byte_clip_tokenizer_files(folder.parent / "vocab")
     tokenizer = CLIPTokenizer(str(vocab), str(merges), model_max_length=77)
     width = 16 if tiny else 768
     text = CLIPTextModel(

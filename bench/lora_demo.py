@@ -1,7 +1,7 @@
 """The LoRA demonstration: teach the embedded model a shape its training never had (a star) from 40
 images, then measure the new concept and the old categories before and after, with the evaluator.
 
-    python bench/lora_demo.py [--steps 300] [--out runs/lora-star] [--per-category 50] [--skip-training]
+    python -m bench.lora_demo [--steps 300] [--out runs/lora-star] [--per-category 50] [--skip-training]
 
 Star accuracy: "single object" judging (exactly one object, the right colour, shape star) on prompts in
 the held-out caption templates, 8 colours x --star-seeds seeds. Old categories: the held-out combinations
@@ -16,17 +16,14 @@ import argparse
 import json
 import random
 import shutil
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from pipeline import Wordbrush  # noqa: E402
-from train import evaluate, world  # noqa: E402
-from train.lora import LORA_FILE, PRIOR_WEIGHT, train_lora, write_star_demo  # noqa: E402
+from pipeline import Wordbrush
+from train import evaluate, world
+from train.lora import LORA_FILE, PRIOR_WEIGHT, train_lora, write_star_demo
 
 
 def star_items(n_seeds: int, *, seed: int = 99) -> list[evaluate.EvalItem]:

@@ -1,19 +1,15 @@
 """The star LoRA at several scales: the new concept against the old categories (same sets as lora_demo).
 
-python bench/lora_scale.py --lora runs/lora-star/model/lora.safetensors --scales 0.5 0.75 1.0
+python -m bench.lora_scale --lora runs/lora-star/model/lora.safetensors --scales 0.5 0.75 1.0
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench.lora_demo import scores, star_items  # noqa: E402
-from pipeline import Wordbrush  # noqa: E402
-from train import evaluate  # noqa: E402
+from bench.lora_demo import scores, star_items
+from pipeline import Wordbrush
+from train import evaluate
 
 
 def main() -> None:

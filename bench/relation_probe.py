@@ -1,6 +1,6 @@
 """Does the prompt encoder say which object goes where? A linear probe on its per-token states.
 
-    python bench/relation_probe.py [--encoder minilm] [--n 4000]
+    python -m bench.relation_probe [--encoder minilm] [--n 4000]
 
 Relation captions from the training phrasings ("a red circle above a blue square", "a blue square below a
 red circle", "a blue square with a red circle above it", ...). For each object, the state of its shape
@@ -20,13 +20,11 @@ import random
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import torch
+from torch.nn import functional as F
 
-import torch  # noqa: E402
-from torch.nn import functional as F  # noqa: E402
-
-from pipeline.encoders import load_encoder  # noqa: E402
-from train import world  # noqa: E402
+from pipeline.encoders import load_encoder
+from train import world
 
 ROLES = ("top", "bottom", "left", "right")
 ROLE_OF = {"above": (0, 1), "below": (1, 0), "left of": (2, 3), "right of": (3, 2)}  # (first object, second)
@@ -129,7 +127,7 @@ def main() -> None:
     acc = (pred[test] == y[test]).float().mean().item()
     axis = (pred[test] // 2 == y[test] // 2).float().mean().item()
     lines = [
-        f"`python bench/relation_probe.py {' '.join(sys.argv[1:])}`",
+        f"`python -m bench.relation_probe {' '.join(sys.argv[1:])}`",
         "",
         f"{args.encoder}: {len(x)} shape-word states ({int(test.sum())} held out). Role (top/bottom/left/right) "
         f"from one linear layer: **{acc:.3f}** (chance 0.25); axis only: {axis:.3f}.",

@@ -1,6 +1,6 @@
 """Where a model puts two objects it was asked to relate: the relation asked against the relation drawn.
 
-    python bench/relations.py --model assets/shapes-diffusion --model assets/shapes-gan [--n 200]
+    python -m bench.relations --model assets/shapes-diffusion --model assets/shapes-gan [--n 200]
 
 The evaluator's position prompts (held-out combinations, all training phrasings, inverted ones included).
 For each image in which both objects were found with the right colours and shapes, the relation of the
@@ -32,12 +32,10 @@ import collections
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import torch
 
-import torch  # noqa: E402
-
-from pipeline import Wordbrush  # noqa: E402
-from train import evaluate, world  # noqa: E402
+from pipeline import Wordbrush
+from train import evaluate, world
 
 
 def seen_items(kind_weights: str, n: int) -> list[evaluate.EvalItem]:
@@ -221,7 +219,7 @@ def main() -> None:
     suffix = " (layout stage off)" if args.layout is False else ""
     report = "\n".join(table(m + suffix, confusion(m, items, layout=args.layout)) for m in args.model)
     print(report)
-    Path(args.out).write_text(f"`python bench/relations.py {' '.join(sys.argv[1:])}`\n\n{report}")
+    Path(args.out).write_text(f"`python -m bench.relations {' '.join(sys.argv[1:])}`\n\n{report}")
 
 
 if __name__ == "__main__":

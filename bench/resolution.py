@@ -1,6 +1,6 @@
 """The native-resolution trade-off: what 48 px would cost against 32 px for the same UNet, in one run.
 
-    python bench/resolution.py
+    python -m bench.resolution
 
 Training images/s (bf16 autocast, batch 32) and sampling seconds per image (12 guided steps, batch 1).
 """
@@ -8,15 +8,11 @@ Training images/s (bf16 autocast, batch 32) and sampling seconds per image (12 g
 from __future__ import annotations
 
 import dataclasses
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import torch
 
-import torch  # noqa: E402
-
-from pipeline import diffusion  # noqa: E402
+from pipeline import diffusion
 
 
 def measure(resolution: int) -> tuple[float, float]:

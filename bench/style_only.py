@@ -1,6 +1,6 @@
 """Style transfer with only a style named ("in outline style"): is the content kept?
 
-    python bench/style_only.py [--n 100] [--strength 0.6]
+    python -m bench.style_only [--n 100] [--strength 0.6]
 
 Held-out scenes drawn in one style (no recipe in the image) are restyled with a prompt that names only the
 target style, as `python -m pipeline style --image X --prompt "in outline style"` does. Understanding on: the
@@ -17,13 +17,11 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from pipeline import Wordbrush  # noqa: E402
-from pipeline.understand import describe_image, parse_canonical  # noqa: E402
-from train import evaluate, world  # noqa: E402
+from pipeline import Wordbrush
+from pipeline.understand import describe_image, parse_canonical
+from train import evaluate, world
 
 CATEGORY_OF_KIND = {"single": "single_object", "pair": "color_attribution", "relation": "position", "count": "counting"}
 
@@ -67,7 +65,7 @@ def main() -> None:
     args = parser.parse_args()
     wb = Wordbrush.load(args.model)
     lines = [
-        f"# Style transfer with only a style (`python bench/style_only.py --n {args.n} --strength {args.strength}`)",
+        f"# Style transfer with only a style (`python -m bench.style_only --n {args.n} --strength {args.strength}`)",
         "",
         "| understanding | content kept | style recognized | s / image |",
         "|---|---:|---:|---:|",

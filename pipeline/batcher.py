@@ -23,6 +23,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from pipeline.core import Result, Wordbrush, check_request, resolve_seed
+from pipeline.memory import release_memory
 
 
 @dataclass(frozen=True)
@@ -64,8 +65,11 @@ class MainThreadRunner:
     thread and 0.75 s on any other thread, where the two OpenMP workers overlap poorly (1.26 CPU-seconds
     per second instead of 1.99). So the server's threads gather requests, and the main thread computes."""
 
+    TRIM_EVERY_S = 10.0  # when idle, hand freed memory back to the system at most this often
+
     def __init__(self):
         self._calls: queue.Queue = queue.Queue()
+        self._trimmed = time.monotonic()
 
     def call(self, fn, *args, **kwargs):
         """Run fn(*args, **kwargs) on the serving thread; block for its result or exception."""
@@ -84,6 +88,9 @@ class MainThreadRunner:
                 future.set_result(result)
             else:
                 future.set_exception(error)
+            if self._calls.empty() and time.monotonic() - self._trimmed > self.TRIM_EVERY_S:
+                release_memory()  # idle: freed models and the largest batch so far need not stay resident
+                self._trimmed = time.monotonic()
 
 
 def _call_here(fn, *args, **kwargs):

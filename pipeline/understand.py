@@ -20,6 +20,7 @@ stage and the evaluator: it is the subset of the world's caption language that n
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import re
 import threading
@@ -327,6 +328,13 @@ def load_reader(folder: str | Path = READER_DIR, *, device: str = "cpu") -> Scen
     return SceneReader(tokenizer, model, heads, cfg).eval().requires_grad_(False).to(device)
 
 
+@functools.lru_cache(maxsize=2)
+def shared_reader(folder: str, device: str) -> SceneReader:
+    """`load_reader`, once per process for each folder and device: a server that loads models again and again
+    (each with its understanding stage) keeps one reader, not one per load (~100 MB each, measured)."""
+    return load_reader(folder, device=device)
+
+
 def describe_image(image) -> str:
     """The canonical caption of a shapes-world picture, from the evaluator's scene parser (train/evaluate.py):
     one object, two different ones with the relation along their main axis, or 2-4 alike; "" otherwise."""
@@ -377,7 +385,7 @@ class UnderstandingStage:
     def reader(self) -> SceneReader:
         with self._lock:
             if self._reader is None:
-                self._reader = load_reader(self.folder, device=self.device)
+                self._reader = shared_reader(str(self.folder), self.device)
             return self._reader
 
     def load_in_background(self) -> threading.Thread:

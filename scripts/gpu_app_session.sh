@@ -4,9 +4,9 @@
 # minutes of device time. Results land in $OUT.
 #
 # Prepared here (ignored by git, carried to the host; carry [".whl-app", ".carry"]):
-#   python scripts/slim_wheels.py --out .whl-app                  # gradio & co. and diffusers, slimmed: 9 MiB
-#   python scripts/pack_minilm.py --out .carry/minilm.tar.gz      # the prompt encoder, int8: 11 MiB
-#   python scripts/travel_size.py .whl-app .carry                 # under 64 MiB? (63.0 in session 12)
+#   python -m scripts.slim_wheels --out .whl-app                  # gradio & co. and diffusers, slimmed: 9 MiB
+#   python -m scripts.pack_minilm --out .carry/minilm.tar.gz      # the prompt encoder, int8: 11 MiB
+#   python -m scripts.travel_size .whl-app .carry                 # under 64 MiB? (63.0 in session 12)
 # Run there:  OUT=$OUT bash scripts/gpu_app_session.sh
 set -u
 PY=${PY:-python3}
@@ -14,6 +14,6 @@ OUT=${OUT:-/tmp/gpu-out}
 WHEELS=.whl-app MODULES="gradio diffusers"
 source scripts/gpu_host.sh
 export GRADIO_ANALYTICS_ENABLED=False
-timeout "${LIMIT:-400}" $PY bench/app_speed.py --device "${DEVICE:-cuda}" --repeats "${REPEATS:-10}" >"$OUT/app-speed.md" 2>"$OUT/app-speed.log"
+timeout "${LIMIT:-400}" $PY -m bench.app_speed --device "${DEVICE:-cuda}" --repeats "${REPEATS:-10}" >"$OUT/app-speed.md" 2>"$OUT/app-speed.log"
 echo "bench exit $?" | tee -a "$OUT/host.txt"
 cat "$OUT/app-speed.md"

@@ -6,7 +6,7 @@ if [[ -d $WHEELS ]]; then
   $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$WHEELS"/*.whl \
     && export PYTHONPATH=/tmp/site || exit 1
 fi
-$PY scripts/pack_minilm.py --unpack .carry/minilm.tar.gz --to /tmp/minilm && export WORDBRUSH_MINILM_DIR=/tmp/minilm || exit 1
+$PY -m scripts.pack_minilm --unpack .carry/minilm.tar.gz --to /tmp/minilm && export WORDBRUSH_MINILM_DIR=/tmp/minilm || exit 1
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | tee "$OUT/host.txt"
 $PY -c "import importlib, sys; print(*(f'{m} {importlib.import_module(m).__version__}' for m in sys.argv[1:]))" \

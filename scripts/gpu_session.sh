@@ -5,9 +5,9 @@
 # then bench/gpu_speed.py in what is left of $BUDGET seconds. Results land in $OUT.
 #
 # Prepared here (ignored by git, carried to the host):
-#   python scripts/pack_minilm.py --out .carry/minilm.tar.gz          # the prompt encoder, int8: 11 MB
+#   python -m scripts.pack_minilm --out .carry/minilm.tar.gz          # the prompt encoder, int8: 11 MB
 #   pip download --no-deps diffusers==0.42.1 importlib_metadata -d .whl  (see the device README)
-#   python scripts/travel_size.py .whl .carry                          # under 64 MiB? (60.1 in session 11)
+#   python -m scripts.travel_size .whl .carry                          # under 64 MiB? (60.1 in session 11)
 set -u
 start=$(date +%s)
 MINUTES=${MINUTES:-5}
@@ -41,7 +41,7 @@ tar cf "$OUT/models.tar" -C "$RUNS" diffusion/model diffusion/log.jsonl gan/mode
 left=$((BUDGET - ($(date +%s) - start)))
 echo "training done at $(($(date +%s) - start)) s; bench gets ${left} s" | tee -a "$OUT/host.txt"
 if ((left > 30)); then
-  timeout "$left" $PY bench/gpu_speed.py --repeats 3 --out "$OUT/gpu-speed.md" ${BENCH_ARGS:-} >"$OUT/gpu-speed.log" 2>&1
+  timeout "$left" $PY -m bench.gpu_speed --repeats 3 --out "$OUT/gpu-speed.md" ${BENCH_ARGS:-} >"$OUT/gpu-speed.log" 2>&1
   echo "bench exit $?" | tee -a "$OUT/host.txt"
 fi
 # Files come back at most 16 MiB each: split the models.

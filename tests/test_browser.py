@@ -5,8 +5,8 @@ import re
 import pytest
 from PIL import Image
 
-from tests import browser
-from tests.server import running_app
+from scripts import browser
+from scripts.live_app import running_app
 from tests.tiny import make_tiny_diffusion
 
 pytestmark = pytest.mark.skipif(browser.chromium_path() is None, reason="no chromium (bash scripts/install.sh --dev)")

@@ -15,8 +15,8 @@ from pipeline.batcher import Batcher
 from pipeline.hub import HubPipeline
 from pipeline.recipe import read_recipe
 from pipeline.serve import load_models
-from tests import browser
-from tests.server import ROOT, running_app
+from scripts import browser
+from scripts.live_app import ROOT, running_app
 from tests.tiny import make_tiny_sd
 
 

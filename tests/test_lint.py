@@ -9,3 +9,34 @@ def test_ruff_lint_and_format_are_clean():
     for args in (["check", "."], ["format", "--check", "."]):
         result = subprocess.run([sys.executable, "-m", "ruff", *args], cwd=ROOT, capture_output=True, text=True)
         assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _sources(*folders: str) -> list[Path]:
+    files = [ROOT / "app.py"] if "." in folders else []
+    for folder in folders:
+        if folder != ".":
+            files += sorted((ROOT / folder).rglob("*.py"))
+    return files
+
+
+def test_no_private_gradio_names_and_no_patching_of_gradio():
+    """Gradio through its public API only: no `gradio.<module>` internals imported, no attribute of a gradio
+    module or class assigned (an upgrade must not break the app silently)."""
+    import re
+
+    private = re.compile(r"^\s*(from gradio\.\w+|import gradio\.\w+)|gr\.\w+\.\w+\s*=[^=]|gradio\.\w+\.\w+\s*=[^=]")
+    files = _sources(".", "pipeline", "train", "bench", "scripts")
+    found = [f"{p.relative_to(ROOT)}:{i}: {line.strip()}" for p in files
+             for i, line in enumerate(p.read_text().splitlines(), 1) if private.search(line)]  # fmt: skip
+    assert not found, found
+
+
+def test_no_sys_path_edits_and_nothing_outside_tests_imports_tests():
+    found = []
+    for p in _sources(".", "pipeline", "train", "bench", "scripts", "tests"):
+        text = p.read_text()
+        if "sys.path" in text and p.name != "test_lint.py":
+            found.append(f"{p.relative_to(ROOT)} edits sys.path")
+        if p.parent.name != "tests" and ("from tests" in text or "import tests" in text):
+            found.append(f"{p.relative_to(ROOT)} imports from tests/")
+    assert not found, found

@@ -8,7 +8,7 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 from pipeline.recipe import read_recipe
-from tests.server import call_http_api, running_app
+from scripts.live_app import call_http_api, running_app
 from tests.tiny import make_tiny_diffusion
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from pipeline import diffusion, gan
+from scripts.clip_vocab import byte_clip_tokenizer_files
 
 TINY_DIFFUSION = diffusion.SIZES["tiny"]
 
@@ -25,23 +26,6 @@ def make_tiny_gan(folder: Path, *, seed: int = 0) -> Path:
     return folder
 
 
-def _clip_tokenizer_files(folder: Path) -> tuple[Path, Path]:
-    """A byte-level CLIP vocabulary with no merges: every byte is a token, so any text tokenizes."""
-    import json
-
-    # GPT-2's byte -> printable character table, as CLIP's BPE uses it
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    extra = iter(range(256, 512))
-    chars = [chr(b) if b in printable else chr(next(extra)) for b in range(256)]
-    vocab = {c: i for i, c in enumerate(chars)}
-    vocab.update({c + "</w>": len(chars) + i for i, c in enumerate(chars)})
-    vocab.update({"<|startoftext|>": len(vocab), "<|endoftext|>": len(vocab) + 1})
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("#version: 0.2\n")
-    return folder / "vocab.json", folder / "merges.txt"
-
-
 def make_tiny_sd(folder: Path, *, seed: int = 0, inpainting: bool = False) -> Path:
     """A Stable Diffusion pipeline (CLIP text encoder, tokenizer, UNet, VAE, scheduler) with tiny random
     weights, saved with save_pretrained: 32 px images, loaded back as a hub id would be."""
@@ -55,7 +39,7 @@ def make_tiny_sd(folder: Path, *, seed: int = 0, inpainting: bool = False) -> Pa
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     torch.manual_seed(seed)
-    vocab, merges = _clip_tokenizer_files(folder.parent / f"{folder.name}-vocab")
+    vocab, merges = byte_clip_tokenizer_files(folder.parent / f"{folder.name}-vocab")
     tokenizer = CLIPTokenizer(str(vocab), str(merges), model_max_length=77)
     text_encoder = CLIPTextModel(
         CLIPTextConfig(

@@ -9,8 +9,6 @@ training ends.
 
 from __future__ import annotations
 
-import ctypes
-import gc
 import logging
 import shutil
 import threading
@@ -21,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from pipeline.memory import release_memory
 from train.loop import find_checkpoint
 from train.lora import train_lora
 
@@ -109,13 +108,3 @@ class LoraJob:
             if delete_data:
                 shutil.rmtree(kwargs["data"], ignore_errors=True)
             release_memory()
-
-
-def release_memory() -> None:
-    """Give the training's freed memory back to the system: glibc keeps freed heap pages for reuse, so without
-    this a server's resident size stays at its peak after every training (measured: +370 MB for one run)."""
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc (macOS, musl): the allocator keeps what it keeps
-        pass

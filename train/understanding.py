@@ -92,7 +92,7 @@ Used by `pipeline/understand.py`; `python -m pipeline generate --no-understand` 
   the CPU.
 
 Exact-scene accuracy on held-out combinations, by split of words and sentence forms (text only; images:
-`python bench/free_phrasing.py`):
+`python -m bench.free_phrasing`):
 
 | phrasing | exact scene |
 |---|---:|

@@ -74,7 +74,9 @@ def call_http_api(url: str, api_name: str, data: list, *, http=None) -> tuple[li
     import httpx
 
     http = http or httpx.Client(timeout=120)
-    event = http.post(f"{url}gradio_api/call/{api_name}", json={"data": data}).json()["event_id"]
+    body = json.dumps({"data": data})  # ASCII-escaped, as most JSON encoders send it (a lone surrogate too)
+    headers = {"Content-Type": "application/json"}
+    event = http.post(f"{url}gradio_api/call/{api_name}", content=body, headers=headers).json()["event_id"]
     kind, payload = None, None
     with http.stream("GET", f"{url}gradio_api/call/{api_name}/{event}") as stream:
         for line in stream.iter_lines():
