@@ -196,5 +196,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def generate_main(argv: list[str] | None = None) -> int:
+    """The `wordbrush-generate` command: `wordbrush-generate PROMPT --out x.png` is `generate`; a first word of
+    "style" or "inpaint" runs that command instead."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] not in ("generate", "style", "inpaint"):
+        argv = ["generate", *argv]
+    return main(argv)
+
+
 if __name__ == "__main__":
     sys.exit(main())
