@@ -25,7 +25,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import httpx
@@ -35,7 +34,7 @@ from PIL import Image
 
 from pipeline.recipe import read_recipe
 from scripts import browser
-from scripts.live_app import call_http_api, running_app
+from scripts.live_app import call_http_api, join_queue, running_app
 
 ROOT = Path(__file__).resolve().parent.parent
 # /text_to_image inputs: prompt, generator, steps, guidance, seed, random, images, LoRA, scale, expand, layout,
@@ -104,33 +103,14 @@ def same_alone(url: str, images: dict, n: int = 10) -> int:
     return worst
 
 
-def join_queue(url: str, fn_index: int, data: list) -> str:
-    session = uuid.uuid4().hex
-    with httpx.Client(timeout=120) as http:
-        r = http.post(f"{url}gradio_api/queue/join", json={"data": data, "fn_index": fn_index,
-                      "session_hash": session, "event_data": None, "trigger_id": None})  # fmt: skip
-        if r.status_code != 200:
-            return f"refused {r.status_code}"
-        with http.stream("GET", f"{url}gradio_api/queue/data", params={"session_hash": session}) as stream:
-            for line in stream.iter_lines():
-                if line.startswith("data:"):
-                    msg = json.loads(line.removeprefix("data:"))
-                    if msg.get("msg") == "process_completed":
-                        out = msg.get("output") or {}
-                        return json.dumps(
-                            {"ok": msg.get("success"), "error": out.get("error"), "data": out.get("data")}
-                        )
-    return "no answer"
-
-
 def swaps(url: str, model: str) -> dict:
     config = httpx.get(f"{url}config", timeout=30).json()
     pairs = [("/etc", "/no/such/folder"), ("assets/shapes-gan", "assets/no-such-model"), ("/root", "/nope")]
     attempts, leaks, changed = 0, 0, 0
     for fn_index in range(len(config["dependencies"])):
         for real_path, missing in pairs:
-            a = join_queue(url, fn_index, [real_path]).replace(real_path, "PATH")
-            b = join_queue(url, fn_index, [missing]).replace(missing, "PATH")
+            a = json.dumps(join_queue(url, fn_index, [real_path])).replace(real_path, "PATH")
+            b = json.dumps(join_queue(url, fn_index, [missing])).replace(missing, "PATH")
             attempts += 2
             leaks += a != b
     for path in ("/etc/passwd", "../../etc/passwd", str(ROOT / "app.py"), "/proc/self/environ"):

@@ -9,7 +9,6 @@ import io
 import json
 import threading
 import time
-import uuid
 
 import httpx
 import numpy as np
@@ -19,7 +18,7 @@ from gradio_client import Client
 from PIL import Image
 
 from pipeline.recipe import read_recipe
-from scripts.live_app import call_http_api, running_app
+from scripts.live_app import call_http_api, join_queue, running_app
 from tests.tiny import make_tiny_diffusion
 
 CLIENTS, PER_CLIENT = 8, 5
@@ -53,28 +52,6 @@ def _request(client: int, k: int) -> tuple[list, str | None]:
 
 def _rss(pid: int) -> int:
     return psutil.Process(pid).memory_info().rss
-
-
-def _join_queue(url: str, fn_index: int, data: list) -> dict:
-    """Call an event by number, as a crafted request to /gradio_api/queue/join would; its last message."""
-    session = uuid.uuid4().hex
-    with httpx.Client(timeout=60) as http:
-        r = http.post(f"{url}gradio_api/queue/join", json={"data": data, "fn_index": fn_index,
-                      "session_hash": session, "event_data": None, "trigger_id": None})  # fmt: skip
-        if r.status_code != 200:
-            return {"refused": r.status_code, "text": r.text}
-        try:
-            with http.stream("GET", f"{url}gradio_api/queue/data", params={"session_hash": session}) as stream:
-                for line in stream.iter_lines():
-                    if line.startswith("data:"):
-                        msg = json.loads(line.removeprefix("data:"))
-                        if msg.get("msg") == "process_completed":
-                            output = msg.get("output") or {}  # its answer, less timings
-                            return {"success": msg.get("success"), "error": output.get("error"),
-                                    "data": output.get("data")}  # fmt: skip
-        except httpx.ReadTimeout:
-            return {"timeout": fn_index}
-    return {}
 
 
 @pytest.mark.slow
@@ -121,7 +98,7 @@ def test_strangers_on_one_link_cannot_hurt_each_other(tmp_path_factory):
         answers = {}
         for fn_index in range(len(config["dependencies"])):
             for path in ("/etc", "/no/such/folder", "assets/shapes-gan"):
-                answer = json.dumps(_join_queue(url, fn_index, [path]))
+                answer = json.dumps(join_queue(url, fn_index, [path], timeout=60))
                 answers.setdefault(fn_index, set()).add(answer.replace(path, "PATH"))
         differing = {i: a for i, a in answers.items() if len(a) > 1}
         assert not differing, differing  # the same answer whether or not the path exists
