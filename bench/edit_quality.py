@@ -29,6 +29,7 @@ import time
 import numpy as np
 from PIL import Image
 
+from bench.lora_demo import WithLora
 from pipeline import Wordbrush
 from train import evaluate, inpaint, world
 
@@ -89,8 +90,7 @@ def main() -> None:
     parser.add_argument("--lora", help="a LoRA file to apply (path[:scale])")
     parser.add_argument("--shape", default="", help="inpainting: ask for this shape in every box (e.g. star)")
     args = parser.parse_args()
-    wb = Wordbrush.load(args.model, generator="diffusion", device="cpu")
-    wb.set_lora(args.lora)
+    wb = WithLora(Wordbrush.load(args.model, generator="diffusion", device="cpu"), args.lora)
     asking = f", asking for a {args.shape} in every box" if args.shape else ""
     print(f"model {args.model}, LoRA {args.lora}, {args.n} held-out scenes each{asking}\n")
     print("| task | variant | measure | score |")

@@ -13,6 +13,7 @@ mean of paired differences (-1, 0 or +1 per prompt), mean +- 1.96 sd / sqrt(n).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import random
 import shutil
@@ -24,6 +25,19 @@ import numpy as np
 from pipeline import Wordbrush
 from train import evaluate, world
 from train.lora import LORA_FILE, PRIOR_WEIGHT, train_lora, write_star_demo
+
+
+class WithLora:
+    """`pipe` with each of its three calls carrying `lora` ("file.safetensors[:scale]")."""
+
+    def __init__(self, pipe, lora: str | None):
+        self.pipe, self.lora = pipe, lora
+
+    def __getattr__(self, name):
+        attr = getattr(self.pipe, name)
+        return (
+            functools.partial(attr, lora=self.lora) if name in ("text_to_image", "style_transfer", "inpaint") else attr
+        )
 
 
 def star_items(n_seeds: int, *, seed: int = 99) -> list[evaluate.EvalItem]:
@@ -93,8 +107,7 @@ def main() -> None:
     stars, old = star_items(args.star_seeds), evaluate.eval_set("combos", per_category=args.per_category)
     items = stars + old
     before = passes(wb, items)
-    wb.set_lora(str(lora))
-    after = passes(wb, items)
+    after = passes(WithLora(wb, str(lora)), items)
     n = len(stars)
     cats = {"star": (before[:n], after[:n])}
     b_old, a_old = evaluate.by_category(old, before[n:]), evaluate.by_category(old, after[n:])

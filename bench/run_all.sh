@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Every measurement in the README, in one run on an otherwise idle machine (about 45 minutes on the
-# 2-core CPU). Each table lands in bench/results/; the README quotes them.
+# Every current measurement, in one run on an otherwise idle machine (about 45 minutes on a 2-core CPU).
+# Each table lands in bench/results/; the README and docs/ quote them. The experiments that answered a
+# question (bench/experiments/) are rerun one by one, with the commands docs/shapes-world.md names.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -9,9 +10,6 @@ run() { local out=$1; shift; echo "== $* -> $R/$out" >&2; "$@" 2>/dev/null | tee
 
 run quality-diffusion.md $PY -m train evaluate --model shapes --per-category 100
 run quality-diffusion-no-layout.md $PY -m train evaluate --model shapes --per-category 100 --layout off
-run layout-variants.md $PY -m bench.layout_variants --per-category 100
-echo "== bench/relations.py -> $R/relations-layout.md" >&2
-$PY -m bench.relations --model assets/shapes-diffusion --out $R/relations-layout.md 2>/dev/null
 run lora-demo.log $PY -m bench.lora_demo --steps 400 --out runs/lora-star --per-category 200 --star-seeds 20 --results $R/lora-demo.md
 run diffusion-latency.md $PY -m bench.diffusion_latency
 run edit-quality.md $PY -m bench.edit_quality --n 100 --strength 0.6 --inpaint whole zoom base-whole base-zoom base-zoom-repaint3 --cases clear old

@@ -15,20 +15,13 @@ from tqdm.auto import tqdm
 
 
 def _load(args: argparse.Namespace):
-    """The model the options name, with its LoRA applied."""
-    from pipeline import Wordbrush
+    """The model the options name."""
+    from pipeline import load_pipeline
 
-    wb = Wordbrush.load(
-        args.model,
-        generator=args.generator,
-        device=args.device,
-        offload=args.offload,
-        compile=args.compile,
+    return load_pipeline(
+        args.model, generator=args.generator, device=args.device, offload=args.offload, compile=args.compile,
         precision=args.precision,
-    )
-    if args.lora:
-        wb.set_lora(args.lora)
-    return wb
+    )  # fmt: skip
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -63,7 +56,7 @@ def _generate(args: argparse.Namespace) -> int:
             # Line i of the file gets seed + i, whatever batch it lands in.
             seeds = [args.seed + start + i for i in range(len(chunk))] if args.seed != -1 else [-1] * len(chunk)
             result = wb.text_to_image(
-                chunk, seed=seeds, steps=args.steps, guidance=args.guidance, expand=args.expand,
+                chunk, seed=seeds, steps=args.steps, guidance=args.guidance, lora=args.lora, expand=args.expand,
                 layout=args.layout, understand=args.understand,
             )  # fmt: skip
             for i, (image, recipe) in enumerate(zip(result.images, result.recipes)):
@@ -72,7 +65,7 @@ def _generate(args: argparse.Namespace) -> int:
     else:
         result = wb.text_to_image(
             prompts[0], seed=args.seed, steps=args.steps, guidance=args.guidance, num_images=args.num_images,
-            expand=args.expand, layout=args.layout, understand=args.understand,
+            lora=args.lora, expand=args.expand, layout=args.layout, understand=args.understand,
         )  # fmt: skip
         out = Path(args.out)
         for j, (image, recipe) in enumerate(zip(result.images, result.recipes)):
@@ -103,8 +96,8 @@ def _edit(args: argparse.Namespace) -> int:
     _check_out(Path(args.out))
     wb = _load(args)
     knobs = {
-        "seed": args.seed, "steps": args.steps, "guidance": args.guidance, "expand": args.expand,
-        "understand": args.understand,
+        "seed": args.seed, "steps": args.steps, "guidance": args.guidance, "lora": args.lora,
+        "expand": args.expand, "understand": args.understand,
     }  # fmt: skip
     if args.command == "style":
         result = wb.style_transfer(args.image, style_prompt=args.prompt, strength=args.strength, **knobs)

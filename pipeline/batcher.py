@@ -22,8 +22,8 @@ from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
-from pipeline.core import Result, Wordbrush, check_request, resolve_seed
 from pipeline.memory import release_memory
+from pipeline.protocol import ImagePipeline, Result, check_request, resolve_seed
 
 
 @dataclass(frozen=True)
@@ -61,11 +61,12 @@ class _Pending:
 class MainThreadRunner:
     """Runs pipeline calls on the thread that calls `serve_forever` (the app's main thread).
 
-    Measured on the 2-core CPU (PyTorch 2.13, OpenMP): the same diffusion call takes 0.46 s on the main
-    thread and 0.75 s on any other thread, where the two OpenMP workers overlap poorly (1.26 CPU-seconds
-    per second instead of 1.99). So the server's threads gather requests, and the main thread computes."""
+    PyTorch's OpenMP workers overlap poorly when a call starts on any other thread (a diffusion call took 1.6x
+    as long there on a 2-core CPU: docs/speed.md), so the server's threads gather requests and the main
+    thread computes."""
 
-    TRIM_EVERY_S = 10.0  # when idle, hand freed memory back to the system at most this often
+    TRIM_EVERY_S = 10.0  # hand freed memory back to the system at most this often, and only when idle
+    IDLE_S = 1.0  # idle means no call for this long
 
     def __init__(self):
         self._calls: queue.Queue = queue.Queue()
@@ -78,8 +79,15 @@ class MainThreadRunner:
         return future.result()
 
     def serve_forever(self) -> None:
+        worked = False  # a call ran since the last trim
         while True:
-            future, fn, args, kwargs = self._calls.get()
+            wait = max(self.IDLE_S, self.TRIM_EVERY_S - (time.monotonic() - self._trimmed)) if worked else None
+            try:
+                future, fn, args, kwargs = self._calls.get(timeout=wait)
+            except queue.Empty:  # idle: freed models and the largest batch so far need not stay resident
+                release_memory()
+                self._trimmed, worked = time.monotonic(), False
+                continue
             try:
                 result, error = fn(*args, **kwargs), None
             except BaseException as err:  # the caller hears of it; the serving thread lives on
@@ -88,9 +96,7 @@ class MainThreadRunner:
                 future.set_result(result)
             else:
                 future.set_exception(error)
-            if self._calls.empty() and time.monotonic() - self._trimmed > self.TRIM_EVERY_S:
-                release_memory()  # idle: freed models and the largest batch so far need not stay resident
-                self._trimmed = time.monotonic()
+            worked = True
 
 
 def _call_here(fn, *args, **kwargs):
@@ -99,7 +105,12 @@ def _call_here(fn, *args, **kwargs):
 
 class Batcher:
     def __init__(
-        self, wb: Wordbrush, *, max_images: int = 16, window_s: float = 0.002, runner: MainThreadRunner | None = None
+        self,
+        wb: ImagePipeline,
+        *,
+        max_images: int = 16,
+        window_s: float = 0.002,
+        runner: MainThreadRunner | None = None,
     ):
         """runner: where pipeline calls run (default: the batcher's own worker thread)."""
         self.wb, self.max_images, self.window_s = wb, max_images, window_s
@@ -212,13 +223,11 @@ class Batcher:
 
         first = valid[0].request
         try:
-            with self._lock:
-                if first.lora != self.wb.lora:  # the batch shares one LoRA (it is part of the batching key)
-                    self._run_call(self.wb.set_lora, first.lora)
+            with self._lock:  # the batch shares one LoRA and settings: they are part of the batching key
                 result = self._run_call(
                     self.wb.text_to_image,
-                    prompts, seed=flat_seeds, steps=first.steps, guidance=first.guidance, callback=fan_out,
-                    expand=first.expand, layout=first.layout, understand=first.understand,
+                    prompts, seed=flat_seeds, steps=first.steps, guidance=first.guidance, lora=first.lora,
+                    expand=first.expand, layout=first.layout, understand=first.understand, callback=fan_out,
                 )  # fmt: skip
         except _Regroup:  # not an error: _run gathers the arrivals and starts again
             raise

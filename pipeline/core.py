@@ -1,21 +1,19 @@
-"""The pipeline API: one object holds the prompt encoder and a generator, and answers typed calls.
+"""The embedded pipeline: a language-model prompt encoder and one of this project's generators, answering
+the three typed calls of `pipeline.protocol.ImagePipeline`.
 
 from pipeline import Wordbrush
 wb = Wordbrush.load()                                   # the embedded default, offline
 result = wb.text_to_image("a red circle above a blue square", seed=0)
 result.images[0].save("out.png")                        # result.recipes[0] says how it was made
+
+`pipeline.load_pipeline` opens any model (this one, or a diffusers checkpoint) by name.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
-import random
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
 from PIL import Image
 
@@ -23,85 +21,23 @@ from pipeline import diffusion, gan, images
 from pipeline import layout as layout_lib
 from pipeline.encoders import PromptEncoder, load_encoder
 from pipeline.expand import ExpansionStage
-from pipeline.presets import DEFAULT_MODEL, is_diffusers, resolve_model
+from pipeline.images import to_pil
+from pipeline.presets import DEFAULT_MODEL, SHAPES_EXAMPLES, SHAPES_STYLES, resolve_model
+from pipeline.protocol import (
+    Capabilities,
+    LoraSlot,
+    Result,
+    adapted_layers,
+    batch_of,
+    check_request,
+    lora_label,
+    resolve_seed,
+)
 from pipeline.recipe import Recipe, read_recipe
 from pipeline.understand import UnderstandingStage, Understood, describe_image, without_style
 
-if TYPE_CHECKING:
-    from pipeline.hub import HubPipeline
-
-MAX_IMAGES = 16  # per call: more is a batch job for the CLI
-MAX_SEED = 2**63 - 1
-MAX_GUIDANCE = 30.0
-MAX_LORA_SCALE = 4.0  # |scale| above this only burns the image out
 INPAINT_RESAMPLE = 1  # RePaint resampling rounds per step for inpainting (1: blended diffusion alone)
-
-
-@dataclass
-class Result:
-    images: list[Image.Image]  # native resolution, RGB
-    recipes: list[Recipe]  # one per image
-
-
-class DiffusionGenerator:
-    """The diffusion model behind the common generator call `generate(cond, uncond, seeds=..., ...)`."""
-
-    kind = "diffusion"
-    default_steps = 12
-    default_guidance = 3.0
-    plans_layout = True  # reads the layout stage's regions (pipeline/layout.py)
-
-    def __init__(self, unet, cfg: diffusion.DiffusionConfig, *, autocast: torch.dtype | None = None, inpaint_unet=None):
-        # Channels-last convolutions: 10-15% less time per image on the CPU at batch 1 and 16 (measured
-        # side by side on the 2-core machine, bf16 autocast); the UNet's weights are unchanged.
-        self.unet, self.cfg = unet.to(memory_format=torch.channels_last), cfg
-        layout_lib.install(self.unet)  # the layout stage's regional cross-attention, `layout.attend`'s products
-        # A UNet trained to inpaint (it also reads the kept pixels and the mask), used for masked calls.
-        self.inpaint_unet = None if inpaint_unet is None else inpaint_unet.to(memory_format=torch.channels_last)
-        if self.inpaint_unet is not None:
-            layout_lib.install(self.inpaint_unet)  # never gets regions: for `layout.attend`'s faster products
-        self.resolution = cfg.resolution
-        self.autocast = autocast  # run the UNet's matmuls and convolutions in this dtype (None: the weights')
-
-    def generate(
-        self, cond, uncond, *, seeds, steps, guidance, callback=None, init=None, strength=1.0, mask=None, resample=1,
-        regions=None,
-    ) -> torch.Tensor:  # fmt: skip
-        device_type = self.unet.device.type
-        unet = self.inpaint_unet if mask is not None and self.inpaint_unet is not None else self.unet
-        with torch.autocast(device_type, dtype=self.autocast or torch.bfloat16, enabled=self.autocast is not None):
-            return diffusion.sample(
-                unet, self.cfg, cond, uncond, seeds=seeds, steps=steps, guidance=guidance,
-                callback=callback, init=init, strength=strength, mask=mask, resample=resample, regions=regions,
-            ).float()  # fmt: skip
-
-
-class GANGenerator:
-    """The one-step GAN behind the same call; steps and guidance do not apply (it runs once, unguided)."""
-
-    kind = "gan"
-    default_steps = 1
-    default_guidance = 0.0
-    plans_layout = False  # no cross-attention to steer: the layout stage does not apply
-
-    def __init__(self, model: gan.TextToImageGAN):
-        self.model = model
-        self.resolution = model.config.resolution
-
-    def generate(
-        self, cond, uncond, *, seeds, steps, guidance, callback=None, init=None, strength=1.0, mask=None, resample=1,
-        regions=None,
-    ) -> torch.Tensor:  # fmt: skip
-        if regions is not None:
-            raise ValueError("the GAN generator has no cross-attention for a layout; plan layouts for diffusion only")
-        if init is not None:
-            raise ValueError(
-                "the GAN generator draws from text alone; use the diffusion generator for style transfer and inpainting"
-            )
-        x = gan.generate_step(self.model, cond, seeds)
-        if callback is not None:
-            callback(1, 1, x)
-        return x
+Generator = diffusion.DiffusionGenerator | gan.GANGenerator
 
 
 def local_folder(source: str) -> Path:
@@ -123,17 +59,12 @@ def local_folder(source: str) -> Path:
 class Wordbrush:
     """A prompt encoder and a generator, loaded once and shared by the UI, the CLI and scripts."""
 
-    def __init__(
-        self,
-        encoder: PromptEncoder,
-        generator: DiffusionGenerator | GANGenerator,
-        *,
-        model: str,
-        precision: str = "auto",
-    ):
+    style_presets = SHAPES_STYLES
+    example_prompts = SHAPES_EXAMPLES
+
+    def __init__(self, encoder: PromptEncoder, generator: Generator, *, model: str, precision: str = "auto"):
         self.encoder, self.generator, self.model = encoder, generator, model
         self.precision = precision  # what load_generator was asked for (with_generator asks the same)
-        self.lora: str | None = None  # "path:scale" of the applied LoRA
         # Off by default: the shapes model reads the world's own words best. Expansions stay within what the
         # prompt encoder reads.
         self.expansion = ExpansionStage(
@@ -143,6 +74,26 @@ class Wordbrush:
         # Free phrasing -> the world's own words, by the prompt reader (pipeline/understand.py)
         self.understanding = UnderstandingStage(device=str(encoder.device))
         self._uncond = encoder.encode([""])
+        self._lora = LoraSlot(self._load_lora, self._scale_lora, self._unload_lora)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        diffusion_model = isinstance(self.generator, diffusion.DiffusionGenerator)
+        editing = "the GAN draws from text alone; use the diffusion generator"
+        return Capabilities(
+            refused={} if diffusion_model else {"style_transfer": editing, "inpaint": editing},
+            layout=self.generator.plans_layout, lora=diffusion_model, lora_training=diffusion_model,
+            live_preview=not diffusion_model, understanding=self.understanding.available,
+            tunable_steps=diffusion_model, pixel_art=True,
+        )  # fmt: skip
+
+    @property
+    def default_steps(self) -> int:
+        return self.generator.default_steps
+
+    @property
+    def default_guidance(self) -> float:
+        return self.generator.default_guidance
 
     @property
     def encoder_name(self) -> str:
@@ -150,19 +101,15 @@ class Wordbrush:
 
     @classmethod
     def load(
-        cls, model: str = DEFAULT_MODEL, *, generator: str | None = None, device: str = "auto", offload: bool = False,
-        compile: bool = False, precision: str = "auto",
-    ) -> Wordbrush | HubPipeline:  # fmt: skip
-        """Load a preset name, a model folder or a hub id, on CUDA when there is one. Diffusers checkpoints
-        (presets such as "sd-turbo", pipeline folders, hub ids) come back as a HubPipeline with the same calls;
-        offload and compile apply to them; precision ("auto", "bf16", "fp32") to the embedded diffusion generator."""
-        from pipeline.hub import HubPipeline, is_hub_pipeline
-
-        if generator in (None, "diffusers") and (is_diffusers(model) or is_hub_pipeline(model)):
-            return HubPipeline.load(model, device=device, offload=offload, compile=compile)
+        cls, model: str = DEFAULT_MODEL, *, generator: str | None = None, device: str = "auto", precision: str = "auto"
+    ) -> Wordbrush:
+        """Load a preset name, a Wordbrush model folder or a hub id of one, on CUDA when there is one.
+        precision ("auto", "bf16", "fp32") applies to the diffusion generator."""
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         source, kind = resolve_model(model, generator)
+        if kind == "diffusers":
+            raise ValueError(f"{model!r} is a diffusers checkpoint; open it with pipeline.load_pipeline")
         folder = local_folder(source)
         meta = diffusion.read_meta(folder)
         if generator is not None and generator != meta["generator"]:
@@ -191,10 +138,11 @@ class Wordbrush:
         steps: int | None = None,
         guidance: float | None = None,
         num_images: int = 1,
-        callback=None,
+        lora: str | None = None,
         expand: bool | None = None,
         layout: bool | None = None,
         understand: bool | None = None,
+        callback=None,
     ) -> Result:
         """`num_images` images per prompt; image j of a prompt uses seed + j. All run as one batch.
         seed=-1 picks a random seed (the recipe records it). understand (None: on where a prompt reader is
@@ -203,8 +151,7 @@ class Wordbrush:
         the generator reads it): a prompt that names two different objects gets a planned layout, one box
         per object (pipeline/layout.py)."""
         # 1. Check inputs
-        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-        seeds = [seed] * len(prompts) if isinstance(seed, int) else list(seed)
+        prompts, seeds = batch_of(prompt, seed)
         steps = self.generator.default_steps if steps is None else steps
         guidance = self.generator.default_guidance if guidance is None else guidance
         check_request(prompts, seeds, steps=steps, guidance=guidance, num_images=num_images)
@@ -214,6 +161,7 @@ class Wordbrush:
         seeds = [resolve_seed(s) for s in seeds]
         batch_prompts = [p for p in prompts for _ in range(num_images)]
         batch_seeds = [s + j for s in seeds for j in range(num_images)]
+        lora = self._use_lora(lora)
 
         # 2. The language-model stage: understanding, optional expansion, then the prompt encoder
         understood = [u for u in self.understand(prompts, understand) for _ in range(num_images)]
@@ -234,7 +182,9 @@ class Wordbrush:
         size = (self.generator.resolution, self.generator.resolution)
         recipes = [
             dataclasses.replace(
-                self._recipe(p, s, steps, guidance, size, truncated, task="text_to_image", seen=q, understood=u),
+                self._recipe(
+                    p, s, steps, guidance, size, truncated, task="text_to_image", lora=lora, seen=q, understood=u
+                ),
                 layout=None if plan is None else plan.describe(),
             )
             for p, s, truncated, q, plan, u in zip(batch_prompts, batch_seeds, cond.truncated, seen, plans, understood)
@@ -267,32 +217,37 @@ class Wordbrush:
             description = describe_image(image)
         return f"{description} {style_prompt}" if description else style_prompt
 
-    def set_lora(self, lora: str | None) -> None:
-        """Apply a LoRA ("path/to/lora.safetensors" or "...:scale") to the diffusion generator; None removes it."""
-        if not isinstance(self.generator, DiffusionGenerator):
-            raise ValueError("LoRA adapters apply to the diffusion generator")
+    # LoRA: the one adapter slot of the diffusion UNets, set by each call's `lora=`
+
+    def _use_lora(self, lora: str | None) -> str | None:
+        """Carry exactly this call's LoRA (None: none); returns it as "path:scale" for the recipe."""
+        if lora is not None and not self.capabilities.lora:
+            raise ValueError("LoRA adapters apply to the diffusion generator; choose it, or no LoRA")
+        return self._lora.use(lora)
+
+    def _unets(self) -> list:
         # The inpainting UNet was fine-tuned from the text-to-image one: same layers, so the same LoRA fits both
-        unets = [u for u in (self.generator.unet, self.generator.inpaint_unet) if u is not None]
-        if self.lora is not None:
-            for unet in unets:
-                unet.delete_adapters("user")
-            self.lora = None
-        if lora is None:
-            return
-        path, scale = parse_lora(lora)
-        for unet in unets:
-            try:
+        return [u for u in (self.generator.unet, self.generator.inpaint_unet) if u is not None]
+
+    def _load_lora(self, path: Path) -> None:
+        try:
+            for unet in self._unets():
                 unet.load_lora_adapter(str(path.parent), weight_name=path.name, prefix="unet", adapter_name="user")
-            except Exception as err:  # a corrupt file, or tensors of another model's shapes
-                for u in unets:
-                    if "user" in getattr(u, "peft_config", {}):
-                        u.delete_adapters("user")
-                raise ValueError(f"{path.name} is not a LoRA for {self.model}: {type(err).__name__}") from err
-            if not adapted_layers(unet, "user"):
-                unet.delete_adapters("user")
-                raise ValueError(f"{path.name} matches no layer of {self.model}'s UNet: it was made for another model")
+        except Exception as err:  # a corrupt file, or tensors of another model's shapes: the model stays as it was
+            self._unload_lora()
+            raise ValueError(f"{path.name} is not a LoRA for {self.model}: {type(err).__name__}") from err
+        if not all(adapted_layers(unet, "user") for unet in self._unets()):
+            self._unload_lora()
+            raise ValueError(f"{path.name} matches no layer of {self.model}'s UNet: it was made for another model")
+
+    def _scale_lora(self, scale: float) -> None:
+        for unet in self._unets():
             unet.set_adapters(["user"], weights=[scale])
-        self.lora = f"{path}:{scale:g}"
+
+    def _unload_lora(self) -> None:
+        for unet in self._unets():
+            if "user" in getattr(unet, "peft_config", {}):
+                unet.delete_adapters("user")
 
     def style_transfer(
         self,
@@ -303,9 +258,10 @@ class Wordbrush:
         seed: int = 0,
         steps: int | None = None,
         guidance: float | None = None,
-        callback=None,
+        lora: str | None = None,
         expand: bool | None = None,
         understand: bool | None = None,
+        callback=None,
     ) -> Result:
         """Redraw `image` (path or PIL, any mode and size) under `style_prompt`: noise it to `strength`
         (0 keeps it, 1 ignores it) and denoise with the prompt. Returned at the input's aspect ratio.
@@ -318,7 +274,9 @@ class Wordbrush:
         check_request([style_prompt], [seed], steps=steps, guidance=guidance, num_images=1)
         if not 0.0 <= strength <= 1.0:
             raise ValueError(f"strength must be between 0 and 1, got {strength!r}")
+        self.capabilities.check("style_transfer")
         seed = resolve_seed(seed)
+        lora = self._use_lora(lora)
 
         # 2. Describe the content when the prompt does not, understand, expand, encode
         described = self.with_content(style_prompt, source) if self._understands(understand) else style_prompt
@@ -335,8 +293,8 @@ class Wordbrush:
         # 5. Back to the input's aspect ratio
         out = images.from_model(to_pil(x)[0], images.output_size(source.size, self.generator.resolution))
         recipe = self._recipe(
-            style_prompt, seed, steps, guidance, out.size, cond.truncated[0], task="style_transfer", seen=seen,
-            understood=understood,
+            style_prompt, seed, steps, guidance, out.size, cond.truncated[0], task="style_transfer", lora=lora,
+            seen=seen, understood=understood,
         )  # fmt: skip
         return Result([out], [dataclasses.replace(recipe, strength=strength, described=described != style_prompt)])
 
@@ -349,11 +307,12 @@ class Wordbrush:
         seed: int = 0,
         steps: int | None = None,
         guidance: float | None = None,
-        callback=None,
+        lora: str | None = None,
         expand: bool | None = None,
-        resample: int = INPAINT_RESAMPLE,
         zoom: bool = True,
         understand: bool | None = None,
+        callback=None,
+        resample: int = INPAINT_RESAMPLE,
     ) -> Result:
         """Regenerate the white part of `mask` (same size as `image`) to show `prompt`. Pixels outside
         the mask are returned unchanged, bit for bit, at the input's own size. zoom: a small mask is
@@ -366,8 +325,10 @@ class Wordbrush:
         steps = self.generator.default_steps if steps is None else steps
         guidance = self.generator.default_guidance if guidance is None else guidance
         check_request([prompt], [seed], steps=steps, guidance=guidance, num_images=1)
+        self.capabilities.check("inpaint")
         seed = resolve_seed(seed)
-        recipe = self._recipe(prompt, seed, steps, guidance, source.size, False, task="inpaint")
+        lora = self._use_lora(lora)
+        recipe = self._recipe(prompt, seed, steps, guidance, source.size, False, task="inpaint", lora=lora)
         if not region.any():  # nothing to regenerate
             return Result([source.copy()], [recipe])
 
@@ -388,18 +349,20 @@ class Wordbrush:
         # 5. Composite: generated pixels inside the mask, the input's own pixels outside
         out = images.paste_area(source, images.composite(to_pil(x)[0], area, area_mask), box)
         recipe = self._recipe(
-            prompt, seed, steps, guidance, source.size, cond.truncated[0], task="inpaint", seen=seen,
+            prompt, seed, steps, guidance, source.size, cond.truncated[0], task="inpaint", lora=lora, seen=seen,
             understood=understood,
         )  # fmt: skip
         return Result([out], [recipe])
 
-    def _recipe(self, prompt, seed, steps, guidance, size, truncated, *, task, seen=None, understood=None) -> Recipe:
+    def _recipe(
+        self, prompt, seed, steps, guidance, size, truncated, *, task, lora=None, seen=None, understood=None
+    ) -> Recipe:
         seen = prompt if seen is None else seen
         read = prompt if understood is None else understood.text
         return Recipe(
             prompt=prompt, seed=seed, steps=steps, guidance=guidance, model=self.model,
             generator=self.generator.kind, encoder=self.encoder.name, width=size[0], height=size[1],
-            task=task, encoded_prompt=self.encoded_text(seen, truncated), lora=lora_label(self.lora),
+            task=task, encoded_prompt=self.encoded_text(seen, truncated), lora=lora_label(lora),
             expanded=seen != read, understood=None if understood is None else understood.how,
         )  # fmt: skip
 
@@ -418,61 +381,23 @@ class Wordbrush:
         return self.encoder.tokenizer.decode(ids, skip_special_tokens=True)
 
 
-def parse_lora(spec: str) -> tuple[Path, float]:
-    """ "file.safetensors" or "file.safetensors:0.8" -> (path, scale); a folder means its lora.safetensors."""
-    path, scale = spec, 1.0
-    head, sep, tail = spec.rpartition(":")
-    if sep and head:
-        try:
-            path, scale = head, float(tail)
-        except ValueError:
-            path = spec
-    if not math.isfinite(scale) or abs(scale) > MAX_LORA_SCALE:
-        raise ValueError(f"the LoRA scale must be between -{MAX_LORA_SCALE:g} and {MAX_LORA_SCALE:g}, got {scale!r}")
-    p = Path(path)
-    if p.is_dir():
-        p = p / "lora.safetensors"
-    if not p.is_file():
-        raise ValueError(f"no LoRA file at {p}")
-    if p.suffix != ".safetensors":
-        raise ValueError(f"{p.name}: LoRA weights load from .safetensors files only")
-    return p, scale
-
-
-def lora_label(spec: str | None) -> str | None:
-    """What a recipe records of a LoRA: its name and scale, not where it lies on the server
-    ("runs/stars-3fa2c1/model/lora.safetensors:0.8" -> "stars-3fa2c1:0.8")."""
-    if spec is None:
-        return None
-    path, _, scale = spec.rpartition(":")
-    p = Path(path)
-    name = p.parent.parent.name if p.name == "lora.safetensors" and p.parent.name == "model" else p.stem
-    return f"{name}:{scale}"
-
-
-def adapted_layers(module: torch.nn.Module, adapter: str) -> int:
-    """How many layers of `module` carry the LoRA `adapter` (peft's tuner layers keep one lora_A per adapter)."""
-    return sum(1 for m in module.modules() if adapter in getattr(m, "lora_A", {}))
-
-
 def load_generator(folder: Path, meta: dict, *, device: str, precision: str = "auto"):
     """The generator a Wordbrush model folder holds, by its wordbrush.json.
     precision "auto": bf16 autocast where the hardware computes bf16 natively (CUDA; CPUs with AMX or
     AVX512-BF16), fp32 elsewhere; or "bf16" / "fp32"."""
     if meta["generator"] == "gan":
-        return GANGenerator(gan.load(folder, device=device))
+        return gan.GANGenerator(gan.load(folder, device=device))
     unet, cfg, _ = diffusion.load(folder, device=device)
     if precision not in ("auto", "bf16", "fp32"):
         raise ValueError(f"precision must be auto, bf16 or fp32, got {precision!r}")
     bf16 = precision == "bf16" or (precision == "auto" and native_bf16(device))
     inpaint_unet = diffusion.load_inpainting_unet(folder, device=device)
-    return DiffusionGenerator(unet, cfg, autocast=torch.bfloat16 if bf16 else None, inpaint_unet=inpaint_unet)
+    return diffusion.DiffusionGenerator(unet, cfg, autocast=torch.bfloat16 if bf16 else None, inpaint_unet=inpaint_unet)
 
 
 def native_bf16(device: str) -> bool:
-    """Does `device` compute bf16 natively (so autocast pays): CUDA, or a CPU with AMX / AVX512-BF16?
-    Measured on this project's CPU (AMX): 0.41 s/image at batch 1 and 0.165 at batch 8, against 0.47 and
-    0.31 in fp32 (bench/diffusion_latency.py)."""
+    """Does `device` compute bf16 natively, so that autocast pays (docs/speed.md): CUDA, or a CPU with AMX or
+    AVX512-BF16?"""
     if device.startswith("cuda"):
         return True
     try:
@@ -480,41 +405,3 @@ def native_bf16(device: str) -> bool:
     except OSError:
         return False
     return "amx_bf16" in flags or "avx512_bf16" in flags
-
-
-def check_request(prompts: list[str], seeds: list[int], *, steps: int, guidance: float, num_images: int) -> None:
-    """Raise ValueError with a teaching message for input the generators cannot honour."""
-    if not prompts:
-        raise ValueError("no prompt given; pass a prompt such as 'a red circle above a blue square'")
-    for p in prompts:
-        if not isinstance(p, str) or not p.strip():
-            raise ValueError("the prompt is empty; describe the image, e.g. 'three green triangles'")
-        try:
-            p.encode("utf-8")
-        except UnicodeEncodeError as err:
-            raise ValueError(
-                f"the prompt holds a character that is not text (position {err.start}: a lone surrogate); "
-                "send the prompt as UTF-8"
-            ) from None
-    if len(seeds) != len(prompts):
-        raise ValueError(f"{len(seeds)} seeds for {len(prompts)} prompts; give one seed, or one per prompt")
-    for s in seeds:
-        if not isinstance(s, int) or isinstance(s, bool) or not (s == -1 or 0 <= s <= MAX_SEED):
-            raise ValueError(f"seed must be an integer from 0 to 2**63-1, or -1 for a random seed; got {s!r}")
-    if not isinstance(steps, int) or not 1 <= steps <= diffusion.MAX_STEPS:
-        raise ValueError(f"steps must be between 1 and {diffusion.MAX_STEPS}, got {steps!r}")
-    if not 0.0 <= guidance <= MAX_GUIDANCE:
-        raise ValueError(f"guidance must be between 0 and {MAX_GUIDANCE:g}, got {guidance!r}")
-    if not 1 <= num_images <= MAX_IMAGES:
-        raise ValueError(f"num_images must be between 1 and {MAX_IMAGES}, got {num_images!r}")
-
-
-def resolve_seed(seed: int) -> int:
-    """-1 means "pick one": a random seed that the recipe then records."""
-    return random.randrange(2**32) if seed == -1 else seed
-
-
-def to_pil(x: torch.Tensor) -> list[Image.Image]:
-    """(B, 3, H, W) in [0, 1] -> RGB images."""
-    arr = (x.permute(0, 2, 3, 1).float().numpy() * 255).round().clip(0, 255).astype(np.uint8)
-    return [Image.fromarray(a) for a in arr]

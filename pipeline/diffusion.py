@@ -20,8 +20,8 @@ from diffusers import DDPMScheduler, DPMSolverMultistepScheduler, UNet2DConditio
 
 from pipeline.encoders import EncodedPrompts
 from pipeline.layout import Regions, steered_steps
-
-MAX_STEPS = 200  # more steps than this buys nothing at 32 px and only ties up the server
+from pipeline.layout import install as install_attention
+from pipeline.protocol import MAX_STEPS
 
 
 @dataclass(frozen=True)
@@ -120,8 +120,8 @@ def _widened(unet: UNet2DConditionModel, new: int, at: int, *, std: float = 0.0)
 def with_coords(unet: UNet2DConditionModel, *, std: float = 0.0) -> UNet2DConditionModel:
     """A copy of a text-to-image `unet` that also reads the coordinate maps, the new weights from N(0, std).
     std 0 keeps its drawings exactly, but then nothing after the first layer ever sees a coordinate, so
-    nothing learns to use one (measured: after 500 steps the new weights were 0.0006 against 0.1 for the
-    colour ones). A little noise (0.05: no change in the evaluator's score) lets training start at once."""
+    nothing learns to use one. A little noise (0.05 leaves the evaluator's score as it was) lets training
+    start at once."""
     if reads_coords(unet) or is_inpainting(unet):
         raise ValueError("with_coords widens a text-to-image UNet without coordinate inputs")
     return _widened(unet, COORD_INPUTS, at=unet.config.out_channels, std=std)
@@ -232,27 +232,18 @@ def sample(
     regions: Regions | None = None,
     callback: Callback | None = None,
 ) -> torch.Tensor:
-    """Images (B, 3, H, W) in [0, 1] for B prompts.
+    """Images (B, 3, H, W) in [0, 1] for B prompts, image i from seeds[i].
 
-    With `init` (B, 3, H, W) in [0, 1] and strength < 1: start from `init` noised to that strength
-    instead of pure noise (SDEdit, Meng et al., 2022). With `init` and `mask` (B, 1, H, W), 1 = generate:
-    after every step the known region is replaced by `init` noised to the same level, so the generated
-    region grows to fit its surroundings (blended diffusion, Avrahami et al., 2022). resample > 1 adds
-    RePaint's resampling (Lugmayr et al., 2022): each step is undone (re-noised) and redone resample - 1
-    more times, so the generated region can agree with the known one. An inpainting UNet (`is_inpainting`,
-    trained by train/inpaint.py) also sees the kept pixels and the mask at every step. `regions` (from the
-    layout stage, pipeline/layout.py) keeps each planned object's words to its own box; the UNet must have
-    `layout.install`'s processors."""
+    `init` (B, 3, H, W) in [0, 1] and strength < 1: SDEdit (Meng et al., 2022), from `init` noised to that
+    strength. `init` and `mask` (B, 1, H, W), 1 = generate: blended diffusion (Avrahami et al., 2022), the
+    known region put back after every step; resample > 1 adds RePaint's resampling (Lugmayr et al., 2022); an
+    inpainting UNet (`is_inpainting`) also reads the kept pixels and the mask. `regions` (the layout stage,
+    pipeline/layout.py) keeps each planned object's words to its own box."""
     # 1. Check inputs
-    if not 1 <= steps <= MAX_STEPS:
-        raise ValueError(f"steps must be between 1 and {MAX_STEPS}, got {steps}")
-    if len(seeds) != cond.states.shape[0]:
-        raise ValueError(f"{len(seeds)} seeds for {cond.states.shape[0]} prompts; give one seed per prompt")
+    _check_sampling(unet, cond, seeds, steps, init, mask)
     device, dtype = unet.device, unet.dtype
-    cond = _to(cond, device, dtype)
-    uncond = _to(uncond, device, dtype)
-    if uncond.states.shape[0] == 1:
-        uncond = _expand(uncond, len(seeds))
+    cond, uncond = _to(cond, device, dtype), _to(uncond, device, dtype)
+    uncond = _expand(uncond, len(seeds)) if uncond.states.shape[0] == 1 else uncond
     regions = None if regions is None else regions.to(device)
 
     # 2. Prepare noise from per-image seeds (and the SDEdit start, if any)
@@ -264,13 +255,8 @@ def sample(
     noise = x
     image_inputs = None
     if mask is not None:
-        if init is None:
-            raise ValueError("a mask needs the image it applies to (init)")
         known, mask = init.to(device, dtype) * 2 - 1, mask.to(device, dtype)
-        if is_inpainting(unet):
-            image_inputs = inpaint_inputs(known, mask)
-    elif is_inpainting(unet):
-        raise ValueError("an inpainting UNet needs an image and a mask")
+        image_inputs = inpaint_inputs(known, mask) if is_inpainting(unet) else None
     elif init is not None:
         start = min(int(round(steps * strength)), steps)
         timesteps = timesteps[steps - start :]
@@ -309,6 +295,17 @@ def sample(
 
     # 4. Map to [0, 1]
     return ((x.float().clamp(-1, 1) + 1) / 2).cpu()
+
+
+def _check_sampling(unet, cond: EncodedPrompts, seeds: list[int], steps: int, init, mask) -> None:
+    if not 1 <= steps <= MAX_STEPS:
+        raise ValueError(f"steps must be between 1 and {MAX_STEPS}, got {steps}")
+    if len(seeds) != cond.states.shape[0]:
+        raise ValueError(f"{len(seeds)} seeds for {cond.states.shape[0]} prompts; give one seed per prompt")
+    if mask is not None and init is None:
+        raise ValueError("a mask needs the image it applies to (init)")
+    if mask is None and is_inpainting(unet):
+        raise ValueError("an inpainting UNet needs an image and a mask")
 
 
 def renoise(noise_schedule: DDPMScheduler, x: torch.Tensor, eps: torch.Tensor, *, from_t, to_t) -> torch.Tensor:
@@ -369,3 +366,39 @@ def load(folder: str | Path, *, device: str = "cpu", dtype: torch.dtype = torch.
     cfg = DiffusionConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["config"].items()})
     unet = UNet2DConditionModel.from_pretrained(Path(folder) / "unet", use_safetensors=True)
     return unet.to(device, dtype).eval(), cfg, meta
+
+
+# ----------------------------------------------------------------------------------------------------
+# The generator: what the embedded pipeline (pipeline/core.py) calls
+
+
+class DiffusionGenerator:
+    """The diffusion model behind the common generator call `generate(cond, uncond, seeds=..., ...)`."""
+
+    kind = "diffusion"
+    default_steps = 12
+    default_guidance = 3.0
+    plans_layout = True  # reads the layout stage's regions (pipeline/layout.py)
+
+    def __init__(self, unet, cfg: DiffusionConfig, *, autocast: torch.dtype | None = None, inpaint_unet=None):
+        # Channels-last activations: oneDNN's faster bf16 convolutions on the CPU; the weights are unchanged.
+        self.unet, self.cfg = unet.to(memory_format=torch.channels_last), cfg
+        install_attention(self.unet)  # the layout stage's regional cross-attention, `layout.attend`'s products
+        # A UNet trained to inpaint (it also reads the kept pixels and the mask), used for masked calls.
+        self.inpaint_unet = None if inpaint_unet is None else inpaint_unet.to(memory_format=torch.channels_last)
+        if self.inpaint_unet is not None:
+            install_attention(self.inpaint_unet)  # never gets regions: for `layout.attend`'s faster products
+        self.resolution = cfg.resolution
+        self.autocast = autocast  # run the UNet's matmuls and convolutions in this dtype (None: the weights')
+
+    def generate(
+        self, cond, uncond, *, seeds, steps, guidance, callback=None, init=None, strength=1.0, mask=None, resample=1,
+        regions=None,
+    ) -> torch.Tensor:  # fmt: skip
+        device_type = self.unet.device.type
+        unet = self.inpaint_unet if mask is not None and self.inpaint_unet is not None else self.unet
+        with torch.autocast(device_type, dtype=self.autocast or torch.bfloat16, enabled=self.autocast is not None):
+            return sample(
+                unet, self.cfg, cond, uncond, seeds=seeds, steps=steps, guidance=guidance,
+                callback=callback, init=init, strength=strength, mask=mask, resample=resample, regions=regions,
+            ).float()  # fmt: skip

@@ -75,8 +75,8 @@ class PromptEncoder:
         self.max_tokens = max_tokens
         if self.tokenizer.pad_token is None:  # decoder LMs often ship without one
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        # prompt -> (its tokens' states (T, D), pooled (D,), truncated); AUTOMATIC1111 keeps its last
-        # conditioning the same way. Measured: MiniLM was 7 ms of the GAN's 12 ms per image (bench/generators.py).
+        # prompt -> (its tokens' states (T, D), pooled (D,), truncated), as AUTOMATIC1111 keeps its last
+        # conditioning: a prompt drawn again with new seeds skips the language model.
         self._cache: OrderedDict[str, tuple[torch.Tensor, torch.Tensor, bool]] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
@@ -159,9 +159,8 @@ class _LastHiddenState(torch.nn.Module):
 def frozen_cpu_forward(wrapped: _LastHiddenState, tokenizer):
     """A BERT-family encoder on the CPU, traced and frozen by TorchScript (weights folded in, linear layers
     prepacked for oneDNN), or None where that does not apply. Eager PyTorch spends most of a batch-1 call on
-    per-op overhead: MiniLM took 3.8 ms per prompt, frozen 2.1 ms, states equal to 1e-6 (measured on this
-    project's CPU; the GAN's whole call is ~8 ms). Traced on a padded batch so the mask path is in the graph,
-    then checked against the eager model on other shapes; any mismatch keeps the eager model."""
+    per-op overhead, which freezing removes (docs/shapes-world.md). Traced on a padded batch so the mask path is
+    in the graph, then checked against the eager model on other shapes; any mismatch keeps the eager model."""
     if wrapped.model.device.type != "cpu" or wrapped.model.config.model_type != "bert":
         return None
     example = tokenizer(["a red circle", "two green triangles left of a square"], padding=True, return_tensors="pt")

@@ -1,12 +1,12 @@
-"""Real diffusers checkpoints (SD-Turbo, SDXL, SD 1.5, PixArt-Sigma, Sana...) behind the Wordbrush API.
+"""Real diffusers checkpoints (SD-Turbo, SDXL, SD 1.5, PixArt-Sigma, Sana...) behind the pipeline protocol.
 
-    from pipeline import Wordbrush
-    wb = Wordbrush.load("sd-turbo")          # a preset, any diffusers hub id, or a local pipeline folder
-    wb.text_to_image("a lighthouse at dusk", seed=0, expand=True).images[0]
+    from pipeline import load_pipeline
+    pipe = load_pipeline("sd-turbo")          # a preset, any diffusers hub id, or a local pipeline folder
+    pipe.text_to_image("a lighthouse at dusk", seed=0, expand=True).images[0]
 
-The three tasks map onto diffusers' text-to-image, image-to-image and inpainting pipelines, built with
-`from_pipe` so that they share one set of components in memory. The language-model stage here is the
-prompt expander (pipeline/expand.py); the checkpoint's own text encoder reads the (expanded) prompt.
+The three tasks map onto diffusers' text-to-image, image-to-image and inpainting pipelines
+(`pipeline/diffusers_generator.py`). The language-model stage here is the prompt expander
+(pipeline/expand.py); the checkpoint's own text encoder reads the (expanded) prompt.
 """
 
 from __future__ import annotations
@@ -19,75 +19,20 @@ import torch
 from PIL import Image
 
 from pipeline import images
-from pipeline.core import Result, adapted_layers, check_request, lora_label, parse_lora, resolve_seed
+from pipeline.diffusers_generator import DiffusersGenerator, native_resolution, size_multiple
 from pipeline.expand import ExpansionStage
-from pipeline.presets import PRESETS, ModelSpec, resolve_model
+from pipeline.presets import ART_EXAMPLES, ART_STYLES, PRESETS, ModelSpec, resolve_model
+from pipeline.protocol import (
+    Capabilities,
+    LoraSlot,
+    Result,
+    adapted_layers,
+    batch_of,
+    check_request,
+    lora_label,
+    resolve_seed,
+)
 from pipeline.recipe import Recipe
-
-
-class DiffusersGenerator:
-    """One diffusers pipeline family behind the generator protocol's attributes (kind, defaults,
-    resolution); `generate` runs one of its pipelines on a batch, halving the batch on CUDA out-of-memory."""
-
-    kind = "diffusers"
-
-    def __init__(self, t2i, *, default_steps: int, default_guidance: float, resolution: int):
-        from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting
-
-        self.pipes = {"text_to_image": t2i}
-        self.missing: dict[str, str] = {}  # task -> why this checkpoint cannot do it
-        unet = getattr(t2i, "unet", None)
-        if unet is not None and unet.config.in_channels == 9:  # an inpainting checkpoint: masked input only
-            self.pipes = {"inpaint": AutoPipelineForInpainting.from_pipe(t2i)}
-            for task in ("text_to_image", "style_transfer"):
-                self.missing[task] = "it is an inpainting checkpoint (9-channel UNet); use it in the Inpainting tab"
-        for task, auto in (("style_transfer", AutoPipelineForImage2Image), ("inpaint", AutoPipelineForInpainting)):
-            if task in self.pipes or task in self.missing:
-                continue
-            try:
-                self.pipes[task] = auto.from_pipe(t2i)  # shares the denoiser, VAE and text encoder in memory
-            except ValueError as err:
-                self.missing[task] = (
-                    f"{type(t2i).__name__} has no {task.replace('_', ' ')} pipeline in diffusers ({err})"
-                )
-        for pipe in self.pipes.values():
-            pipe.set_progress_bar_config(disable=True)
-        self.base = t2i  # holds the shared components (LoRA, devices)
-        self.default_steps, self.default_guidance, self.resolution = default_steps, default_guidance, resolution
-        self.oom_retries = 0  # batches split after a CUDA out-of-memory error (for tests and logs)
-
-    def generate(
-        self, task: str, prompts: list[str], seeds: list[int], *, callback=None, **kwargs
-    ) -> list[Image.Image]:
-        """Images for `prompts`, image i drawn from torch.Generator(seed_i): the same seed gives the same
-        image whatever else is in the batch."""
-        if task in self.missing:
-            raise ValueError(f"this model cannot do {task.replace('_', ' ')}: {self.missing[task]}")
-        pipe = self.pipes[task]
-        try:
-            return self._call(pipe, prompts, seeds, callback, kwargs)
-        except torch.OutOfMemoryError as err:
-            torch.cuda.empty_cache()
-            if len(prompts) == 1:
-                raise ValueError(
-                    "out of GPU memory for a single image; lower the resolution or steps, or start the app "
-                    "with --offload (model CPU offload)"
-                ) from err
-            self.oom_retries += 1
-            half = len(prompts) // 2  # retry as two smaller batches
-            return self.generate(task, prompts[:half], seeds[:half], callback=callback, **kwargs) + self.generate(
-                task, prompts[half:], seeds[half:], callback=callback, **kwargs
-            )
-
-    def _call(self, pipe, prompts, seeds, callback, kwargs) -> list[Image.Image]:
-        gens = [torch.Generator(device="cpu").manual_seed(s) for s in seeds]  # CPU generators: same on any device
-
-        def on_step_end(p, step, timestep, tensors):
-            if callback is not None:
-                callback(step + 1, p.num_timesteps, None)
-            return tensors
-
-        return pipe(prompt=prompts, generator=gens, callback_on_step_end=on_step_end, **kwargs).images
 
 
 def refuse_understanding(understand: bool | None) -> None:
@@ -106,8 +51,9 @@ def _text_limit(tokenizer) -> int:
 
 
 class HubPipeline:
-    """A diffusers checkpoint with the same calls as `Wordbrush`: text_to_image, style_transfer, inpaint,
-    set_lora. Returned by `Wordbrush.load` for diffusers presets, folders and hub ids."""
+    """A diffusers checkpoint behind the pipeline protocol (`pipeline.protocol.ImagePipeline`)."""
+
+    example_prompts = ART_EXAMPLES
 
     def __init__(self, generator: DiffusersGenerator, *, model: str, spec: ModelSpec | None):
         self.generator, self.model, self.spec = generator, model, spec
@@ -118,7 +64,8 @@ class HubPipeline:
             length_fn=None if tokenizer is None else (lambda text: len(tokenizer(text)["input_ids"])),
             max_tokens=_text_limit(tokenizer),
         )  # fmt: skip
-        self.lora: str | None = None
+        self.style_presets = spec.style_presets if spec else dict(ART_STYLES)
+        self._lora = LoraSlot(self._load_lora, self._scale_lora, self._unload_lora)
         self.encoder_name = (spec.text_encoder if spec and spec.text_encoder else "") or type(
             getattr(t2i, "text_encoder", None)
         ).__name__
@@ -155,27 +102,42 @@ class HubPipeline:
         spec = PRESETS.get(model)
         steps = spec.steps if spec and spec.steps else 25
         guidance = spec.guidance if spec and spec.guidance is not None else 5.0
-        generator = DiffusersGenerator(t2i, default_steps=steps, default_guidance=guidance, resolution=_resolution(t2i))
+        generator = DiffusersGenerator(
+            t2i, default_steps=steps, default_guidance=guidance, resolution=native_resolution(t2i)
+        )
         return cls(generator, model=model, spec=spec)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(refused=dict(self.generator.missing), lora=True)
+
+    @property
+    def default_steps(self) -> int:
+        return self.generator.default_steps
+
+    @property
+    def default_guidance(self) -> float:
+        return self.generator.default_guidance
 
     # The three tasks
 
     def text_to_image(
         self, prompt: str | list[str], *, seed: int | list[int] = 0, steps: int | None = None,
-        guidance: float | None = None, num_images: int = 1, callback=None, expand: bool | None = None,
-        layout: bool | None = None, understand: bool | None = None,
+        guidance: float | None = None, num_images: int = 1, lora: str | None = None, expand: bool | None = None,
+        layout: bool | None = None, understand: bool | None = None, callback=None,
     ) -> Result:  # fmt: skip
         """`num_images` images per prompt (image j of a prompt uses seed + j), all in one batch. The layout
         stage is the embedded model's (pipeline/layout.py): layout=True is refused here."""
         # 1. Check inputs
-        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-        seeds = [seed] * len(prompts) if isinstance(seed, int) else list(seed)
+        prompts, seeds = batch_of(prompt, seed)
         steps, guidance = self._defaults(steps, guidance)
         check_request(prompts, seeds, steps=steps, guidance=guidance, num_images=num_images)
         if layout:
             raise ValueError("the layout stage steers the embedded diffusion model only; turn layout off")
         refuse_understanding(understand)
+        self.capabilities.check("text_to_image")
         seeds = [resolve_seed(s) for s in seeds]
+        lora = self._lora.use(lora)
         batch_prompts = [p for p in prompts for _ in range(num_images)]
         batch_seeds = [s + j for s in seeds for j in range(num_images)]
 
@@ -187,14 +149,15 @@ class HubPipeline:
             guidance_scale=guidance, height=r, width=r,
         )  # fmt: skip
         recipes = [
-            self._recipe(p, s, steps, guidance, im.size, "text_to_image", seen_p)
+            self._recipe(p, s, steps, guidance, im.size, "text_to_image", seen_p, lora)
             for p, s, im, seen_p in zip(batch_prompts, batch_seeds, out, seen)
         ]
         return Result(out, recipes)
 
     def style_transfer(
         self, image, *, style_prompt: str, strength: float = 0.6, seed: int = 0, steps: int | None = None,
-        guidance: float | None = None, callback=None, expand: bool | None = None, understand: bool | None = None,
+        guidance: float | None = None, lora: str | None = None, expand: bool | None = None,
+        understand: bool | None = None, callback=None,
     ) -> Result:  # fmt: skip
         """diffusers image-to-image: `image` noised to `strength` and redrawn under `style_prompt`, at the
         input's aspect ratio."""
@@ -204,7 +167,9 @@ class HubPipeline:
         refuse_understanding(understand)
         if not 0.0 < strength <= 1.0:
             raise ValueError(f"strength must be above 0 and at most 1, got {strength!r}")
+        self.capabilities.check("style_transfer")
         seed = resolve_seed(seed)
+        lora = self._lora.use(lora)
         # Turbo models need steps * strength >= 1 to run any denoising step at all.
         steps = max(steps, int(np.ceil(1 / strength)))
         seen = self.expansion.apply([style_prompt], [seed], expand)
@@ -213,12 +178,13 @@ class HubPipeline:
             "style_transfer", seen, [seed], callback=callback, image=source.resize((w, h), Image.LANCZOS),
             strength=strength, num_inference_steps=steps, guidance_scale=guidance,
         )[0]  # fmt: skip
-        recipe = self._recipe(style_prompt, seed, steps, guidance, out.size, "style_transfer", seen[0])
+        recipe = self._recipe(style_prompt, seed, steps, guidance, out.size, "style_transfer", seen[0], lora)
         return Result([out], [dataclasses.replace(recipe, strength=strength)])
 
     def inpaint(
         self, image, mask, *, prompt: str, seed: int = 0, steps: int | None = None, guidance: float | None = None,
-        callback=None, expand: bool | None = None, zoom: bool = True, understand: bool | None = None,
+        lora: str | None = None, expand: bool | None = None, zoom: bool = True, understand: bool | None = None,
+        callback=None,
     ) -> Result:  # fmt: skip
         """diffusers inpainting on the white part of `mask`; outside it the input's pixels, bit for bit.
         zoom: a small mask's square is redrawn at the pipeline's full resolution (`images.inpaint_area`)."""
@@ -227,8 +193,10 @@ class HubPipeline:
         steps, guidance = self._defaults(steps, guidance)
         check_request([prompt], [seed], steps=steps, guidance=guidance, num_images=1)
         refuse_understanding(understand)
+        self.capabilities.check("inpaint")
         seed = resolve_seed(seed)
-        recipe = self._recipe(prompt, seed, steps, guidance, source.size, "inpaint", prompt)
+        lora = self._lora.use(lora)
+        recipe = self._recipe(prompt, seed, steps, guidance, source.size, "inpaint", prompt, lora)
         if not region.any():
             return Result([source.copy()], [recipe])
         seen = self.expansion.apply([prompt], [seed], expand)
@@ -244,24 +212,26 @@ class HubPipeline:
         out = images.paste_area(source, images.composite(generated, area, area_mask), box)
         return Result([out], [dataclasses.replace(recipe, encoded_prompt=seen[0])])
 
-    def set_lora(self, lora: str | None) -> None:
-        """Apply a diffusers-format LoRA ("file.safetensors[:scale]") to all three pipelines; None removes it."""
+    # LoRA: one adapter on the shared components, set by each call's `lora=`
+
+    def _load_lora(self, path: Path) -> None:
         pipe = self.generator.base
-        if self.lora is not None:
-            pipe.delete_adapters("user")
-            self.lora = None
-        if lora is None:
-            return
-        path, scale = parse_lora(lora)
         try:
             pipe.load_lora_weights(str(path.parent), weight_name=path.name, adapter_name="user")
         except Exception as err:  # a corrupt file, or tensors of another model's shapes
             raise ValueError(f"{path.name} does not fit {self.model} ({err.__class__.__name__})") from err
-        if not adapted_layers(pipe.unet, "user") and not adapted_layers(pipe.text_encoder, "user"):
+        denoisers = (getattr(pipe, "unet", None), getattr(pipe, "transformer", None))
+        if not any(adapted_layers(d, "user") for d in denoisers) and not adapted_layers(
+            getattr(pipe, "text_encoder", None), "user"
+        ):
             pipe.delete_adapters("user")
             raise ValueError(f"{path.name} matches no layer of {self.model}: it was made for another model")
-        pipe.set_adapters(["user"], adapter_weights=[scale])
-        self.lora = f"{path}:{scale:g}"
+
+    def _scale_lora(self, scale: float) -> None:
+        self.generator.base.set_adapters(["user"], adapter_weights=[scale])
+
+    def _unload_lora(self) -> None:
+        self.generator.base.delete_adapters("user")
 
     # Helpers
 
@@ -273,31 +243,17 @@ class HubPipeline:
 
     def _fit(self, size: tuple[int, int]) -> tuple[int, int]:
         """The input's aspect ratio at the model's resolution (long side), in multiples the model accepts."""
-        m = _multiple(self.generator.base)
+        m = size_multiple(self.generator.base)
         w, h = size
         scale = self.generator.resolution / max(w, h)
         return max(m, round(w * scale / m) * m), max(m, round(h * scale / m) * m)
 
-    def _recipe(self, prompt, seed, steps, guidance, size, task, seen) -> Recipe:
+    def _recipe(self, prompt, seed, steps, guidance, size, task, seen, lora) -> Recipe:
         return Recipe(
             prompt=prompt, seed=seed, steps=steps, guidance=guidance, model=self.model,
             generator=self.generator.kind, encoder=self.encoder_name, width=size[0], height=size[1], task=task,
-            encoded_prompt=seen, lora=lora_label(self.lora), expanded=seen != prompt,
+            encoded_prompt=seen, lora=lora_label(lora), expanded=seen != prompt,
         )  # fmt: skip
-
-
-def _resolution(pipe) -> int:
-    """The pipeline's native image side: the denoiser's sample size times the VAE's scale factor."""
-    denoiser = getattr(pipe, "unet", None) or pipe.transformer
-    return int(denoiser.config.sample_size * pipe.vae_scale_factor)
-
-
-def _multiple(pipe) -> int:
-    """Image sides must be multiples of this: the VAE's factor times the denoiser's own down-sampling."""
-    unet = getattr(pipe, "unet", None)
-    if unet is not None:
-        return pipe.vae_scale_factor * 2 ** (len(unet.config.block_out_channels) - 1)
-    return pipe.vae_scale_factor * getattr(pipe.transformer.config, "patch_size", 1)
 
 
 def is_hub_pipeline(model: str) -> bool:

@@ -149,3 +149,9 @@ def _grow(mask: np.ndarray, pixels: int) -> np.ndarray:
         h, w = out.shape
         out = np.logical_or.reduce([padded[dy : dy + h, dx : dx + w] for dy in range(3) for dx in range(3)])
     return out
+
+
+def to_pil(x) -> list[Image.Image]:
+    """(B, 3, H, W) tensor in [0, 1] -> RGB images."""
+    arr = (x.permute(0, 2, 3, 1).float().numpy() * 255).round().clip(0, 255).astype(np.uint8)
+    return [Image.fromarray(a) for a in arr]

@@ -1,7 +1,7 @@
 """Handing freed memory back to the system, for a long-running server.
 
-glibc keeps freed heap pages for reuse, so a process's resident size stays at its peak: after a training
-(+370 MB measured for one LoRA run), or after the largest batch it ever ran. `release_memory` returns what is
+glibc keeps freed heap pages for reuse, so a process's resident size stays at its peak: after a training, or
+after the largest batch it ever ran (docs/share-link.md). `release_memory` returns what is
 free; the server calls it when it goes idle and when a training ends.
 """
 
@@ -26,3 +26,12 @@ def release_memory(*, collect: bool = True) -> None:
     libc = _libc()
     if libc is not None and hasattr(libc, "malloc_trim"):
         libc.malloc_trim(0)
+
+
+def limit_arenas(count: int = 2) -> None:
+    """Cap glibc's malloc arenas (by default up to 8 per core). Each thread that allocates gets an arena of its
+    own, and a server's threads come and go (request handlers, a training): memory freed in an arena nobody
+    uses any more stays resident. Call it at start, before the threads (what MALLOC_ARENA_MAX does)."""
+    libc = _libc()
+    if libc is not None and hasattr(libc, "mallopt"):
+        libc.mallopt(-8, count)  # M_ARENA_MAX

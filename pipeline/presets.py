@@ -24,6 +24,17 @@ ART_STYLES = {
     "pencil": "as a pencil sketch, cross-hatching",
     "pixel art": "as pixel art, 16-bit palette",
 }
+SHAPES_EXAMPLES = (
+    "a red circle above a blue square",
+    "three green triangles",
+    "a striped yellow square to the left of a purple circle",
+    "an outlined white triangle",
+)
+ART_EXAMPLES = (
+    "a lighthouse on a cliff at dusk",
+    "a red fox in fresh snow, photograph",
+    "a bowl of ramen, studio lighting",
+)
 
 
 @dataclass(frozen=True)
@@ -122,10 +133,3 @@ def is_diffusers(model: str) -> bool:
     if model in PRESETS:
         return PRESETS[model].default_generator == "diffusers"
     return (Path(model) / "model_index.json").exists()
-
-
-def style_presets(model: str, kind: str) -> dict[str, str]:
-    """The style presets the Style transfer tab offers for `model` (a preset, or a folder/id of generator `kind`)."""
-    if model in PRESETS:
-        return PRESETS[model].style_presets
-    return dict(ART_STYLES if kind == "diffusers" else SHAPES_STYLES)

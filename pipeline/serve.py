@@ -1,7 +1,8 @@
-"""Serving one Wordbrush to many people at once (the web app's back room).
+"""Serving one model to many people at once (the web app's back room).
 
+- `Server`: what the page's forms ask for, checked and turned into typed pipeline calls.
 - `open_models`: a model with each of its generators, each behind a `Batcher` (requests that arrive together
-  run as one batch) on the app's main-thread runner.
+  run as one batch) on the app's main-thread runner; on a ZeroGPU Space, a `GPURequestRunner` instead.
 - `LoraLibrary`: the LoRAs every visitor may use, read from disk on each call, so a LoRA trained in the app is
   listed for every session and API client at once and still listed after a restart.
 - `ServeLimits`: what one visitor may ask of a shared server.
@@ -11,6 +12,8 @@ The app (`app.py`) holds the page; nothing here imports gradio.
 
 from __future__ import annotations
 
+import argparse
+import functools
 import logging
 import math
 import os
@@ -18,9 +21,17 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.batcher import Batcher, MainThreadRunner
-from pipeline.core import MAX_LORA_SCALE, MAX_SEED, Wordbrush
-from pipeline.presets import available_generators
+import numpy as np
+from PIL import Image
+
+from pipeline.batcher import Batcher, MainThreadRunner, T2IRequest
+from pipeline.images import open_image
+from pipeline.loader import load_pipeline
+from pipeline.memory import release_memory
+from pipeline.presets import DEFAULT_MODEL, available_generators
+from pipeline.protocol import MAX_IMAGES, MAX_LORA_SCALE, MAX_SEED, MAX_STEPS, ImagePipeline, Result
+from pipeline.recipe import read_recipe
+from pipeline.understand import Understood
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +50,33 @@ class ServeLimits:
     cache_age_s: int = 3600  # ...once they are this old, and all of them when the server stops
     keep_runs: int = 50  # finished LoRA trainings kept on disk (the oldest go first)
     sessions: int = 100  # sessions gradio keeps in memory, the oldest dropped first (gradio's default: 10,000).
-    # Each page visit and each API call is one, holding copies of the page's component configs and values:
-    # about 0.75 MB each on this page (measured: +76 MB per 100 API calls), so the default would grow to GBs
+    # Each page visit and each API call is one, holding copies of the page's component configs and values
+    # (docs/share-link.md), so gradio's default would grow to gigabytes
 
 
 LIMITS = ServeLimits()
+
+
+def app_arguments() -> argparse.ArgumentParser:
+    """The app's options; a host (a Space) sets the WORDBRUSH_* environment variables instead."""
+    env = os.environ.get
+    p = argparse.ArgumentParser(description="Serve the Wordbrush web app.")
+    p.add_argument("--model", default=env("WORDBRUSH_MODEL", DEFAULT_MODEL), help="preset, folder or hub id")
+    p.add_argument("--device", default=env("WORDBRUSH_DEVICE", "auto"), help="auto, cpu or cuda")
+    p.add_argument("--host", default=env("WORDBRUSH_HOST", "127.0.0.1"))
+    p.add_argument("--port", type=int, default=int(env("WORDBRUSH_PORT", "7860")))
+    p.add_argument("--share", action="store_true", default=env("WORDBRUSH_SHARE") == "1", help="a public link")
+    p.add_argument("--auth", default=env("WORDBRUSH_AUTH"), help="user:password required to open the app")
+    p.add_argument("--lora-dir", default=env("WORDBRUSH_LORA_DIR"), help="list this folder's .safetensors LoRAs")
+    p.add_argument("--data-dir", default=str(default_data_dir()), help="where trained LoRAs are kept (WORDBRUSH_DATA)")
+    p.add_argument(
+        "--allow-model-load", action="store_true", default=env("WORDBRUSH_ALLOW_MODEL_LOAD") == "1",
+        help="show the Model box: anyone who can open the page may then switch the model for everyone",
+    )  # fmt: skip
+    p.add_argument("--offload", action="store_true", help="diffusers models: model CPU offload (small GPUs)")
+    p.add_argument("--compile", action="store_true", help="diffusers models: torch.compile the denoiser")
+    p.add_argument("--precision", default=env("WORDBRUSH_PRECISION", "auto"), help="auto, bf16 or fp32")
+    return p
 
 
 def whole(value, name: str, low: int, high: int) -> int:
@@ -75,18 +108,15 @@ def lora_scale(value) -> float:
     return real(value, "LoRA scale", -MAX_LORA_SCALE, MAX_LORA_SCALE)
 
 
-def load_models(model: str, **knobs) -> dict[str, Wordbrush]:
+def load_models(model: str, **knobs) -> dict[str, ImagePipeline]:
     """A model with each of its generators (they share the loaded prompt encoder), by generator kind."""
-    wb = Wordbrush.load(model, **knobs)
+    wb = load_pipeline(model, **knobs)
+    if wb.capabilities.understanding:
+        wb.understanding.load_in_background()  # the page serves at once; the reader is ready a second later
     models = {wb.generator.kind: wb}
     for kind in available_generators(model):
         if kind not in models:
             models[kind] = wb.with_generator(kind)
-    if on_zero_gpu():
-        import spaces  # only present on Hugging Face Spaces
-
-        for m in models.values():
-            m.generator.generate = spaces.GPU(m.generator.generate)
     return models
 
 
@@ -96,8 +126,45 @@ def on_zero_gpu() -> bool:
 
 
 def open_models(model: str, runner: MainThreadRunner | None = None, **knobs) -> dict[str, Batcher]:
-    """`load_models`, each generator behind its own batcher."""
+    """`load_models`, each generator behind its own batcher (on ZeroGPU: a `GPURequestRunner`)."""
+    if on_zero_gpu():
+        return {kind: GPURequestRunner(m) for kind, m in load_models(model, **knobs).items()}
     return {kind: Batcher(m, runner=runner) for kind, m in load_models(model, **knobs).items()}
+
+
+def _call(fn, *args, **kwargs):
+    return fn(*args, **kwargs)
+
+
+@functools.cache
+def _gpu_call():
+    """`_call` under `spaces.GPU`: the Space attaches a GPU for the duration of each call."""
+    import spaces  # present on Hugging Face Spaces only
+
+    return spaces.GPU(_call)
+
+
+class GPURequestRunner:
+    """The batcher's interface for a ZeroGPU Space: each request runs its own pipeline call, in the request's
+    own thread, inside `@spaces.GPU` (as the Spaces docs prescribe: the decorated function is called from
+    the request, not from a thread of the app's own). Requests are not batched there."""
+
+    def __init__(self, wb: ImagePipeline):
+        self.wb = wb
+
+    def text_to_image(self, request: T2IRequest, *, callback=None, timeout: float | None = None) -> Result:
+        r = request
+        return _gpu_call()(
+            self.wb.text_to_image, r.prompt, seed=r.seed, steps=r.steps, guidance=r.guidance,
+            num_images=r.num_images, lora=r.lora, expand=r.expand, layout=r.layout, understand=r.understand,
+            callback=callback,
+        )  # fmt: skip
+
+    def run_alone(self, fn, *args, **kwargs):
+        return _gpu_call()(fn, *args, **kwargs)
+
+    def close(self) -> None:
+        pass
 
 
 def editing_batcher(batchers: dict[str, Batcher]) -> Batcher:
@@ -141,3 +208,142 @@ class LoraLibrary:
         for old in runs[: max(0, len(runs) - keep)]:
             log.info("deleting the old training run %s", old.name)
             shutil.rmtree(old, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The forms: what the page sends, checked, as typed pipeline calls
+
+
+def editor_mask(value: dict | None) -> tuple[Image.Image, Image.Image]:
+    """(image, mask) from an image editor's value (paths or PIL images): the mask is everything painted on
+    any layer."""
+    if not value or value.get("background") is None:
+        raise ValueError("upload an image to paint on first")
+    background = open_image(value["background"])
+    painted = np.zeros(background.size[::-1], bool)
+    for layer in value.get("layers") or []:
+        if layer is None:
+            continue
+        layer = layer if isinstance(layer, Image.Image) else Image.open(layer)
+        if layer.size != background.size:
+            raise ValueError(f"the painted layer is {layer.size[0]}x{layer.size[1]} but the image is "
+                             f"{background.size[0]}x{background.size[1]}; paint on the image itself")  # fmt: skip
+        try:
+            alpha = layer.convert("RGBA").getchannel("A")
+        except OSError as err:
+            raise ValueError(f"the painted layer is not a readable image ({type(err).__name__})") from None
+        painted |= np.asarray(alpha) >= 128
+    return background, Image.fromarray(painted.astype(np.uint8) * 255)
+
+
+def recipe_in_file(path) -> object | None:
+    """The Wordbrush recipe a dropped file carries, or None (not an image, no recipe, a recipe that does not parse)."""
+    if path is None:
+        return None
+    try:
+        return read_recipe(Image.open(path))
+    except Exception:  # noqa: BLE001 - any unreadable file is simply "no recipe"
+        return None
+
+
+def read_as(recipe) -> str:
+    """How the pipeline read a request's prompt, in a line for the page."""
+    line = Understood(recipe.prompt, recipe.encoded_prompt, recipe.understood or "off").describe()
+    return f"{line}\nexpanded to: {recipe.encoded_prompt}" if recipe.expanded else line
+
+
+class Server:
+    """A model's pipelines (one per generator kind, each behind a batcher), the LoRA library and, where the host
+    allows it, model loading: the typed calls behind the page's forms. Every value from a form is checked here
+    (`whole`, `real`, `seed_of`), so a bad one gets a message that names its field."""
+
+    def __init__(self, batchers: dict[str, Batcher], library: LoraLibrary | None = None, open_model=None):
+        self.batchers, self.library, self.open_model = batchers, library or LoraLibrary(), open_model
+
+    def pipe(self, generator: str | None = None) -> ImagePipeline:
+        """The pipeline of generator kind `generator`; None: the one the editing tabs use."""
+        return self._batcher(generator).wb
+
+    def _batcher(self, generator: str | None) -> Batcher:
+        if generator is None:
+            return editing_batcher(self.batchers)
+        if generator not in self.batchers:
+            raise ValueError(f"no {generator!r} generator is loaded; choose one of {', '.join(self.batchers)}")
+        return self.batchers[generator]
+
+    def text_to_image(
+        self, prompt, generator, steps, guidance, seed, randomize, num_images, lora=None, lora_scale=1.0,
+        expand=None, layout=True, understand=True, *, callback=None,
+    ) -> Result:  # fmt: skip
+        batcher = self._batcher(generator)
+        request = T2IRequest(
+            prompt or "", seed_of(seed, randomize), whole(steps, "steps", 1, MAX_STEPS),
+            real(guidance, "guidance", 0, 30), whole(num_images, "number of images", 1, MAX_IMAGES),
+            lora=self.library.spec(lora, lora_scale), expand=None if expand is None else bool(expand),
+            layout=None if layout else False,  # on wherever the generator can follow a layout
+            understand=None if understand else False,  # on wherever a prompt reader is shipped
+        )  # fmt: skip
+        return batcher.text_to_image(request, callback=callback)
+
+    def style_transfer(
+        self, image, preset, free_text, strength, seed, randomize, understand=True, lora=None, lora_scale=1.0, *,
+        callback=None,
+    ) -> Result:  # fmt: skip
+        batcher = self._batcher(None)
+        if image is None:
+            raise ValueError("upload an image first (or send one from the Text to image gallery)")
+        style_prompt = " ".join(t for t in [(free_text or "").strip(), batcher.wb.style_presets.get(preset, "")] if t)
+        if not style_prompt:
+            raise ValueError("pick a style preset or describe a style")
+        return batcher.run_alone(
+            batcher.wb.style_transfer, open_image(image), style_prompt=style_prompt,
+            strength=real(strength, "strength", 0, 1), seed=seed_of(seed, randomize),
+            lora=self.library.spec(lora, lora_scale), understand=None if understand else False, callback=callback,
+        )  # fmt: skip
+
+    def inpaint(
+        self, editor_value, prompt, seed, randomize, zoom=True, understand=True, lora=None, lora_scale=1.0, *,
+        callback=None, warn=log.warning,
+    ) -> Result:  # fmt: skip
+        batcher = self._batcher(None)
+        image, mask = editor_mask(editor_value)
+        if not np.asarray(mask).any():
+            warn("nothing is painted: paint over the part to regenerate (the image is returned unchanged)")
+        return batcher.run_alone(
+            batcher.wb.inpaint, image, mask, prompt=prompt or "", seed=seed_of(seed, randomize), zoom=bool(zoom),
+            lora=self.library.spec(lora, lora_scale), understand=None if understand else False, callback=callback,
+        )  # fmt: skip
+
+    def content_of(self, path) -> str | None:
+        """The content words of the recipe an image carries (its prompt less any style phrase), or None."""
+        recipe = recipe_in_file(path)
+        if recipe is None:
+            return None
+        content = recipe.prompt
+        for phrase in self.pipe().style_presets.values():
+            content = content.replace(phrase, "")
+        return " ".join(content.split())
+
+    def load_model(self, name: str) -> str:
+        """Open another model (preset, folder or hub id) and swap it in for every tab; a model that cannot load
+        leaves the current one serving, with the same words for any failure (the reason goes to the log)."""
+        name = (name or "").strip()
+        if self.open_model is None:
+            raise ValueError("this server does not switch models")
+        if not name:
+            raise ValueError("name a model: a preset, a model folder or a hub id")
+        if name == self.pipe().model:
+            return f"`{name}` is already loaded"
+        try:
+            fresh = self.open_model(name)
+        except Exception as err:  # noqa: BLE001 - unknown id, offline, not a model, out of memory...
+            log.warning("could not load %r: %s", name, err)
+            raise ValueError(f"could not load {name!r}: it is not a preset, a model folder or a reachable hub id "
+                             "that this server can open (the server log says why)") from None  # fmt: skip
+        old = list(self.batchers.values())
+        self.batchers.clear()
+        self.batchers.update(fresh)
+        for b in old:
+            b.close()  # its worker ends once its queued requests are served; the old weights are freed
+        release_memory()
+        return f"loaded **{name}** ({', '.join(self.batchers)})"

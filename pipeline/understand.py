@@ -331,7 +331,7 @@ def load_reader(folder: str | Path = READER_DIR, *, device: str = "cpu") -> Scen
 @functools.lru_cache(maxsize=2)
 def shared_reader(folder: str, device: str) -> SceneReader:
     """`load_reader`, once per process for each folder and device: a server that loads models again and again
-    (each with its understanding stage) keeps one reader, not one per load (~100 MB each, measured)."""
+    (each with its understanding stage) keeps one reader, not one copy per load."""
     return load_reader(folder, device=device)
 
 

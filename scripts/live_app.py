@@ -35,11 +35,12 @@ class AppURL(str):
 
 
 @contextmanager
-def running_app(model: str, *, extra: list[str] | None = None, timeout: float = 180):
-    """Yields the app's URL; the server is stopped afterwards."""
+def running_app(model: str, *, extra: list[str] | None = None, timeout: float = 180, env: dict | None = None):
+    """Yields the app's URL; the server is stopped afterwards. `env`: more environment variables for it."""
     port = free_port()
     data = tempfile.mkdtemp(prefix="wordbrush-test-data-")  # trained LoRAs and uploads: gone with the server
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "WORDBRUSH_DATA": data}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "WORDBRUSH_DATA": data,
+           **(env or {})}  # fmt: skip
     cmd = [sys.executable, "app.py", "--model", model, "--port", str(port), *(extra or [])]
     # The server's log goes to a file: a pipe nobody reads fills up and then blocks the server mid-request.
     log = open(Path(data) / "server.log", "w+")  # noqa: SIM115 - closed below
@@ -124,3 +125,14 @@ def join_queue(url: str, fn_index: int, data: list, *, timeout: float = 120) -> 
         except httpx.ReadTimeout:
             pass
     return {"timeout": fn_index}
+
+
+def resident_at_rest(pid: int) -> int:
+    """The server's resident memory (bytes) once it is idle and has handed freed memory back to the system,
+    which its runner does at most every `MainThreadRunner.TRIM_EVERY_S` seconds."""
+    import psutil
+
+    from pipeline.batcher import MainThreadRunner
+
+    time.sleep(MainThreadRunner.TRIM_EVERY_S + 2)
+    return psutil.Process(pid).memory_info().rss

@@ -12,13 +12,12 @@ import time
 
 import httpx
 import numpy as np
-import psutil
 import pytest
 from gradio_client import Client
 from PIL import Image
 
 from pipeline.recipe import read_recipe
-from scripts.live_app import call_http_api, join_queue, running_app
+from scripts.live_app import call_http_api, join_queue, resident_at_rest, running_app
 from tests.tiny import make_tiny_diffusion
 
 CLIENTS, PER_CLIENT = 8, 5
@@ -50,17 +49,13 @@ def _request(client: int, k: int) -> tuple[list, str | None]:
     return data, message
 
 
-def _rss(pid: int) -> int:
-    return psutil.Process(pid).memory_info().rss
-
-
 @pytest.mark.slow
 def test_strangers_on_one_link_cannot_hurt_each_other(tmp_path_factory):
     folder = make_tiny_diffusion(tmp_path_factory.mktemp("tiny") / "model")
     with running_app(str(folder)) as url:
         for _ in range(3):  # warm up: the first calls load lazily
             call_http_api(url, "text_to_image", ["a red circle", *GOOD[1:]])
-        start_rss = _rss(url.pid)
+        start_rss = resident_at_rest(url.pid)
 
         # 1. Many clients, good and bad requests mixed
         got, wrong, refused = {}, [], []
@@ -127,5 +122,5 @@ def test_strangers_on_one_link_cannot_hurt_each_other(tmp_path_factory):
             assert diff <= 2, (prompt, diff)
 
         # 5. Memory comes back
-        end_rss = _rss(url.pid)
+        end_rss = resident_at_rest(url.pid)
         assert end_rss < 1.1 * start_rss, (start_rss / 2**20, end_rss / 2**20)

@@ -10,6 +10,7 @@ import app
 from pipeline import Wordbrush
 from pipeline.batcher import Batcher
 from pipeline.recipe import read_recipe, save_png
+from pipeline.serve import Server, editor_mask
 from tests.tiny import make_tiny_diffusion, make_tiny_gan
 
 
@@ -26,7 +27,7 @@ def batcher(tmp_path_factory):
 @pytest.fixture(scope="module")
 def batchers(batcher, tmp_path_factory):
     gan_wb = Wordbrush.load(str(make_tiny_gan(tmp_path_factory.mktemp("tiny") / "gan")))
-    return {"diffusion": batcher, "gan": Batcher(gan_wb, window_s=0.01)}
+    return Server({"diffusion": batcher, "gan": Batcher(gan_wb, window_s=0.01)})
 
 
 def test_build_demo_builds_blocks_with_named_endpoints(batchers):
@@ -71,18 +72,20 @@ def test_bad_input_becomes_a_gradio_error(batchers, args, message):
 def test_style_transfer_handler(batcher, tmp_path):
     src = tmp_path / "in.png"
     Image.new("RGB", (64, 48), (200, 30, 30)).save(src)
-    out, recipe = app.style_transfer_handler({"diffusion": batcher})(
+    out, recipe = app.style_transfer_handler(Server({"diffusion": batcher}))(
         str(src), "outline", "a red square", 0.6, 1, False, progress=no_progress
     )
     assert out.size == (64, 48) and read_recipe(out).prompt == "a red square in outline style"
     import gradio as gr
 
     with pytest.raises(gr.Error, match="upload an image"):
-        app.style_transfer_handler({"diffusion": batcher})(None, "outline", "", 0.6, 1, False, progress=no_progress)
+        app.style_transfer_handler(Server({"diffusion": batcher}))(
+            None, "outline", "", 0.6, 1, False, progress=no_progress
+        )
     bogus = tmp_path / "bogus.png"
     bogus.write_text("not an image")
     with pytest.raises(gr.Error, match="not an image"):
-        app.style_transfer_handler({"diffusion": batcher})(
+        app.style_transfer_handler(Server({"diffusion": batcher}))(
             str(bogus), "outline", "", 0.6, 1, False, progress=no_progress
         )
 
@@ -97,11 +100,11 @@ def _editor(size=(48, 48), box=(10, 10, 30, 30)):
 
 def test_inpaint_handler_regenerates_only_the_painted_part(batcher):
     value = _editor()
-    out, recipe = app.inpaint_handler({"diffusion": batcher})(
+    out, recipe = app.inpaint_handler(Server({"diffusion": batcher}))(
         value, "a yellow triangle", 0, False, progress=no_progress
     )
     out = np.asarray(out)
-    _, mask = app.editor_mask(value)
+    _, mask = editor_mask(value)
     keep = np.asarray(mask) == 0
     assert np.array_equal(out[keep], np.asarray(value["background"])[keep])
     assert "a yellow triangle" in recipe
@@ -111,11 +114,11 @@ def test_inpaint_handler_errors(batcher):
     import gradio as gr
 
     with pytest.raises(gr.Error, match="upload an image"):
-        app.inpaint_handler({"diffusion": batcher})(
+        app.inpaint_handler(Server({"diffusion": batcher}))(
             {"background": None, "layers": []}, "x", 0, False, progress=no_progress
         )
     with pytest.raises(gr.Error, match="prompt is empty"):
-        app.inpaint_handler({"diffusion": batcher})(_editor(), "", 0, False, progress=no_progress)
+        app.inpaint_handler(Server({"diffusion": batcher}))(_editor(), "", 0, False, progress=no_progress)
 
 
 def _png(gallery, folder) -> str:

@@ -10,11 +10,11 @@ import torch
 from PIL import Image
 
 import app
-from pipeline import Wordbrush
+from pipeline import Wordbrush, load_pipeline
 from pipeline.batcher import Batcher
 from pipeline.hub import HubPipeline
 from pipeline.recipe import read_recipe
-from pipeline.serve import load_models
+from pipeline.serve import Server, load_models
 from scripts import browser
 from scripts.live_app import ROOT, running_app
 from tests.tiny import make_tiny_sd
@@ -27,7 +27,7 @@ def sd_folder(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def hub(sd_folder):
-    return Wordbrush.load(str(sd_folder))
+    return load_pipeline(str(sd_folder))
 
 
 def _arr(image):
@@ -85,7 +85,7 @@ def test_inpaint_keeps_pixels_outside_the_mask_bit_for_bit(hub):
 
 
 def test_an_inpainting_checkpoint_inpaints_and_explains_what_it_cannot_do(tmp_path):
-    hub = Wordbrush.load(str(make_tiny_sd(tmp_path / "inpaint", inpainting=True)))
+    hub = load_pipeline(str(make_tiny_sd(tmp_path / "inpaint", inpainting=True)))
     assert hub.generator.base.unet.config.in_channels == 9
     mask = Image.new("L", (32, 32), 0)
     mask.paste(255, (8, 8, 24, 24))
@@ -101,14 +101,14 @@ def test_a_model_without_an_inpainting_pipeline_says_so(sd_folder, monkeypatch):
         raise ValueError(f"AutoPipeline can't find a pipeline linked to {type(pipe).__name__}")
 
     monkeypatch.setattr(diffusers.AutoPipelineForInpainting, "from_pipe", no_inpainting)
-    hub = Wordbrush.load(str(sd_folder))
+    hub = load_pipeline(str(sd_folder))
     with pytest.raises(ValueError, match="cannot do inpaint.*no inpaint pipeline"):
         hub.inpaint(Image.new("RGB", (32, 32)), Image.new("L", (32, 32), 255), prompt="x", steps=2)
     assert hub.text_to_image("x", steps=2).images  # the other tasks still work
 
 
 def test_out_of_memory_retries_at_a_smaller_batch_then_reports(sd_folder, monkeypatch):
-    hub = Wordbrush.load(str(sd_folder))
+    hub = load_pipeline(str(sd_folder))
     pipe = hub.generator.pipes["text_to_image"]
     real_call = type(pipe).__call__
     limit = {"n": 2}
@@ -133,7 +133,7 @@ def test_a_diffusers_lora_loads_with_a_scale_and_unloads(sd_folder, tmp_path):
 
     from train.lora import save_lora
 
-    hub = Wordbrush.load(str(sd_folder))
+    hub = load_pipeline(str(sd_folder))
     before = hub.text_to_image("a red fox", seed=0, steps=2).images[0]
     unet = hub.generator.base.unet
     torch.manual_seed(0)
@@ -145,17 +145,17 @@ def test_a_diffusers_lora_loads_with_a_scale_and_unloads(sd_folder, tmp_path):
     unet.delete_adapters("default")
     assert np.array_equal(_arr(hub.text_to_image("a red fox", seed=0, steps=2).images[0]), _arr(before))
 
-    hub.set_lora(f"{path}:1.0")
-    with_lora = hub.text_to_image("a red fox", seed=0, steps=2)
+    with_lora = hub.text_to_image("a red fox", seed=0, steps=2, lora=f"{path}:1.0")
     assert not np.array_equal(_arr(with_lora.images[0]), _arr(before))
     assert with_lora.recipes[0].lora == "lora:1"  # the file's name, not its path on the server
-    hub.set_lora(None)
+    style = hub.style_transfer(before, style_prompt="oil", seed=0, steps=2, lora=f"{path}:1.0")
+    assert style.recipes[0].lora == "lora:1"
     assert np.array_equal(_arr(hub.text_to_image("a red fox", seed=0, steps=2).images[0]), _arr(before))
 
 
 def test_a_wrong_model_id_gives_a_clear_message():
     with pytest.raises(ValueError, match="neither a folder nor a downloadable hub repository"):
-        Wordbrush.load("nobody/no-such-model")
+        load_pipeline("nobody/no-such-model")
 
 
 def test_the_cli_runs_every_command_on_the_tiny_pipeline(sd_folder, tmp_path):
@@ -183,7 +183,7 @@ def test_the_cli_runs_every_command_on_the_tiny_pipeline(sd_folder, tmp_path):
 
 
 def test_the_app_handlers_serve_the_tiny_pipeline(hub, tmp_path):
-    batchers = {"diffusers": Batcher(hub, window_s=0.01)}
+    batchers = Server({"diffusers": Batcher(hub, window_s=0.01)})
     demo = app.build_demo(batchers)
     assert {"text_to_image", "style_transfer", "inpaint"} <= {
         d["api_name"] for d in demo.config["dependencies"] if d.get("api_name")
@@ -206,14 +206,15 @@ def test_the_page_switches_models_and_a_bad_name_leaves_the_current_one_serving(
     def open_model(name):
         return {kind: Batcher(m, window_s=0.01) for kind, m in load_models(name).items()}
 
-    load = app.load_model_handler(batchers, open_model)
+    server = Server(batchers, open_model=open_model)
+    load = app.load_model_handler(server)
     for name in ("nobody/no-such-model", "/etc", str(tmp_path / "nowhere")):
         with pytest.raises(gr.Error, match="could not load") as refused:
             load(name)
         # the same words whether or not the path exists: the page does not tell which server paths exist
         assert str(refused.value.message).replace(name, "NAME").endswith("(the server log says why)")
     assert batchers == {"diffusion": first}  # still serving the first model
-    t2i = app.text_to_image_handler(batchers)
+    t2i = app.text_to_image_handler(server)
     assert len(t2i("a red circle", "diffusion", 2, 3.0, 0, False, 1, progress=lambda *a, **k: None)[0]) == 1
 
     updates = load(str(sd_folder))
@@ -249,13 +250,12 @@ def test_every_tab_in_a_real_browser_on_the_tiny_pipeline(sd_folder, tmp_path):
 def test_lora_training_runs_on_a_diffusers_checkpoint_and_its_lora_loads_back(sd_folder, tmp_path):
     from train.lora import train_lora, write_star_demo
 
-    hub = Wordbrush.load(str(sd_folder))
+    hub = load_pipeline(str(sd_folder))
     before = hub.text_to_image("a red star", seed=0, steps=2).images[0]
     lora = train_lora(
         model=str(sd_folder), data=write_star_demo(tmp_path / "stars", n=6), out=tmp_path / "run", steps=6,
         batch_size=2, lr=5e-2, checkpoint_every=3, validation_prompts=["a red star"],
     )  # fmt: skip
     assert lora.exists() and sorted((tmp_path / "run" / "model").glob("validation-*.png"))
-    hub.set_lora(str(lora))  # diffusers' load_lora_weights reads what we wrote
-    after = hub.text_to_image("a red star", seed=0, steps=2).images[0]
+    after = hub.text_to_image("a red star", seed=0, steps=2, lora=str(lora)).images[0]  # load_lora_weights reads it
     assert not np.array_equal(_arr(after), _arr(before))

@@ -81,19 +81,24 @@ def test_lora_file_is_in_diffusers_format(trained_lora):
         assert (out / "checkpoint" / name).stat().st_size < 3 * lora_size
 
 
-def test_lora_changes_the_image_and_scale_zero_does_not(trained_lora):
+def test_a_lora_applies_to_its_own_call_only_and_scale_zero_changes_nothing(trained_lora):
     base, out = trained_lora
     wb = Wordbrush.load(str(base))
-    before = np.asarray(wb.text_to_image("a red star", seed=0, steps=3).images[0], np.int16)
-    wb.set_lora(f"{out / 'model' / 'lora.safetensors'}:1.0")
-    after = wb.text_to_image("a red star", seed=0, steps=3)
+    lora = out / "model" / "lora.safetensors"
+
+    def draw(**kw):
+        return wb.text_to_image("a red star", seed=0, steps=3, **kw)
+
+    before = np.asarray(draw().images[0], np.int16)
+    after = draw(lora=f"{lora}:1.0")
     assert np.abs(np.asarray(after.images[0], np.int16) - before).mean() > 0.5
     assert after.recipes[0].lora == f"{out.name}:1"  # its name, not the server path
-    wb.set_lora(f"{out / 'model' / 'lora.safetensors'}:0")
-    zero = np.asarray(wb.text_to_image("a red star", seed=0, steps=3).images[0], np.int16)
+    assert draw(lora=str(lora)).recipes[0].lora == f"{out.name}:1"  # no scale given: 1
+    zero = np.asarray(draw(lora=f"{lora}:0").images[0], np.int16)
     assert np.abs(zero - before).max() <= 1
-    wb.set_lora(None)
-    assert wb.lora is None
+    plain = draw()  # the next call without a LoRA draws as if none had ever been applied
+    assert plain.recipes[0].lora is None
+    assert np.array_equal(np.asarray(plain.images[0], np.int16), before)
 
 
 def test_the_layout_stage_still_steers_with_a_lora_applied(trained_lora):
@@ -101,11 +106,11 @@ def test_the_layout_stage_still_steers_with_a_lora_applied(trained_lora):
 
     base, out = trained_lora
     wb = Wordbrush.load(str(base))
-    wb.set_lora(f"{out / 'model' / 'lora.safetensors'}:1.0")
-    assert all(isinstance(p, RegionalAttention) for p in wb.generator.unet.attn_processors.values())
+    lora = f"{out / 'model' / 'lora.safetensors'}:1.0"
     prompt = "a red star above a blue circle"
-    on = wb.text_to_image(prompt, seed=0, steps=3)
-    off = wb.text_to_image(prompt, seed=0, steps=3, layout=False)
+    on = wb.text_to_image(prompt, seed=0, steps=3, lora=lora)
+    assert all(isinstance(p, RegionalAttention) for p in wb.generator.unet.attn_processors.values())
+    off = wb.text_to_image(prompt, seed=0, steps=3, layout=False, lora=lora)
     assert on.recipes[0].layout and on.recipes[0].lora
     assert np.abs(np.asarray(on.images[0], np.int16) - np.asarray(off.images[0], np.int16)).max() > 0
 
@@ -121,7 +126,7 @@ def test_lora_refuses_non_safetensors(tmp_path, trained_lora):
     bad = tmp_path / "lora.bin"
     bad.write_bytes(b"pickle")
     with pytest.raises(ValueError, match="safetensors files only"):
-        Wordbrush.load(str(base)).set_lora(str(bad))
+        Wordbrush.load(str(base)).text_to_image("a red star", lora=str(bad))
 
 
 def test_prior_preservation_is_zero_for_an_untouched_lora_and_grows_as_it_drifts(tmp_path):
@@ -162,15 +167,14 @@ def test_a_lora_also_applies_to_the_inpainting_unet(trained_lora, tmp_path):
     mask = Image.new("L", (32, 32), 0)
     mask.paste(255, (8, 8, 20, 20))
 
-    def fill():
-        return wb.inpaint(Image.new("RGB", (32, 32), (128, 128, 128)), mask, prompt="a red star", seed=0, steps=2)
+    def fill(lora=None):
+        image = Image.new("RGB", (32, 32), (128, 128, 128))
+        return wb.inpaint(image, mask, prompt="a red star", seed=0, steps=2, lora=lora)
 
     plain = fill()
-    wb.set_lora(f"{out / 'model' / 'lora.safetensors'}:1.0")
-    with_lora = fill()
+    with_lora = fill(f"{out / 'model' / 'lora.safetensors'}:1.0")
     assert with_lora.recipes[0].lora == f"{out.name}:1"  # the recipe names the LoRA it used...
     assert not np.array_equal(np.asarray(with_lora.images[0]), np.asarray(plain.images[0]))  # ...and it was used
-    wb.set_lora(None)
     again = fill()
     assert again.recipes[0].lora is None
     assert np.array_equal(np.asarray(again.images[0]), np.asarray(plain.images[0]))  # removed from both UNets
@@ -185,7 +189,7 @@ def test_bad_loras_and_scales_are_refused_with_a_reason_and_leave_the_model_as_i
     good = out / "model" / "lora.safetensors"
     for scale in ("nan", "inf", "1e30", "-5"):
         with pytest.raises(ValueError, match="LoRA scale must be between"):
-            wb.set_lora(f"{good}:{scale}")
+            wb.text_to_image("a red star", seed=0, steps=2, lora=f"{good}:{scale}")
     elsewhere = tmp_path / "elsewhere.safetensors"  # diffusers-format names of layers this UNet does not have
     save_file({"unet.no_such_block.to_q.lora.down.weight": torch.zeros(4, 8),
                "unet.no_such_block.to_q.lora.up.weight": torch.zeros(8, 4)}, elsewhere)  # fmt: skip
@@ -193,7 +197,7 @@ def test_bad_loras_and_scales_are_refused_with_a_reason_and_leave_the_model_as_i
     corrupt.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all")
     for path, message in [(elsewhere, "matches no layer|is not a LoRA"), (corrupt, "is not a LoRA")]:
         with pytest.raises(ValueError, match=message):
-            wb.set_lora(str(path))
-        assert wb.lora is None
+            wb.text_to_image("a red star", seed=0, steps=2, lora=str(path))
+        assert not any("lora_A" in n for n, _ in wb.generator.unet.named_parameters())  # no adapter left behind
     after = np.asarray(wb.text_to_image("a red star", seed=0, steps=2).images[0], np.int16)
     assert np.array_equal(before, after)

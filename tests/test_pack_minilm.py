@@ -1,16 +1,11 @@
-"""scripts/pack_minilm.py's int8 transport: what the GPU host unpacks is the fp16 model to within a scale step."""
+"""scripts/gpu/pack_minilm.py's int8 transport: what the GPU host unpacks is the fp16 model to within a scale step."""
 
-import importlib.util
 import tarfile
-from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
-ROOT = Path(__file__).resolve().parent.parent
-spec = importlib.util.spec_from_file_location("pack_minilm", ROOT / "scripts" / "pack_minilm.py")
-pack_minilm = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(pack_minilm)
+from scripts.gpu import pack_minilm
 
 
 def test_int8_pack_unpacks_to_the_fp16_weights_within_half_a_scale_step(tmp_path):

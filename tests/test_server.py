@@ -1,6 +1,7 @@
 """The live app: gradio_client against each named endpoint, bad input, and concurrent users."""
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -173,3 +174,63 @@ def test_the_main_thread_runner_runs_calls_on_the_serving_thread_and_passes_erro
     with pytest.raises(ValueError, match="bad prompt"):
         runner.call(fail)
     assert runner.call(lambda a, b=0: a + b, 2, b=3) == 5  # still serving after an error
+
+
+def test_the_runner_hands_memory_back_once_idle_even_right_after_a_trim(monkeypatch):
+    from pipeline import batcher
+
+    trims = []
+    monkeypatch.setattr(batcher, "release_memory", lambda: trims.append(time.monotonic()))
+    runner = batcher.MainThreadRunner()
+    runner.IDLE_S, runner.TRIM_EVERY_S = 0.05, 0.3
+    threading.Thread(target=runner.serve_forever, daemon=True).start()
+    time.sleep(0.2)
+    assert trims == []  # nothing ran yet: nothing to hand back
+    runner.call(lambda: None)
+    time.sleep(0.5)
+    assert len(trims) == 1  # idle after a call
+    done = time.monotonic()
+    runner.call(lambda: None)  # within TRIM_EVERY_S of that trim: the next one waits, and still comes
+    time.sleep(0.6)
+    assert len(trims) == 2 and trims[1] - trims[0] >= 0.3 - 0.01 and trims[1] > done
+    time.sleep(0.5)
+    assert len(trims) == 2  # idle and nothing ran since: no more trims
+
+
+SPACES_STUB = '''"""A stand-in for Hugging Face's `spaces`: records when it is imported and where GPU calls run."""
+import os
+import sys
+import threading
+
+LOG = os.environ["SPACES_STUB_LOG"]
+with open(LOG, "a") as f:
+    f.write(f"imported; torch loaded before: {'torch' in sys.modules}\\n")
+
+
+def GPU(fn=None, **kwargs):
+    def wrap(f):
+        def run(*args, **kw):
+            with open(LOG, "a") as log:
+                log.write(f"gpu call on {threading.current_thread().name}\\n")
+            return f(*args, **kw)
+
+        return run
+
+    return wrap(fn) if fn is not None else wrap
+'''
+
+
+def test_on_a_zero_gpu_space_the_app_imports_spaces_first_and_runs_each_request_inside_spaces_gpu(tmp_path):
+    (tmp_path / "stub").mkdir()
+    (tmp_path / "stub" / "spaces.py").write_text(SPACES_STUB)
+    log = tmp_path / "spaces.log"
+    folder = make_tiny_diffusion(tmp_path / "model")
+    env = {"SPACES_ZERO_GPU": "true", "SPACES_STUB_LOG": str(log), "PYTHONPATH": str(tmp_path / "stub")}
+    with running_app(str(folder), env=env) as url:
+        form = ["a red circle", "diffusion", 2, 3.0, 0, False, 2, "none", 1.0, False, True, True]
+        outputs, files = call_http_api(url, "text_to_image", form)
+        assert len(files) == 2 and outputs[-1] == 0
+    lines = log.read_text().splitlines()
+    assert lines[0] == "imported; torch loaded before: False"  # before torch initialises CUDA
+    calls = [line for line in lines if line.startswith("gpu call on")]
+    assert len(calls) == 1 and "MainThread" not in calls[0]  # in the request's own thread, not the app's runner

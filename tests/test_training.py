@@ -174,3 +174,49 @@ def _no_error():
     import contextlib
 
     return contextlib.nullcontext()
+
+
+def _launch(*args, processes: int, timeout: int = 600) -> None:
+    """tests/two_process_training.py under `accelerate launch` (several processes, gloo) or plain Python."""
+    script = [str(ROOT / "tests" / "two_process_training.py"), *map(str, args)]
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
+                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]  # fmt: skip
+    cmd = [*launcher, *script] if processes > 1 else [sys.executable, *script]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_two_processes_draw_their_own_shards_and_train_as_one_process_on_the_global_batch(tmp_path):
+    from safetensors.torch import load_file
+
+    _launch(tmp_path / "two", 4, processes=2)
+    _launch(tmp_path / "one", 8, processes=1)
+    first, second = (json.loads((tmp_path / "two" / f"seen-{r}.json").read_text()) for r in (0, 1))
+    alone = json.loads((tmp_path / "one" / "seen-0.json").read_text())
+    assert all(a != b for a, b in zip(first, second))  # each process its own examples, every step
+    assert [a + b for a, b in zip(first, second)] == alone  # together: the single process's global batches
+    two, one = (load_file(tmp_path / run / "model" / "weights.safetensors") for run in ("two", "one"))
+    for name in one:
+        assert torch.allclose(two[name], one[name], atol=1e-5), name
+
+
+def test_each_process_steps_the_same_gan_discriminator(tmp_path):
+    from safetensors.torch import load_file
+
+    _launch(tmp_path, 2, "gan", processes=2)
+    first, second = (load_file(tmp_path / f"discriminator-{r}.safetensors") for r in (0, 1))
+    for name in first:  # the discriminator's gradients are averaged over the processes before each step
+        assert torch.equal(first[name], second[name]), name
+
+
+def test_every_task_draws_different_data_in_each_process_and_the_usual_data_alone(encoder):
+    from train.loop import ALONE, Shard
+
+    task, cpu = _task(encoder), torch.device("cpu")
+
+    def first(shard):
+        return next(task.batches(0, 4, cpu, shard))[0].tolist()
+
+    assert first(ALONE) == first(Shard(0, 1)) == next(task.batches(0, 4, cpu))[0].tolist()
+    assert first(Shard(0, 2)) != first(Shard(1, 2))

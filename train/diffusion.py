@@ -22,10 +22,11 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, IterableDataset
 
 from pipeline import diffusion
-from pipeline.core import to_pil
 from pipeline.encoders import EncodedPrompts, PromptEncoder
+from pipeline.images import to_pil
 from train import evaluate, world
 from train import grounding as grounding_lib
+from train.loop import ALONE, Shard
 
 
 @dataclass
@@ -85,7 +86,7 @@ class RenderedBatches(IterableDataset):
     """Endless batches of (pool indices, images in [-1, 1]), plus the objects' box masks
     (B, G, H, W) when `masks` is set (for train/grounding.py); each worker renders its own batches."""
 
-    def __init__(self, examples: list[world.Example], batch_size: int, seed: int, *, masks: bool = False):
+    def __init__(self, examples: list[world.Example], batch_size: int, seed: int | str, *, masks: bool = False):
         self.examples, self.batch_size, self.seed, self.masks = examples, batch_size, seed, masks
 
     def __iter__(self):
@@ -109,10 +110,12 @@ def to_tensor(images: list) -> torch.Tensor:
 
 
 def rendered_batches(
-    pool: CaptionPool, start_step: int, batch_size: int, device, *, workers: int, masks: bool = False
-) -> Iterator:
-    """(pool indices, images on `device`[, box masks]) forever, rendered by `workers` processes (0: this one)."""
-    data = RenderedBatches(pool.examples, batch_size, seed=start_step, masks=masks)
+    pool: CaptionPool, start_step: int, batch_size: int, device, *, workers: int, masks: bool = False,
+    shard: Shard = ALONE,
+) -> Iterator:  # fmt: skip
+    """(pool indices, images on `device`[, box masks]) forever, rendered by `workers` processes (0: this one);
+    each training process (`shard`) draws its own."""
+    data = RenderedBatches(pool.examples, batch_size, seed=shard.seed(start_step), masks=masks)
     loader = DataLoader(data, batch_size=None, num_workers=workers, persistent_workers=workers > 0)
     for idx, *tensors in loader:
         yield idx, *(t.to(device, non_blocking=True) for t in tensors)
@@ -150,9 +153,11 @@ class DiffusionTask:
     def trainable(self) -> torch.nn.Module:
         return self.unet
 
-    def batches(self, start_step: int, batch_size: int, device: torch.device) -> Iterator:
+    def batches(self, start_step: int, batch_size: int, device: torch.device, shard: Shard = ALONE) -> Iterator:
         masks = self.grounding > 0
-        return rendered_batches(self.pool, start_step, batch_size, device, workers=self.workers, masks=masks)
+        return rendered_batches(
+            self.pool, start_step, batch_size, device, workers=self.workers, masks=masks, shard=shard
+        )
 
     def loss(self, model, batch) -> torch.Tensor:
         """v-prediction MSE (Salimans & Ho, 2022) with the prompt dropped for `cond_dropout` of the batch,

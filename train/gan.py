@@ -4,8 +4,9 @@
 
 Hinge loss; a projection discriminator (Miyato & Koyama, 2018) that also attends to the prompt's tokens
 and learns to reject real images paired with the wrong prompt (a text-matching term, as in GAN-INT-CLS);
-lazy R1 on real images (Mescheder et al., 2018); EMA of the generator. The loop steps the generator;
-this task steps the discriminator inside `loss`, with its own optimizer saved in the checkpoint.
+lazy R1 on real images (Mescheder et al., 2018); EMA of the generator. The loop trains the generator (its
+`trainable`); this task steps the discriminator inside `loss`, through the loop's accelerator (`prepare`), with
+its weights and optimizer kept in the checkpoint's task state.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pipeline import gan
 from pipeline.encoders import EncodedPrompts, PromptEncoder
 from train import evaluate
 from train.diffusion import CaptionPool, generate_for_items, rendered_batches
+from train.loop import ALONE, Shard
 
 
 class Discriminator(nn.Module):
@@ -51,14 +53,6 @@ class Discriminator(nn.Module):
         return self.out(h).squeeze(1) + (h * self.project(cond.pooled)).sum(1)
 
 
-class GANPair(nn.Module):
-    """What the loop trains and checkpoints: the generator (stepped by the loop) and the discriminator."""
-
-    def __init__(self, generator: gan.TextToImageGAN, discriminator: Discriminator):
-        super().__init__()
-        self.generator, self.discriminator = generator, discriminator
-
-
 class GANTask:
     def __init__(
         self,
@@ -74,26 +68,36 @@ class GANTask:
         eval_per_category: int = 20,
         card: dict | None = None,
     ):
-        self.pair = GANPair(generator, Discriminator(encoder.hidden_size))
+        self.generator, self.discriminator = generator, Discriminator(encoder.hidden_size)
         self.encoder, self.pool, self.workers = encoder, pool, workers
-        self.d_opt = torch.optim.Adam(self.pair.discriminator.parameters(), lr=lr, betas=(0.0, 0.99))
+        self.d_opt = torch.optim.Adam(self.discriminator.parameters(), lr=lr, betas=(0.0, 0.99))
+        self.accel = None  # the loop's accelerator, once `prepare` is called
         self.r1_gamma, self.r1_every, self.mismatch_weight = r1_gamma, r1_every, mismatch_weight
         self.eval_items = evaluate.eval_set("combos", per_category=eval_per_category)
         self.card = card or {}
         self._step = 0
 
     def trainable(self) -> nn.Module:
-        return self.pair
+        return self.generator
+
+    def prepare(self, accel) -> None:
+        """The discriminator on the accelerator's device; its backward goes through the accelerator, and its
+        gradients are averaged over the processes before each of its steps (`_discriminator_step`)."""
+        self.accel = accel
+        self.discriminator.to(accel.device)
 
     def state_dict(self) -> dict:
-        return {"d_opt": self.d_opt.state_dict(), "step": self._step}
+        weights = {k: v.detach().cpu() for k, v in self.discriminator.state_dict().items()}
+        return {"d_opt": self.d_opt.state_dict(), "step": self._step, "discriminator": weights}
 
     def load_state_dict(self, state: dict) -> None:
+        if "discriminator" in state:
+            self.discriminator.load_state_dict(state["discriminator"])
         self.d_opt.load_state_dict(state["d_opt"])
         self._step = state["step"]
 
-    def batches(self, start_step: int, batch_size: int, device: torch.device) -> Iterator:
-        return rendered_batches(self.pool, start_step, batch_size, device, workers=self.workers)
+    def batches(self, start_step: int, batch_size: int, device: torch.device, shard: Shard = ALONE) -> Iterator:
+        return rendered_batches(self.pool, start_step, batch_size, device, workers=self.workers, shard=shard)
 
     def _cond(self, idx: torch.Tensor, device) -> EncodedPrompts:
         p = self.pool
@@ -102,9 +106,9 @@ class GANTask:
         )
 
     def loss(self, model: nn.Module, batch) -> torch.Tensor:
-        """One discriminator update here, then the generator's hinge loss for the loop to step."""
-        pair = model.module if hasattr(model, "module") else model
-        g, d = pair.generator, pair.discriminator
+        """One discriminator update here, then the generator's hinge loss for the loop to step. `model` is the
+        generator as the loop prepared it (wrapped for several processes)."""
+        g, d = self.generator, self.discriminator
         idx, real = batch
         device = real.device
         cond = self._cond(idx, device)
@@ -113,7 +117,8 @@ class GANTask:
 
         # Discriminator: real high; generated low; real with the wrong prompt low.
         d.requires_grad_(True)
-        fake = g(z, cond).detach()
+        with torch.no_grad():
+            fake = g(z, cond)
         real.requires_grad_(self._step % self.r1_every == 0)
         d_real = d(real, cond)
         d_loss = F.relu(1 - d_real).mean() + F.relu(1 + d(fake, cond)).mean()
@@ -121,18 +126,28 @@ class GANTask:
         if real.requires_grad:  # lazy R1: gradient penalty on real images every r1_every steps
             (grad,) = torch.autograd.grad(d_real.sum(), real, create_graph=True)
             d_loss = d_loss + self.r1_every * self.r1_gamma / 2 * grad.square().sum(dim=(1, 2, 3)).mean()
-        self.d_opt.zero_grad(set_to_none=True)
-        d_loss.backward()
-        self.d_opt.step()
-        self.d_opt.zero_grad(set_to_none=True)
+        self._discriminator_step(d_loss)
 
         # Generator: fool the discriminator (its weights frozen, so the loop steps only the generator).
         d.requires_grad_(False)
         self._step += 1
-        return -d(g(z, cond), cond).mean()
+        return -d(model(z, cond), cond).mean()
+
+    def _discriminator_step(self, d_loss: torch.Tensor) -> None:
+        self.d_opt.zero_grad(set_to_none=True)
+        if self.accel is None:
+            d_loss.backward()
+        else:
+            self.accel.backward(d_loss)
+            if self.accel.num_processes > 1:  # every process steps the same discriminator
+                for p in self.discriminator.parameters():
+                    if p.grad is not None:
+                        p.grad = self.accel.reduce(p.grad, reduction="mean")
+        self.d_opt.step()
+        self.d_opt.zero_grad(set_to_none=True)
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
-        generator = model.generator.eval()
+        generator = model.eval()
         images = generate_for_items(
             self.encoder, self.eval_items, lambda cond, seeds: gan.generate_step(generator, cond, seeds)
         )
@@ -140,6 +155,6 @@ class GANTask:
 
     def export(self, model: nn.Module, folder: Path, *, step: int, images_seen: int, seconds: float) -> None:
         card = {**self.card, "step": step, "images_seen": images_seen, "train_minutes": round(seconds / 60, 1)}
-        export = gan.TextToImageGAN(**model.generator.config)
-        export.load_state_dict(model.generator.state_dict())
+        export = gan.TextToImageGAN(**model.config)
+        export.load_state_dict(model.state_dict())
         gan.save(folder, export, encoder=self.encoder.name, card=card)

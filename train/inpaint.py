@@ -31,10 +31,11 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, IterableDataset
 
 from pipeline import diffusion, images
-from pipeline.core import to_pil
 from pipeline.encoders import PromptEncoder
+from pipeline.images import to_pil
 from train import evaluate, world
 from train.diffusion import to_tensor
+from train.loop import ALONE, Shard
 
 FULL_MASKS = 0.10  # share of training masks that cover the whole image (text-to-image)
 RANDOM_BOXES = 0.20  # share of random rectangles with the scene's caption; the rest cover one object
@@ -78,7 +79,7 @@ def masked_example(rng: random.Random) -> tuple[Image.Image, np.ndarray, str]:
 class MaskedBatches(IterableDataset):
     """Endless batches of (images in [-1, 1], masks (B, 1, H, W), prompts)."""
 
-    def __init__(self, batch_size: int, seed: int):
+    def __init__(self, batch_size: int, seed: int | str):
         self.batch_size, self.seed = batch_size, seed
 
     def __iter__(self):
@@ -167,8 +168,8 @@ class InpaintTask:
     def trainable(self) -> torch.nn.Module:
         return self.unet
 
-    def batches(self, start_step: int, batch_size: int, device: torch.device) -> Iterator:
-        data = MaskedBatches(batch_size, seed=start_step)
+    def batches(self, start_step: int, batch_size: int, device: torch.device, shard: Shard = ALONE) -> Iterator:
+        data = MaskedBatches(batch_size, seed=shard.seed(start_step))
         loader = DataLoader(data, batch_size=None, num_workers=self.workers, persistent_workers=self.workers > 0)
         for pixels, masks, prompts in loader:
             yield pixels.to(device), masks.to(device), prompts

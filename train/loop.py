@@ -1,8 +1,9 @@
 """The one training loop. Every model Wordbrush trains (the embedded diffusion model, the GAN, LoRA
 adapters) is a `Task` run by `run_training`: same checkpoints, resume, EMA, progress bar and log.
 
-Runs under `accelerate launch` unchanged (multi-GPU, mixed precision); on one machine it is plain Python.
-A run folder holds:
+Runs under `accelerate launch` unchanged (several GPUs or hosts, mixed precision): each process draws its own
+shard of every global batch (`Shard`), gradients are averaged by the accelerator, and only the main process
+writes. On one machine it is plain Python. A run folder holds:
 
     checkpoint/   trainable.safetensors and ema.safetensors (the trained parameters only: an adapter's size
                   for a LoRA), state.pt (optimizer, step; no weights); replaced atomically (`save_atomically`)
@@ -29,10 +30,26 @@ from tqdm.auto import tqdm
 
 
 @dataclass(frozen=True)
+class Shard:
+    """This process's part of the data: process `index` of `count` draws its own examples of every step, so
+    `count` processes of `batch_size` train on one global batch of `count * batch_size`."""
+
+    index: int = 0
+    count: int = 1
+
+    def seed(self, seed: int | str) -> int | str:
+        """A data seed for this process: `seed` itself when it is alone, so one process draws as always."""
+        return seed if self.count == 1 else f"{seed}/{self.index}-of-{self.count}"
+
+
+ALONE = Shard()  # a single process: all of the data
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     out: str  # run folder (checkpoint/, model/, log.jsonl)
     steps: int  # total optimizer steps; a resumed run continues up to this
-    batch_size: int = 64  # images per step (per process)
+    batch_size: int = 64  # examples per step and process
     lr: float = 3e-4  # AdamW peak learning rate
     warmup: int = 200  # linear warm-up steps, then constant
     weight_decay: float = 0.0
@@ -52,7 +69,7 @@ class Task(Protocol):
 
     def trainable(self) -> torch.nn.Module: ...  # the module whose parameters (requires_grad) train
 
-    def batches(self, start_step: int, batch_size: int, device: torch.device) -> Iterator[Any]: ...
+    def batches(self, start_step: int, batch_size: int, device: torch.device, shard: Shard) -> Iterator[Any]: ...
 
     def loss(self, model: torch.nn.Module, batch: Any) -> torch.Tensor: ...
 
@@ -60,9 +77,11 @@ class Task(Protocol):
 
     def export(self, model: torch.nn.Module, folder: Path, *, step: int, images_seen: int, seconds: float) -> None: ...
 
-    # Optional: state of the task's own (e.g. a GAN discriminator's optimizer), kept in the checkpoint.
+    # Optional: state of the task's own (e.g. a GAN discriminator and its optimizer), kept in the checkpoint,
+    # and a hook that receives the accelerator once the trainable module is prepared.
     # def state_dict(self) -> dict: ...
     # def load_state_dict(self, state: dict) -> None: ...
+    # def prepare(self, accel: Accelerator) -> None: ...
 
 
 def run_training(task: Task, cfg: TrainConfig, *, on_log=None, should_stop=None) -> dict[str, float]:
@@ -70,132 +89,150 @@ def run_training(task: Task, cfg: TrainConfig, *, on_log=None, should_stop=None)
 
     on_log(record) sees every log record; should_stop() is asked after every step: when it says yes,
     the loop checkpoints, exports and returns early (a cancelled run keeps its work)."""
-    out = Path(cfg.out)
+    run = _Run(task, cfg, on_log)
     started = time.time()
-    precision = cfg.mixed_precision
-    if precision == "auto":
-        precision = "bf16" if torch.cuda.is_available() else "no"
-    accel = Accelerator(mixed_precision=precision)
-    torch.manual_seed(cfg.seed + accel.process_index)
-    model = task.trainable()
-    names = [n for n, p in model.named_parameters() if p.requires_grad]
-    params = [p for p in model.parameters() if p.requires_grad]
-    ema = EMAModel(params, decay=cfg.ema_decay) if cfg.ema_decay > 0 else None  # the trained parameters only
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.betas)
-    warm = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup)))
+    bar = tqdm(total=cfg.steps, initial=run.step, desc="training", disable=not run.accel.is_main_process,
+               dynamic_ncols=True)  # fmt: skip
+    batches = task.batches(run.step, cfg.batch_size, run.accel.device, run.shard)
+    window_loss, window_images, t_window = 0.0, 0, time.time()
+    while run.step < cfg.steps:
+        loss = run.train_step(next(batches))
+        n = cfg.batch_size * run.accel.num_processes
+        run.images_seen += n
+        window_loss, window_images = window_loss + loss, window_images + n
+        bar.update(1)
+        if run.step % cfg.log_every == 0:
+            dt = time.time() - t_window
+            run.seconds += dt
+            bar.set_postfix(loss=f"{window_loss / cfg.log_every:.4f}", img_s=f"{window_images / dt:.0f}")
+            run.log({"step": run.step, "loss": window_loss / cfg.log_every, "images_per_s": window_images / dt,
+                     "images_seen": run.images_seen})  # fmt: skip
+            window_loss, window_images, t_window = 0.0, 0, time.time()
+        if run.step % cfg.checkpoint_every == 0 or run.step == cfg.steps:
+            run.save_checkpoint()
+        if cfg.eval_every and run.step % cfg.eval_every == 0 and run.step != cfg.steps:
+            run.evaluate_and_export()
+            t_window = time.time()  # evaluation time is not training time
+        if should_stop is not None and should_stop():
+            tqdm.write(f"stopped at step {run.step}; the checkpoint keeps the work done")
+            break
+        if cfg.max_minutes and time.time() - started > cfg.max_minutes * 60:
+            tqdm.write(f"--max-minutes {cfg.max_minutes:g} reached at step {run.step}")
+            break
+    bar.close()
+    run.save_checkpoint()
+    return run.evaluate_and_export()
 
-    # Resume: weights from safetensors, optimizer and counters from state.pt (tensors and numbers only).
-    step, images_seen, seconds = 0, 0, 0.0
-    ckpt = find_checkpoint(out)
-    if ckpt is not None:
+
+class _Run:
+    """One training run's state: the accelerator, the trained module, its optimizer, schedule and EMA, and the
+    counters a checkpoint keeps."""
+
+    def __init__(self, task: Task, cfg: TrainConfig, on_log=None):
+        self.task, self.cfg, self.out, self.on_log = task, cfg, Path(cfg.out), on_log
+        precision = cfg.mixed_precision
+        if precision == "auto":
+            precision = "bf16" if torch.cuda.is_available() else "no"
+        # cpu=True where there is no GPU: several processes then share the work over gloo (MULTI_CPU)
+        self.accel = Accelerator(mixed_precision=precision, cpu=not torch.cuda.is_available())
+        self.shard = Shard(self.accel.process_index, self.accel.num_processes)
+        torch.manual_seed(cfg.seed + self.accel.process_index)
+        model = task.trainable()
+        self.names = [n for n, p in model.named_parameters() if p.requires_grad]
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.ema = EMAModel(self.params, decay=cfg.ema_decay) if cfg.ema_decay > 0 else None  # trained params only
+        opt = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.betas)
+        self.warm = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup)))
+        self.step, self.images_seen, self.seconds = 0, 0, 0.0
+        self._resume(model, opt)
+        self.model, self.opt = self.accel.prepare(model, opt)
+        if hasattr(task, "prepare"):
+            task.prepare(self.accel)
+        if self.ema is not None:
+            self.ema.to(self.accel.device)
+        self.out.mkdir(parents=True, exist_ok=True)
+        if self.accel.is_main_process:
+            (self.out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+
+    def _resume(self, model, opt) -> None:
+        """Weights from safetensors, optimizer and counters from state.pt (tensors and numbers only)."""
+        ckpt = find_checkpoint(self.out)
+        if ckpt is None:
+            return
         load_trained(model, load_file(ckpt / "trainable.safetensors"))
         state = torch.load(ckpt / "state.pt", weights_only=True)
-        if ema is not None and (ckpt / "ema.safetensors").exists():
+        if self.ema is not None and (ckpt / "ema.safetensors").exists():
             shadow = load_file(ckpt / "ema.safetensors")
-            ema.shadow_params = [shadow[n].to(p.dtype) for n, p in zip(names, params)]
-            ema.optimization_step = state.get("ema_step", state["step"])
+            self.ema.shadow_params = [shadow[n].to(p.dtype) for n, p in zip(self.names, self.params)]
+            self.ema.optimization_step = state.get("ema_step", state["step"])
         opt.load_state_dict(state["optimizer"])
-        warm.load_state_dict(state["lr_schedule"])
-        step, images_seen, seconds = state["step"], state["images_seen"], state["seconds"]
-        if "task" in state:  # e.g. the GAN discriminator's optimizer
-            task.load_state_dict(state["task"])
-        accel.print(f"resumed from {ckpt} at step {step} ({images_seen:,} images, {seconds / 60:.1f} min)")
-    model, opt = accel.prepare(model, opt)
-    if ema is not None:
-        ema.to(accel.device)
+        self.warm.load_state_dict(state["lr_schedule"])
+        self.step, self.images_seen, self.seconds = state["step"], state["images_seen"], state["seconds"]
+        if "task" in state:  # e.g. the GAN discriminator and its optimizer
+            self.task.load_state_dict(state["task"])
+        self.accel.print(f"resumed from {ckpt} at step {self.step} ({self.images_seen:,} images, "
+                         f"{self.seconds / 60:.1f} min)")  # fmt: skip
 
-    def save_checkpoint() -> None:
-        if not accel.is_main_process:
+    def train_step(self, batch) -> float:
+        """One optimizer step on `batch`; returns its loss."""
+        self.model.train()
+        with self.accel.autocast():
+            loss = self.task.loss(self.model, batch)
+        if not math.isfinite(loss.item()):
+            raise FloatingPointError(f"loss is {loss.item()} at step {self.step}; lower --lr or check the data")
+        self.accel.backward(loss)
+        if self.cfg.grad_clip:
+            self.accel.clip_grad_norm_(self.params, self.cfg.grad_clip)
+        self.opt.step()
+        self.warm.step()
+        self.opt.zero_grad(set_to_none=True)
+        if self.ema is not None:  # decay min(ema_decay, (1 + step) / (10 + step)): diffusers' EMAModel warm-up
+            self.ema.step(self.params)
+        self.step += 1
+        return loss.item()
+
+    def save_checkpoint(self) -> None:
+        if not self.accel.is_main_process:
             return
 
         def write(folder: Path) -> None:
-            save_file(trained_state(accel.unwrap_model(model)), folder / "trainable.safetensors")
-            state = {"optimizer": opt.state_dict(), "lr_schedule": warm.state_dict(), "step": step,
-                     "images_seen": images_seen, "seconds": seconds}  # fmt: skip
-            if ema is not None:
-                save_file({n: t.detach().contiguous() for n, t in zip(names, ema.shadow_params)},
-                          folder / "ema.safetensors")  # fmt: skip
-                state["ema_step"] = ema.optimization_step
-            if hasattr(task, "state_dict"):
-                state["task"] = task.state_dict()
+            save_file(trained_state(self.accel.unwrap_model(self.model)), folder / "trainable.safetensors")
+            state = {"optimizer": self.opt.state_dict(), "lr_schedule": self.warm.state_dict(), "step": self.step,
+                     "images_seen": self.images_seen, "seconds": self.seconds}  # fmt: skip
+            if self.ema is not None:
+                shadow = {n: t.detach().contiguous() for n, t in zip(self.names, self.ema.shadow_params)}
+                save_file(shadow, folder / "ema.safetensors")
+                state["ema_step"] = self.ema.optimization_step
+            if hasattr(self.task, "state_dict"):
+                state["task"] = self.task.state_dict()
             torch.save(state, folder / "state.pt")  # written last: a folder with state.pt is complete
 
-        save_atomically(out / "checkpoint", write)
+        save_atomically(self.out / "checkpoint", write)
 
-    def log(record: dict) -> None:
-        if accel.is_main_process:
-            with open(out / "log.jsonl", "a") as f:
+    def log(self, record: dict) -> None:
+        if self.accel.is_main_process:
+            with open(self.out / "log.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
-            if on_log is not None:
-                on_log(record)
+            if self.on_log is not None:
+                self.on_log(record)
 
-    def evaluate_and_export() -> dict[str, float]:
-        if not accel.is_main_process:
+    def evaluate_and_export(self) -> dict[str, float]:
+        if not self.accel.is_main_process:
             return {}
-        final = accel.unwrap_model(model).eval()
-        if ema is not None:  # export and evaluate the EMA weights, then train on with the live ones
-            ema.store(params)
-            ema.copy_to(params)
+        final = self.accel.unwrap_model(self.model).eval()
+        if self.ema is not None:  # export and evaluate the EMA weights, then train on with the live ones
+            self.ema.store(self.params)
+            self.ema.copy_to(self.params)
         try:
-            task.export(final, out / "model", step=step, images_seen=images_seen, seconds=seconds)
-            scores = task.evaluate(final)
+            self.task.export(final, self.out / "model", step=self.step, images_seen=self.images_seen,
+                             seconds=self.seconds)  # fmt: skip
+            scores = self.task.evaluate(final)
         finally:
-            if ema is not None:
-                ema.restore(params)
-        log({"step": step, "images_seen": images_seen, "eval": scores})
-        tqdm.write(f"step {step}: eval " + "  ".join(f"{k} {v:.3f}" for k, v in scores.items()))
+            if self.ema is not None:
+                self.ema.restore(self.params)
+        self.log({"step": self.step, "images_seen": self.images_seen, "eval": scores})
+        tqdm.write(f"step {self.step}: eval " + "  ".join(f"{k} {v:.3f}" for k, v in scores.items()))
         return scores
-
-    out.mkdir(parents=True, exist_ok=True)
-    if accel.is_main_process:
-        (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
-    bar = tqdm(total=cfg.steps, initial=step, desc="training", disable=not accel.is_main_process, dynamic_ncols=True)
-    batches = task.batches(step, cfg.batch_size, accel.device)
-    window_loss, window_images, t_window = 0.0, 0, time.time()
-    while step < cfg.steps:
-        # Accumulate gradients.
-        model.train()
-        batch = next(batches)
-        with accel.autocast():
-            loss = task.loss(model, batch)
-        if not math.isfinite(loss.item()):
-            raise FloatingPointError(f"loss is {loss.item()} at step {step}; lower --lr or check the data")
-        accel.backward(loss)
-        # Update weights.
-        if cfg.grad_clip:
-            accel.clip_grad_norm_(params, cfg.grad_clip)
-        opt.step()
-        warm.step()
-        opt.zero_grad(set_to_none=True)
-        if ema is not None:  # decay min(ema_decay, (1 + step) / (10 + step)): diffusers' EMAModel warm-up
-            ema.step(params)
-        step += 1
-        n = cfg.batch_size * accel.num_processes
-        images_seen += n
-        window_loss += loss.item()
-        window_images += n
-        bar.update(1)
-        if step % cfg.log_every == 0:
-            dt = time.time() - t_window
-            seconds += dt
-            rate = window_images / dt
-            bar.set_postfix(loss=f"{window_loss / cfg.log_every:.4f}", img_s=f"{rate:.0f}")
-            log({"step": step, "loss": window_loss / cfg.log_every, "images_per_s": rate, "images_seen": images_seen})
-            window_loss, window_images, t_window = 0.0, 0, time.time()
-        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            save_checkpoint()
-        if cfg.eval_every and step % cfg.eval_every == 0 and step != cfg.steps:
-            evaluate_and_export()
-            t_window = time.time()  # evaluation time is not training time
-        if should_stop is not None and should_stop():
-            tqdm.write(f"stopped at step {step}; the checkpoint keeps the work done")
-            break
-        if cfg.max_minutes and time.time() - started > cfg.max_minutes * 60:
-            tqdm.write(f"--max-minutes {cfg.max_minutes:g} reached at step {step}")
-            break
-    bar.close()
-    save_checkpoint()
-    return evaluate_and_export()
 
 
 def trained_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:

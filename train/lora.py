@@ -29,14 +29,13 @@ from pipeline.encoders import PromptEncoder
 from pipeline.images import to_rgb
 from train import world
 from train.diffusion import CaptionPool, DiffusionTask, build_pool, conditioning, to_tensor
+from train.loop import ALONE, Shard
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif"}
 LORA_FILE = "lora.safetensors"
 PRIOR_IMAGES = 256  # prior preservation from the base model's drawings ("base"): captions drawn
-# Prior preservation's weight against the new data's loss. Measured on the star demo, 200 prompts a
-# category (bench/results/lora-variants.md), stars 1.000 throughout, largest old-category drop (each +- about
-# 0.03): on the 272k-image base 0.040 at weight 1, 0.030 at 2, 0.035 at 3; on the shipped base (session 9, two
-# training seeds each) 0.035 and 0.045 at 2, 0.010 and 0.030 at 3.
+# Prior preservation's weight against the new data's loss: the weight that kept the old skills best on the
+# star demo (docs/shapes-world.md, "Teaching a new shape").
 PRIOR_WEIGHT = 3.0
 PRIOR_DROPOUT = 0.1  # prior samples under the empty prompt, as in the base's training (guidance's baseline)
 PRIOR_CAPTIONS = 4096  # prior preservation from the base's own training world ("world"): captions, rendered anew
@@ -125,7 +124,7 @@ def save_lora(unet, folder: str | Path) -> Path:
 class ImageBatches:
     """Endless random batches from a fixed set of images, as (indices, images in [-1, 1])."""
 
-    def __init__(self, images: list[Image.Image], batch_size: int, seed: int):
+    def __init__(self, images: list[Image.Image], batch_size: int, seed: int | str):
         self.x = to_tensor(images)
         self.batch_size, self.rng = batch_size, random.Random(seed)
 
@@ -182,8 +181,8 @@ class LoraTask(DiffusionTask):
         pred = model(x_t, t, states, class_labels=pooled, encoder_attention_mask=mask).sample
         return F.mse_loss(pred.float(), target.float())
 
-    def batches(self, start_step: int, batch_size: int, device: torch.device) -> Iterator:
-        for idx, images in ImageBatches(self.data.images, batch_size, seed=start_step):
+    def batches(self, start_step: int, batch_size: int, device: torch.device, shard: Shard = ALONE) -> Iterator:
+        for idx, images in ImageBatches(self.data.images, batch_size, seed=shard.seed(start_step)):
             yield idx, images.to(device)
 
     def evaluate(self, model) -> dict[str, float]:
@@ -191,7 +190,7 @@ class LoraTask(DiffusionTask):
         return {}
 
     def export(self, model, folder: Path, *, step: int, images_seen: int, seconds: float) -> None:
-        from pipeline.core import to_pil
+        from pipeline.images import to_pil
 
         def draw(prompts: list[str]) -> list[Image.Image]:
             model.eval()
@@ -220,8 +219,8 @@ class DiffusersLoraTask:
     def trainable(self) -> torch.nn.Module:
         return self.pipe.unet
 
-    def batches(self, start_step: int, batch_size: int, device: torch.device) -> Iterator:
-        rng = random.Random(start_step)
+    def batches(self, start_step: int, batch_size: int, device: torch.device, shard: Shard = ALONE) -> Iterator:
+        rng = random.Random(shard.seed(start_step))
         while True:
             idx = torch.tensor([rng.randrange(len(self.latents)) for _ in range(batch_size)])
             yield idx, self.latents[idx].to(device)
@@ -332,18 +331,9 @@ def train_lora(
     n_params = sum(p.numel() for p in unet.parameters() if p.requires_grad)
     print(f"LoRA rank {rank} on {model}: {n_params:,} trainable params; {len(images.images)} images")
     train_cfg = TrainConfig(
-        out=str(out),
-        steps=steps,
-        batch_size=batch_size,
-        lr=lr,
-        warmup=min(50, steps // 10),
-        ema_decay=0.99,
-        checkpoint_every=checkpoint_every,
-        eval_every=0,
-        log_every=10,
-        mixed_precision=mixed_precision,
-        seed=seed,
-    )
+        out=str(out), steps=steps, batch_size=batch_size, lr=lr, warmup=min(50, steps // 10), ema_decay=0.99,
+        checkpoint_every=checkpoint_every, eval_every=0, log_every=10, mixed_precision=mixed_precision, seed=seed,
+    )  # fmt: skip
     run_training(task, train_cfg, on_log=on_log, should_stop=should_stop)
     return Path(out) / "model" / LORA_FILE
 
@@ -352,11 +342,12 @@ def draw_prior(unet, cfg: diffusion.DiffusionConfig, prior: CaptionPool) -> torc
     """The base model's drawings of the prior captions (the pipeline's default sampling: 12 guided steps, bf16
     where the hardware has it), in [-1, 1]. Call it while the LoRA's up-weights are still zero, so the adapted
     UNet is the base UNet."""
-    from pipeline.core import DiffusionGenerator, native_bf16
+    from pipeline.core import native_bf16
     from pipeline.encoders import EncodedPrompts
 
     t0, out = time.time(), []
-    gen = DiffusionGenerator(unet.eval(), cfg, autocast=torch.bfloat16 if native_bf16(str(unet.device)) else None)
+    autocast = torch.bfloat16 if native_bf16(str(unet.device)) else None
+    gen = diffusion.DiffusionGenerator(unet.eval(), cfg, autocast=autocast)
     for i in range(0, len(prior.states), 64):
         sl = slice(i, i + 64)
         n = len(prior.states[sl])

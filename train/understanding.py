@@ -22,6 +22,7 @@ from torch.nn import functional as F
 
 from pipeline.understand import SLOTS, ReaderConfig, SceneReader, new_reader, save_reader, target_labels
 from train import phrasing
+from train.loop import ALONE, Shard
 
 # Splits of the text evaluation: (words, templates) of the prompts, scenes from held-out combinations.
 EVAL_SPLITS = {
@@ -44,10 +45,10 @@ class UnderstandingTask:
     def trainable(self) -> SceneReader:
         return self.reader
 
-    def batches(self, start_step: int, batch_size: int, device: torch.device) -> Iterator[dict]:
+    def batches(self, start_step: int, batch_size: int, device: torch.device, shard: Shard = ALONE) -> Iterator[dict]:
         step = start_step
         while True:
-            rng = random.Random(f"{self.seed}-{step}")
+            rng = random.Random(shard.seed(f"{self.seed}-{step}"))
             examples = [phrasing.sample_phrased(rng, other_share=self.other_share) for _ in range(batch_size)]
             yield collate(self.reader, examples, device)
             step += 1

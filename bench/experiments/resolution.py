@@ -1,6 +1,6 @@
 """The native-resolution trade-off: what 48 px would cost against 32 px for the same UNet, in one run.
 
-    python -m bench.resolution
+    python -m bench.experiments.resolution
 
 Training images/s (bf16 autocast, batch 32) and sampling seconds per image (12 guided steps, batch 1).
 """

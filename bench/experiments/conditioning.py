@@ -1,6 +1,6 @@
 """Which path carries the prompt into the diffusion UNet: the pooled vector or the per-token states?
 
-    python -m bench.conditioning [--model shapes] [--per-category 30]
+    python -m bench.experiments.conditioning [--model shapes] [--per-category 30]
 
 The UNet reads a prompt twice: its per-token states through cross-attention, and their mean (the pooled
 vector) added to the time embedding. Each column samples the evaluator's held-out-combination prompts
@@ -15,8 +15,8 @@ import argparse
 import torch
 
 from pipeline import diffusion, presets
-from pipeline.core import to_pil
 from pipeline.encoders import EncodedPrompts, load_encoder
+from pipeline.images import to_pil
 from train import evaluate
 
 ABLATIONS = ("both", "no pooled vector", "no token states")

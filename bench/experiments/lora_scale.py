@@ -1,13 +1,13 @@
 """The star LoRA at several scales: the new concept against the old categories (same sets as lora_demo).
 
-python -m bench.lora_scale --lora runs/lora-star/model/lora.safetensors --scales 0.5 0.75 1.0
+python -m bench.experiments.lora_scale --lora runs/lora-star/model/lora.safetensors --scales 0.5 0.75 1.0
 """
 
 from __future__ import annotations
 
 import argparse
 
-from bench.lora_demo import scores, star_items
+from bench.lora_demo import WithLora, scores, star_items
 from pipeline import Wordbrush
 from train import evaluate
 
@@ -24,8 +24,8 @@ def main() -> None:
     stars, old = star_items(args.star_seeds), evaluate.eval_set("combos", per_category=args.per_category)
     rows = {"base": {"star": scores(wb, stars)["single_object"], **scores(wb, old)}}
     for scale in args.scales:
-        wb.set_lora(f"{args.lora}:{scale}")
-        rows[f"LoRA x{scale:g}"] = {"star": scores(wb, stars)["single_object"], **scores(wb, old)}
+        adapted = WithLora(wb, f"{args.lora}:{scale}")
+        rows[f"LoRA x{scale:g}"] = {"star": scores(adapted, stars)["single_object"], **scores(adapted, old)}
     cats = ["star", *evaluate.CATEGORIES, "overall"]
     print("| category | " + " | ".join(rows) + " |")
     print("|---|" + "---:|" * len(rows))

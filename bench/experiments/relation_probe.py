@@ -1,6 +1,6 @@
 """Does the prompt encoder say which object goes where? A linear probe on its per-token states.
 
-    python -m bench.relation_probe [--encoder minilm] [--n 4000]
+    python -m bench.experiments.relation_probe [--encoder minilm] [--n 4000]
 
 Relation captions from the training phrasings ("a red circle above a blue square", "a blue square below a
 red circle", "a blue square with a red circle above it", ...). For each object, the state of its shape
@@ -116,7 +116,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--encoder", default="minilm")
     parser.add_argument("--n", type=int, default=4000, help="relation captions")
-    parser.add_argument("--out", default="bench/results/relation-probe.md")
+    parser.add_argument("--out", default="bench/experiments/results/relation-probe.md")
     args = parser.parse_args()
     torch.manual_seed(0)
     encoder = load_encoder(args.encoder)
@@ -127,7 +127,7 @@ def main() -> None:
     acc = (pred[test] == y[test]).float().mean().item()
     axis = (pred[test] // 2 == y[test] // 2).float().mean().item()
     lines = [
-        f"`python -m bench.relation_probe {' '.join(sys.argv[1:])}`",
+        f"`python -m bench.experiments.relation_probe {' '.join(sys.argv[1:])}`",
         "",
         f"{args.encoder}: {len(x)} shape-word states ({int(test.sum())} held out). Role (top/bottom/left/right) "
         f"from one linear layer: **{acc:.3f}** (chance 0.25); axis only: {axis:.3f}.",

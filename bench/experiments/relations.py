@@ -1,6 +1,6 @@
 """Where a model puts two objects it was asked to relate: the relation asked against the relation drawn.
 
-    python -m bench.relations --model assets/shapes-diffusion --model assets/shapes-gan [--n 200]
+    python -m bench.experiments.relations --model assets/shapes-diffusion --model assets/shapes-gan [--n 200]
 
 The evaluator's position prompts (held-out combinations, all training phrasings, inverted ones included).
 For each image in which both objects were found with the right colours and shapes, the relation of the
@@ -176,7 +176,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", action="append", required=True, help="preset or folder; repeat to compare")
     parser.add_argument("--n", type=int, default=200, help="position prompts")
-    parser.add_argument("--out", default="bench/results/relations.md")
+    parser.add_argument("--out", default="bench/experiments/results/relations.md")
     parser.add_argument("--noise-probe", action="store_true", help="only the high-noise probe (diffusion models)")
     parser.add_argument("--attention-probe", action="store_true", help="only the attention probe (diffusion models)")
     parser.add_argument(
@@ -219,7 +219,7 @@ def main() -> None:
     suffix = " (layout stage off)" if args.layout is False else ""
     report = "\n".join(table(m + suffix, confusion(m, items, layout=args.layout)) for m in args.model)
     print(report)
-    Path(args.out).write_text(f"`python -m bench.relations {' '.join(sys.argv[1:])}`\n\n{report}")
+    Path(args.out).write_text(f"`python -m bench.experiments.relations {' '.join(sys.argv[1:])}`\n\n{report}")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
-"""Wheels for the GPU host, small enough to travel beside the project (64 MiB a device call, in all).
+"""Wheels for the GPU host, small enough to travel beside the project (64 MiB a call, in all).
 
-    python -m scripts.slim_wheels --out .whl-app      # gradio and its missing needs, diffusers: ~9 MiB
+    python -m scripts.gpu.slim_wheels --out .whl-app      # gradio and its missing needs, diffusers: ~9 MiB
 
 Downloads (from the package index, for the host's Python 3.12) the exact versions this checkout's venv
-runs, of the packages the host's image lacks (the device tool's KINDS.md lists what it has), and drops
+runs, of the packages the host's image lacks (docs/gpu-host.md), and drops
 from gradio its browser frontend's scripts and styles, node server and demo media (29 of its 31 MB: a
 benchmark over the HTTP API never loads them; the page itself stays, so the server starts) and from
 diffusers its hub pipelines (the embedded model needs only its UNet, schedulers and attention code;
@@ -22,7 +22,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-# Not on the GPU host's image (its KINDS.md package list), needed by gradio, gradio_client or the pipeline.
+# Not on the GPU host's image (its package list), needed by gradio, gradio_client or the pipeline.
 PACKAGES = [
     "gradio", "gradio_client", "hf-gradio", "fastapi", "starlette", "uvicorn", "pydantic", "pydantic_core",
     "annotated_types", "typing_inspection", "orjson", "python-multipart", "safehttpx", "groovy",

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# One call of the device tool on a GPU host with no network (see README "Training on a GPU"):
+# One call on a GPU host with no network (docs/gpu-host.md):
 # train the diffusion model and the GAN side by side for $MINUTES each (resuming the committed weights:
 # the shipped diffusion model, and the shipped GAN),
 # then bench/gpu_speed.py in what is left of $BUDGET seconds. Results land in $OUT.
 #
 # Prepared here (ignored by git, carried to the host):
-#   python -m scripts.pack_minilm --out .carry/minilm.tar.gz          # the prompt encoder, int8: 11 MB
-#   pip download --no-deps diffusers==0.42.1 importlib_metadata -d .whl  (see the device README)
-#   python -m scripts.travel_size .whl .carry                          # under 64 MiB? (60.1 in session 11)
+#   python -m scripts.gpu.pack_minilm --out .carry/minilm.tar.gz          # the prompt encoder, int8: 11 MB
+#   pip download --no-deps diffusers==0.42.1 importlib_metadata -d .whl  (docs/gpu-host.md)
+#   python -m scripts.gpu.travel_size .whl .carry                          # under 64 MiB?
 set -u
 start=$(date +%s)
 MINUTES=${MINUTES:-5}
@@ -19,12 +19,12 @@ DIFF_BATCH=${DIFF_BATCH:-512} GAN_BATCH=${GAN_BATCH:-256}
 DIFF_WORKERS=${DIFF_WORKERS:-10} GAN_WORKERS=${GAN_WORKERS:-4}
 DIFF_INIT=${DIFF_INIT:-assets/shapes-diffusion}
 POOL=${POOL:-100000}  # training examples drawn once (rendered and encoded) at the start
-# The relation recipe of session 7: coordinate inputs (in the shipped UNet), relations and counts drawn more
+# The relation recipe: coordinate inputs (in the shipped UNet), relations and counts drawn more
 # often, half of each batch at the noisiest timesteps where a layout is decided.
 DIFF_RECIPE=(--kind-weights relation=2.5,count=1.5 --high-noise 0.5)
 mkdir -p "$RUNS"
 WHEELS=.whl MODULES="diffusers transformers"
-source scripts/gpu_host.sh
+source scripts/gpu/host_setup.sh
 export TQDM_MININTERVAL=5
 
 common=(--steps 1000000 --pool-size "$POOL" --threads 2 --checkpoint-every 1000 --eval-every 0 --max-minutes "$MINUTES")

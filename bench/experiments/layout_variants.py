@@ -1,6 +1,6 @@
 """The layout stage (pipeline/layout.py) against the variants it was chosen from, on the same prompts.
 
-    python -m bench.layout_variants [--per-category 100] [--variants off,shipped,other-box,sketch-0.7]
+    python -m bench.experiments.layout_variants [--per-category 100] [--variants off,shipped,other-box,sketch-0.7]
 
 Variants, all with the same plans (boxes from each prompt's seed):
   off         the UNet alone (`layout=False`)
@@ -24,7 +24,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from pipeline import Wordbrush, layout
 from pipeline import images as imlib
-from pipeline.core import to_pil
+from pipeline.images import to_pil
 from train import evaluate, world
 
 CATEGORIES = ("two_objects", "position", "color_attribution", "style")
@@ -87,7 +87,8 @@ def main() -> None:
     args = parser.parse_args()
     wb = Wordbrush.load(args.model)
     items = [it for it in evaluate.eval_set("combos", per_category=args.per_category) if it.category in CATEGORIES]
-    print(f"`python -m bench.layout_variants {' '.join(sys.argv[1:])}`: {len(items)} held-out-combination items\n")
+    command = "python -m bench.experiments.layout_variants " + " ".join(sys.argv[1:])
+    print(f"`{command}`: {len(items)} held-out-combination items\n")
     print("| variant | " + " | ".join(CATEGORIES) + " | seconds per image, batch 50 |")
     print("|---|" + "---:|" * (len(CATEGORIES) + 1))
     for variant in args.variants.split(","):

@@ -1,0 +1,86 @@
+"""A diffusers pipeline family as a Wordbrush generator: one checkpoint's text-to-image, image-to-image and
+inpainting pipelines, built with `from_pipe` so that they share one set of components in memory."""
+
+from __future__ import annotations
+
+import torch
+from PIL import Image
+
+
+class DiffusersGenerator:
+    """One diffusers pipeline family behind the generator protocol's attributes (kind, defaults,
+    resolution); `generate` runs one of its pipelines on a batch, halving the batch on CUDA out-of-memory."""
+
+    kind = "diffusers"
+
+    def __init__(self, t2i, *, default_steps: int, default_guidance: float, resolution: int):
+        from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting
+
+        self.pipes = {"text_to_image": t2i}
+        self.missing: dict[str, str] = {}  # task -> why this checkpoint cannot do it
+        unet = getattr(t2i, "unet", None)
+        if unet is not None and unet.config.in_channels == 9:  # an inpainting checkpoint: masked input only
+            self.pipes = {"inpaint": AutoPipelineForInpainting.from_pipe(t2i)}
+            for task in ("text_to_image", "style_transfer"):
+                self.missing[task] = "it is an inpainting checkpoint (9-channel UNet); use it in the Inpainting tab"
+        for task, auto in (("style_transfer", AutoPipelineForImage2Image), ("inpaint", AutoPipelineForInpainting)):
+            if task in self.pipes or task in self.missing:
+                continue
+            try:
+                self.pipes[task] = auto.from_pipe(t2i)  # shares the denoiser, VAE and text encoder in memory
+            except ValueError as err:
+                self.missing[task] = (
+                    f"{type(t2i).__name__} has no {task.replace('_', ' ')} pipeline in diffusers ({err})"
+                )
+        for pipe in self.pipes.values():
+            pipe.set_progress_bar_config(disable=True)
+        self.base = t2i  # holds the shared components (LoRA, devices)
+        self.default_steps, self.default_guidance, self.resolution = default_steps, default_guidance, resolution
+        self.oom_retries = 0  # batches split after a CUDA out-of-memory error (for tests and logs)
+
+    def generate(
+        self, task: str, prompts: list[str], seeds: list[int], *, callback=None, **kwargs
+    ) -> list[Image.Image]:
+        """Images for `prompts`, image i drawn from torch.Generator(seed_i): the same seed gives the same
+        image whatever else is in the batch."""
+        if task in self.missing:
+            raise ValueError(f"this model cannot do {task.replace('_', ' ')}: {self.missing[task]}")
+        pipe = self.pipes[task]
+        try:
+            return self._call(pipe, prompts, seeds, callback, kwargs)
+        except torch.OutOfMemoryError as err:
+            torch.cuda.empty_cache()
+            if len(prompts) == 1:
+                raise ValueError(
+                    "out of GPU memory for a single image; lower the resolution or steps, or start the app "
+                    "with --offload (model CPU offload)"
+                ) from err
+            self.oom_retries += 1
+            half = len(prompts) // 2  # retry as two smaller batches
+            return self.generate(task, prompts[:half], seeds[:half], callback=callback, **kwargs) + self.generate(
+                task, prompts[half:], seeds[half:], callback=callback, **kwargs
+            )
+
+    def _call(self, pipe, prompts, seeds, callback, kwargs) -> list[Image.Image]:
+        gens = [torch.Generator(device="cpu").manual_seed(s) for s in seeds]  # CPU generators: same on any device
+
+        def on_step_end(p, step, timestep, tensors):
+            if callback is not None:
+                callback(step + 1, p.num_timesteps, None)
+            return tensors
+
+        return pipe(prompt=prompts, generator=gens, callback_on_step_end=on_step_end, **kwargs).images
+
+
+def native_resolution(pipe) -> int:
+    """The pipeline's native image side: the denoiser's sample size times the VAE's scale factor."""
+    denoiser = pipe.unet if getattr(pipe, "unet", None) is not None else pipe.transformer  # a module has no truth value
+    return int(denoiser.config.sample_size * pipe.vae_scale_factor)
+
+
+def size_multiple(pipe) -> int:
+    """Image sides must be multiples of this: the VAE's factor times the denoiser's own down-sampling."""
+    unet = getattr(pipe, "unet", None)
+    if unet is not None:
+        return pipe.vae_scale_factor * 2 ** (len(unet.config.block_out_channels) - 1)
+    return pipe.vae_scale_factor * getattr(pipe.transformer.config, "patch_size", 1)
