@@ -98,7 +98,7 @@ def main() -> None:
             session = httpx.Client(timeout=120)
 
             def ask(seed):
-                inputs = [PROMPT, args.generator, steps, guidance, seed, False, 1, "none", 1.0, False, True]
+                inputs = [PROMPT, args.generator, steps, guidance, seed, False, 1, "none", 1.0, False, True, True]
                 _, files = call_http_api(url, "text_to_image", inputs, http=session)
                 assert len(files) == 1
 

@@ -99,9 +99,10 @@ class HubPipeline:
         denoiser_name = "unet" if getattr(t2i, "unet", None) is not None else "transformer"
         if compile:
             setattr(t2i, denoiser_name, torch.compile(getattr(t2i, denoiser_name)))
-        spec = PRESETS.get(model)
-        steps = spec.steps if spec and spec.steps else 25
-        guidance = spec.guidance if spec and spec.guidance is not None else 5.0
+        spec = preset_of(model)
+        steps, guidance = family_defaults(type(t2i).__name__, model)
+        if spec is not None and spec.steps:
+            steps, guidance = spec.steps, spec.guidance
         generator = DiffusersGenerator(
             t2i, default_steps=steps, default_guidance=guidance, resolution=native_resolution(t2i)
         )
@@ -254,6 +255,31 @@ class HubPipeline:
             generator=self.generator.kind, encoder=self.encoder_name, width=size[0], height=size[1], task=task,
             encoded_prompt=seen, lora=lora_label(lora), expanded=seen != prompt,
         )  # fmt: skip
+
+
+def preset_of(model: str) -> ModelSpec | None:
+    """The preset `model` names, by its name or by its hub id (`--model stabilityai/sdxl-turbo` is `sdxl-turbo`)."""
+    if model in PRESETS:
+        return PRESETS[model]
+    return next((s for s in PRESETS.values() if s.generators.get("diffusers") == model), None)
+
+
+# Sampling defaults by pipeline family: (steps, guidance). Distilled "turbo" checkpoints sample in 1-4 steps
+# without guidance.
+FAMILY_DEFAULTS = {
+    "StableDiffusionPipeline": (25, 7.5),
+    "StableDiffusionXLPipeline": (30, 5.0),
+    "PixArtSigmaPipeline": (20, 4.5),
+    "PixArtAlphaPipeline": (20, 4.5),
+    "SanaPipeline": (20, 4.5),
+}
+
+
+def family_defaults(pipeline_class: str, model: str) -> tuple[int, float]:
+    """Steps and guidance for a checkpoint no preset names: its family's, or a turbo checkpoint's (1, 0)."""
+    if "turbo" in model.lower():
+        return 1, 0.0
+    return FAMILY_DEFAULTS.get(pipeline_class, (25, 5.0))
 
 
 def is_hub_pipeline(model: str) -> bool:

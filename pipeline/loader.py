@@ -15,6 +15,9 @@ def load_pipeline(
     """A preset name, a Wordbrush model folder, a diffusers pipeline folder or a hub id of either, on CUDA when
     there is one. offload and compile apply to diffusers checkpoints; precision ("auto", "bf16", "fp32") to
     the embedded diffusion generator."""
-    if generator in (None, "diffusers") and (is_diffusers(model) or is_hub_pipeline(model)):
+    diffusers_checkpoint = is_diffusers(model) or is_hub_pipeline(model)
+    if diffusers_checkpoint and generator not in (None, "diffusers"):
+        raise ValueError(f"{model} is a diffusers checkpoint: it has no {generator!r} generator; leave --generator out")
+    if diffusers_checkpoint:
         return HubPipeline.load(model, device=device, offload=offload, compile=compile)
     return Wordbrush.load(model, generator=generator, device=device, precision=precision)

@@ -259,3 +259,22 @@ def test_lora_training_runs_on_a_diffusers_checkpoint_and_its_lora_loads_back(sd
     assert lora.exists() and sorted((tmp_path / "run" / "model").glob("validation-*.png"))
     after = hub.text_to_image("a red star", seed=0, steps=2, lora=str(lora)).images[0]  # load_lora_weights reads it
     assert not np.array_equal(_arr(after), _arr(before))
+
+
+def test_a_checkpoint_gets_its_familys_defaults_and_a_hub_id_its_presets(hub):
+    from pipeline.hub import family_defaults, preset_of
+    from pipeline.presets import PRESETS
+
+    assert (hub.default_steps, hub.default_guidance) == (25, 7.5)  # a Stable Diffusion 1.x/2.x folder
+    assert preset_of("stabilityai/sdxl-turbo") is PRESETS["sdxl-turbo"] and preset_of("sd15") is PRESETS["sd15"]
+    assert preset_of("someone/something") is None
+    assert family_defaults("StableDiffusionXLPipeline", "someone/sdxl-finetune") == (30, 5.0)
+    assert family_defaults("StableDiffusionXLPipeline", "someone/my-sdxl-turbo") == (1, 0.0)
+
+
+def test_compile_constructs_a_compiled_denoiser_and_a_gan_is_refused_with_a_reason(sd_folder):
+    compiled = load_pipeline(str(sd_folder), compile=True)
+    assert type(compiled.generator.base.unet).__name__ == "OptimizedModule"  # what torch.compile returns
+    assert compiled.generator.resolution == 32  # asked of the compiled module without asking for its truth value
+    with pytest.raises(ValueError, match="diffusers checkpoint: it has no 'gan' generator"):
+        load_pipeline(str(sd_folder), generator="gan")

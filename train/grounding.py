@@ -4,7 +4,7 @@ A token-level attention loss after TokenCompose (Wang et al., 2024): the cross-a
 words naming an object ("red", "circle"), normalised over the image, should put its mass inside the
 object's box. The shapes world knows every box, so the supervision is exact and free.
 
-Why it is here: the plain denoising loss left the direction of a relation at chance (bench/relations.py:
+Why it is here: the plain denoising loss left the direction of a relation at chance (bench/experiments/relations.py:
 right axis 1.00, right way round 0.49), although a linear probe reads each object's role from its
 word's MiniLM state 0.94 of the time (bench/relation_probe.py). At high noise the image does not say
 where the circle is, so the only way to put the circle's attention on the right part of the image is to
@@ -166,7 +166,7 @@ def share_inside(maps: list[torch.Tensor], groups: torch.Tensor, masks: torch.Te
 
 def attention_centres(maps: list[torch.Tensor], groups: torch.Tensor) -> torch.Tensor:
     """(B, G, 2): the (x, y) centre of mass of each group's attention, in [0, 1] image units, averaged
-    over layers. Where a model means to draw each named object (bench/relations.py --attention-probe)."""
+    over layers. Where a model means to draw each named object (bench/experiments/relations.py --attention-probe)."""
     centres = []
     for attn in maps:
         side = int(attn.shape[1] ** 0.5)
