@@ -122,7 +122,8 @@ def test_out_of_memory_retries_at_a_smaller_batch_then_reports(sd_folder, monkey
     out = hub.text_to_image("a red fox", seed=0, steps=2, num_images=4)
     alone = hub.text_to_image("a red fox", seed=3, steps=2)
     assert len(out.images) == 4 and hub.generator.oom_retries == 1
-    assert np.array_equal(_arr(out.images[3]), _arr(alone.images[0]))  # seeds survive the split
+    # seeds survive the split (up to float rounding: fp32 on a CPU without AVX-512 rounds a batch differently)
+    assert np.abs(_arr(out.images[3]) - _arr(alone.images[0])).max() <= 2
     limit["n"] = 0
     with pytest.raises(ValueError, match="out of GPU memory"):
         hub.text_to_image("a red fox", seed=0, steps=2)
