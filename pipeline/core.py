@@ -232,22 +232,24 @@ class Wordbrush:
     def _load_lora(self, path: Path) -> None:
         try:
             for unet in self._unets():
-                unet.load_lora_adapter(str(path.parent), weight_name=path.name, prefix="unet", adapter_name="user")
+                unet.load_lora_adapter(
+                    str(path.parent), weight_name=path.name, prefix="unet", adapter_name=LoraSlot.ADAPTER
+                )
         except Exception as err:  # a corrupt file, or tensors of another model's shapes: the model stays as it was
             self._unload_lora()
             raise ValueError(f"{path.name} is not a LoRA for {self.model}: {type(err).__name__}") from err
-        if not all(adapted_layers(unet, "user") for unet in self._unets()):
+        if not all(adapted_layers(unet, LoraSlot.ADAPTER) for unet in self._unets()):
             self._unload_lora()
             raise ValueError(f"{path.name} matches no layer of {self.model}'s UNet: it was made for another model")
 
     def _scale_lora(self, scale: float) -> None:
         for unet in self._unets():
-            unet.set_adapters(["user"], weights=[scale])
+            unet.set_adapters([LoraSlot.ADAPTER], weights=[scale])
 
     def _unload_lora(self) -> None:
         for unet in self._unets():
-            if "user" in getattr(unet, "peft_config", {}):
-                unet.delete_adapters("user")
+            if LoraSlot.ADAPTER in getattr(unet, "peft_config", {}):
+                unet.delete_adapters(LoraSlot.ADAPTER)
 
     def style_transfer(
         self,

@@ -218,21 +218,21 @@ class HubPipeline:
     def _load_lora(self, path: Path) -> None:
         pipe = self.generator.base
         try:
-            pipe.load_lora_weights(str(path.parent), weight_name=path.name, adapter_name="user")
+            pipe.load_lora_weights(str(path.parent), weight_name=path.name, adapter_name=LoraSlot.ADAPTER)
         except Exception as err:  # a corrupt file, or tensors of another model's shapes
             raise ValueError(f"{path.name} does not fit {self.model} ({err.__class__.__name__})") from err
         denoisers = (getattr(pipe, "unet", None), getattr(pipe, "transformer", None))
-        if not any(adapted_layers(d, "user") for d in denoisers) and not adapted_layers(
-            getattr(pipe, "text_encoder", None), "user"
+        if not any(adapted_layers(d, LoraSlot.ADAPTER) for d in denoisers) and not adapted_layers(
+            getattr(pipe, "text_encoder", None), LoraSlot.ADAPTER
         ):
-            pipe.delete_adapters("user")
+            pipe.delete_adapters(LoraSlot.ADAPTER)
             raise ValueError(f"{path.name} matches no layer of {self.model}: it was made for another model")
 
     def _scale_lora(self, scale: float) -> None:
-        self.generator.base.set_adapters(["user"], adapter_weights=[scale])
+        self.generator.base.set_adapters([LoraSlot.ADAPTER], adapter_weights=[scale])
 
     def _unload_lora(self) -> None:
-        self.generator.base.delete_adapters("user")
+        self.generator.base.delete_adapters(LoraSlot.ADAPTER)
 
     # Helpers
 

@@ -13,14 +13,13 @@ import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Protocol
 
 import torch
 from PIL import Image
 
 from pipeline.recipe import Recipe
 
-TASKS = ("text_to_image", "style_transfer", "inpaint")
 MAX_IMAGES = 16  # per call: more is a batch job for the CLI
 MAX_SEED = 2**63 - 1
 MAX_STEPS = 200
@@ -47,12 +46,8 @@ class Capabilities:
     lora_training: bool = False  # the app's Train tab trains LoRAs for it
     live_preview: bool = False  # one step, fast enough to redraw as the prompt is typed
     understanding: bool = False  # reads free phrasing into its own words (`understand=`)
-    expansion: bool = True  # can expand prompts with a language model (`expand=`)
     tunable_steps: bool = True  # steps and guidance change the image (not a one-step GAN)
     pixel_art: bool = False  # native images are small: shown enlarged with crisp pixels
-
-    def can(self, task: str) -> bool:
-        return task in TASKS and task not in self.refused
 
     def check(self, task: str) -> None:
         """A ValueError with the one-line reason when this model cannot run `task`."""
@@ -60,7 +55,6 @@ class Capabilities:
             raise ValueError(f"this model cannot do {task.replace('_', ' ')}: {self.refused[task]}")
 
 
-@runtime_checkable
 class ImagePipeline(Protocol):
     model: str  # what it was loaded from: a preset, a folder or a hub id
     capabilities: Capabilities
@@ -171,7 +165,7 @@ class LoraSlot:
     `spec` ("file.safetensors[:scale]", or None for none): loading, rescaling or removing as needed, and
     leaving the model as it was when a file is refused."""
 
-    ADAPTER = "user"
+    ADAPTER = "user"  # the adapter name the pipelines load a call's LoRA under
 
     def __init__(self, load: Callable[[Path], None], scale: Callable[[float], None], unload: Callable[[], None]):
         self._load, self._scale, self._unload = load, scale, unload

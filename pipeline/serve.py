@@ -30,7 +30,7 @@ from pipeline.loader import load_pipeline
 from pipeline.memory import release_memory
 from pipeline.presets import DEFAULT_MODEL, available_generators
 from pipeline.protocol import MAX_IMAGES, MAX_LORA_SCALE, MAX_SEED, MAX_STEPS, ImagePipeline, Result
-from pipeline.recipe import read_recipe
+from pipeline.recipe import Recipe, read_recipe
 from pipeline.understand import Understood
 
 log = logging.getLogger(__name__)
@@ -236,7 +236,7 @@ def editor_mask(value: dict | None) -> tuple[Image.Image, Image.Image]:
     return background, Image.fromarray(painted.astype(np.uint8) * 255)
 
 
-def recipe_in_file(path) -> object | None:
+def recipe_in_file(path) -> Recipe | None:
     """The Wordbrush recipe a dropped file carries, or None (not an image, no recipe, a recipe that does not parse)."""
     if path is None:
         return None
