@@ -44,7 +44,6 @@ UNDERSTAND = dict(label="Understand free phrasing (language model)", info="'a cr
 PIXEL_ART_CSS = "#t2i-gallery img, #style-out img, #inpaint-out img { image-rendering: pixelated; }"
 
 
-# ----------------------------------------------------------------------------------------------------
 # Handlers. Results are PIL images carrying their recipe, written once by gradio into its (scheduled) cache
 
 
@@ -141,7 +140,6 @@ def describe_input_handler(server: Server):
     return handler
 
 
-# ----------------------------------------------------------------------------------------------------
 # Layout: one function per tab, each wiring its own events
 
 
@@ -252,7 +250,8 @@ def build_demo(server: Server, *, job: LoraJob | None = None, uploads: Path | No
             style = style_transfer_tab(server, t2i)
             paint = inpainting_tab(server, t2i)
             if job is not None and pipe.capabilities.lora_training:
-                train_tab(job, library, uploads or default_data_dir() / "uploads", t2i.lora)
+                uploads, batch = uploads or default_data_dir() / "uploads", pipe.capabilities.lora_batch
+                train_tab(job, library, uploads, t2i.lora, batch=batch)
         demo.load(lambda: gr.update(choices=[NO_LORA, *library.names()]), None, t2i.lora, api_name=False)
         for button, source, target, tab in (
             (t2i.to_style, t2i.picked, style.image, "style"),

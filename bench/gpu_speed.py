@@ -126,12 +126,8 @@ def main() -> None:
         "|---|---|---|---|---|",
     ]
 
-    def ours(compile: bool):
+    def ours(compile: bool):  # exactly what the app and the CLI load (fast path: pipeline/hub.py speed_up)
         wb = HubPipeline.load(str(folder), device=device, compile=compile and cuda)
-        if cuda:
-            wb.generator.base.fuse_qkv_projections()
-            wb.generator.base.unet.to(memory_format=torch.channels_last)
-            wb.generator.base.vae.to(memory_format=torch.channels_last)
         return lambda n: wb.text_to_image("a photo", steps=args.steps, guidance=7.5, num_images=n)
 
     def plain_run():

@@ -3,8 +3,12 @@ inpainting pipelines, built with `from_pipe` so that they share one set of compo
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 from PIL import Image
+
+TASK_PIPELINES = {"style_transfer": "image-to-image", "inpaint": "inpainting"}
 
 
 class DiffusersGenerator:
@@ -28,10 +32,8 @@ class DiffusersGenerator:
                 continue
             try:
                 self.pipes[task] = auto.from_pipe(t2i)  # shares the denoiser, VAE and text encoder in memory
-            except ValueError as err:
-                self.missing[task] = (
-                    f"{type(t2i).__name__} has no {task.replace('_', ' ')} pipeline in diffusers ({err})"
-                )
+            except ValueError:  # AutoPipeline knows no such pipeline for this family
+                self.missing[task] = f"diffusers has no {TASK_PIPELINES[task]} pipeline for {type(t2i).__name__}"
         for pipe in self.pipes.values():
             pipe.set_progress_bar_config(disable=True)
         self.base = t2i  # holds the shared components (LoRA, devices)
@@ -63,13 +65,20 @@ class DiffusersGenerator:
 
     def _call(self, pipe, prompts, seeds, callback, kwargs) -> list[Image.Image]:
         gens = [torch.Generator(device="cpu").manual_seed(s) for s in seeds]  # CPU generators: same on any device
+        accepts = inspect.signature(pipe.__call__).parameters
+        if "use_resolution_binning" in accepts:  # PixArt, Sana: sizes are chosen here (HubPipeline._fit)
+            kwargs["use_resolution_binning"] = False
+        if callback is not None and "callback_on_step_end" in accepts:
 
-        def on_step_end(p, step, timestep, tensors):
-            if callback is not None:
+            def on_step_end(p, step, timestep, tensors):
                 callback(step + 1, p.num_timesteps, None)
-            return tensors
+                return tensors
 
-        return pipe(prompt=prompts, generator=gens, callback_on_step_end=on_step_end, **kwargs).images
+            kwargs["callback_on_step_end"] = on_step_end
+        elif callback is not None and "callback" in accepts:  # PixArt's older per-step hook
+            total = kwargs.get("num_inference_steps", 0)
+            kwargs["callback"] = lambda step, timestep, latents: callback(step + 1, total, None)
+        return pipe(prompt=prompts, generator=gens, **kwargs).images
 
 
 def native_resolution(pipe) -> int:
@@ -79,8 +88,9 @@ def native_resolution(pipe) -> int:
 
 
 def size_multiple(pipe) -> int:
-    """Image sides must be multiples of this: the VAE's factor times the denoiser's own down-sampling."""
+    """Image sides must be multiples of this: the VAE's factor times the denoiser's own down-sampling, and at
+    least 8 (some diffusers pipelines check for 8 whatever the VAE)."""
     unet = getattr(pipe, "unet", None)
     if unet is not None:
-        return pipe.vae_scale_factor * 2 ** (len(unet.config.block_out_channels) - 1)
-    return pipe.vae_scale_factor * getattr(pipe.transformer.config, "patch_size", 1)
+        return max(8, pipe.vae_scale_factor * 2 ** (len(unet.config.block_out_channels) - 1))
+    return max(8, pipe.vae_scale_factor * getattr(pipe.transformer.config, "patch_size", 1))

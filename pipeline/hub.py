@@ -21,7 +21,7 @@ from PIL import Image
 from pipeline import images
 from pipeline.diffusers_generator import DiffusersGenerator, native_resolution, size_multiple
 from pipeline.expand import ExpansionStage
-from pipeline.presets import ART_EXAMPLES, ART_STYLES, PRESETS, ModelSpec, resolve_model
+from pipeline.presets import ART_EXAMPLES, ART_STYLES, PRESETS, ModelSpec, preset_of
 from pipeline.protocol import (
     Capabilities,
     LoraSlot,
@@ -78,28 +78,16 @@ class HubPipeline:
         """A preset name, diffusers hub id or pipeline folder; CUDA in bf16 when there is a GPU, else CPU fp32.
         offload: model CPU offload (components move to the GPU only while they run) for small GPUs.
         compile: torch.compile the denoiser (slow first call, faster after)."""
-        from diffusers import AutoPipelineForText2Image
-
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         dtype = dtype or (torch.bfloat16 if device.startswith("cuda") else torch.float32)
-        source, _ = resolve_model(model, "diffusers")
-        try:
-            t2i = AutoPipelineForText2Image.from_pretrained(source, dtype=dtype, use_safetensors=True)
-        except (OSError, ValueError) as err:
-            raise ValueError(
-                f"cannot load {model!r} as a diffusers pipeline: not a preset ({', '.join(PRESETS)}), "
-                f"a folder with model_index.json, or a reachable hub id with safetensors weights "
-                f"({err.__class__.__name__}: {str(err).splitlines()[0][:200]})"
-            ) from err
+        spec = preset_of(model)
+        t2i = from_pretrained(model, spec, dtype)
         if offload and device.startswith("cuda"):
             t2i.enable_model_cpu_offload()
         else:
             t2i.to(device)
-        denoiser_name = "unet" if getattr(t2i, "unet", None) is not None else "transformer"
-        if compile:
-            setattr(t2i, denoiser_name, torch.compile(getattr(t2i, denoiser_name)))
-        spec = preset_of(model)
+        speed_up(t2i, cuda=device.startswith("cuda"), compile=compile)
         steps, guidance = family_defaults(type(t2i).__name__, model)
         if spec is not None and spec.steps:
             steps, guidance = spec.steps, spec.guidance
@@ -110,7 +98,17 @@ class HubPipeline:
 
     @property
     def capabilities(self) -> Capabilities:
-        return Capabilities(refused=dict(self.generator.missing), lora=True)
+        refused = dict(self.generator.missing)
+        base = self.generator.base
+        if not hasattr(base, "load_lora_weights"):
+            refused["lora"] = f"diffusers has no LoRA loader for {type(base).__name__}"
+        trainable = lora_training_refusal(base)
+        if trainable:
+            refused["lora_training"] = trainable
+        return Capabilities(
+            refused=refused, lora="lora" not in refused, lora_training=not trainable,
+            lora_batch=LORA_BATCH.get(type(base).__name__, 1),
+        )  # fmt: skip
 
     @property
     def default_steps(self) -> int:
@@ -138,7 +136,7 @@ class HubPipeline:
         refuse_understanding(understand)
         self.capabilities.check("text_to_image")
         seeds = [resolve_seed(s) for s in seeds]
-        lora = self._lora.use(lora)
+        lora = self._use_lora(lora)
         batch_prompts = [p for p in prompts for _ in range(num_images)]
         batch_seeds = [s + j for s in seeds for j in range(num_images)]
 
@@ -170,7 +168,7 @@ class HubPipeline:
             raise ValueError(f"strength must be above 0 and at most 1, got {strength!r}")
         self.capabilities.check("style_transfer")
         seed = resolve_seed(seed)
-        lora = self._lora.use(lora)
+        lora = self._use_lora(lora)
         # Turbo models need steps * strength >= 1 to run any denoising step at all.
         steps = max(steps, int(np.ceil(1 / strength)))
         seen = self.expansion.apply([style_prompt], [seed], expand)
@@ -196,7 +194,7 @@ class HubPipeline:
         refuse_understanding(understand)
         self.capabilities.check("inpaint")
         seed = resolve_seed(seed)
-        lora = self._lora.use(lora)
+        lora = self._use_lora(lora)
         recipe = self._recipe(prompt, seed, steps, guidance, source.size, "inpaint", prompt, lora)
         if not region.any():
             return Result([source.copy()], [recipe])
@@ -214,6 +212,11 @@ class HubPipeline:
         return Result([out], [dataclasses.replace(recipe, encoded_prompt=seen[0])])
 
     # LoRA: one adapter on the shared components, set by each call's `lora=`
+
+    def _use_lora(self, lora: str | None) -> str | None:
+        if lora:
+            self.capabilities.check("lora")
+        return self._lora.use(lora)
 
     def _load_lora(self, path: Path) -> None:
         pipe = self.generator.base
@@ -257,11 +260,63 @@ class HubPipeline:
         )  # fmt: skip
 
 
-def preset_of(model: str) -> ModelSpec | None:
-    """The preset `model` names, by its name or by its hub id (`--model stabilityai/sdxl-turbo` is `sdxl-turbo`)."""
-    if model in PRESETS:
-        return PRESETS[model]
-    return next((s for s in PRESETS.values() if s.generators.get("diffusers") == model), None)
+def from_pretrained(model: str, spec: ModelSpec | None, dtype: torch.dtype):
+    """The text-to-image pipeline of `model`, with the components its preset takes from other repositories,
+    in the fp16 download variant where the repository has one and the weights are half precision anyway."""
+    from diffusers import AutoModel, AutoPipelineForText2Image
+
+    source = spec.generators["diffusers"] if spec is not None else model
+    variants = ["fp16", None] if dtype in (torch.float16, torch.bfloat16) else [None]
+    try:
+        parts = {
+            name: AutoModel.from_pretrained(repo, subfolder=name, dtype=dtype, use_safetensors=True)
+            for name, repo in (spec.components.items() if spec is not None else ())
+        }
+        for variant in variants:
+            try:
+                return AutoPipelineForText2Image.from_pretrained(
+                    source, dtype=dtype, use_safetensors=True, variant=variant, **parts
+                )
+            except ValueError:  # no files of this variant: the next one
+                if variant is None:
+                    raise
+    except (OSError, ValueError) as err:
+        raise ValueError(
+            f"cannot load {model!r} as a diffusers pipeline: not a preset ({', '.join(PRESETS)}), "
+            f"a folder with model_index.json, or a reachable hub id with safetensors weights "
+            f"({err.__class__.__name__}: {str(err).splitlines()[0][:200]})"
+        ) from err
+
+
+def speed_up(pipe, *, cuda: bool, compile: bool) -> None:
+    """The GPU fast path the speed benchmark measures (docs/speed.md): attention's query, key and value
+    projections fused into one matrix product, channels-last convolutions, and torch.compile when asked.
+    Attention is PyTorch's SDPA already (diffusers' default)."""
+    denoiser_name = "unet" if getattr(pipe, "unet", None) is not None else "transformer"
+    if cuda:
+        if hasattr(pipe, "fuse_qkv_projections"):
+            pipe.fuse_qkv_projections()
+        if denoiser_name == "unet":
+            pipe.unet.to(memory_format=torch.channels_last)
+            pipe.vae.to(memory_format=torch.channels_last)
+    if compile:
+        setattr(pipe, denoiser_name, torch.compile(getattr(pipe, denoiser_name)))
+
+
+# The pipeline families whose LoRA this project trains (train/hub_lora.py), with the images per step that fit,
+# at the native resolution with gradient checkpointing and a bf16 base, a 16 GB GPU for SD 1.5 (512 px) and a
+# 24 GB GPU for SDXL (1024 px): the estimate is in docs/training.md.
+LORA_BATCH = {"StableDiffusionPipeline": 4, "StableDiffusionXLPipeline": 1}
+
+
+def lora_training_refusal(pipe) -> str:
+    """Why LoRA training cannot run on `pipe` ("" when it can)."""
+    name = type(pipe).__name__
+    if name not in LORA_BATCH:
+        return f"LoRA training covers Stable Diffusion 1.x/2.x and SDXL checkpoints; this one is {name}"
+    if pipe.unet.config.in_channels != 4:
+        return "LoRA training takes a text-to-image checkpoint; this is an inpainting (9-channel) UNet"
+    return ""
 
 
 # Sampling defaults by pipeline family: (steps, guidance). Distilled "turbo" checkpoints sample in 1-4 steps

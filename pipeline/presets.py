@@ -49,14 +49,17 @@ class ModelSpec:
     guidance: float | None = None
     expand_prompt: bool = False  # add detail with the LM expander by default (pipeline/expand.py; off for all)
     style_presets: dict[str, str] = field(default_factory=lambda: dict(ART_STYLES))
+    # diffusers components taken from other repositories: name (subfolder) -> hub id or folder holding it
+    components: dict[str, str] = field(default_factory=dict)
 
 
 def _diffusers(hub_id: str, description: str, text_encoder: str, *, steps: int = 25, guidance: float = 7.5,
-               expand_prompt: bool = False) -> ModelSpec:  # fmt: skip
+               expand_prompt: bool = False, components: dict[str, str] | None = None) -> ModelSpec:  # fmt: skip
     """A diffusers checkpoint preset (pipeline/hub.py serves it)."""
     return ModelSpec(
         generators={"diffusers": hub_id}, description=description, default_generator="diffusers",
         text_encoder=text_encoder, steps=steps, guidance=guidance, expand_prompt=expand_prompt,
+        components=components or {},
     )  # fmt: skip
 
 
@@ -90,12 +93,13 @@ PRESETS: dict[str, ModelSpec] = {
         "Stable Diffusion 1.5 trained for inpainting (9-channel UNet), 512 px",
         "CLIP ViT-L/14 text tower",
     ),
-    "pixart-sigma": _diffusers(
-        "PixArt-alpha/PixArt-Sigma-XL-2-512-MS",
+    "pixart-sigma": _diffusers(  # the 512 px repository holds only its transformer: the rest comes from here
+        "PixArt-alpha/pixart_sigma_sdxlvae_T5_diffusers",
         "PixArt-Sigma (DiT), 512 px; no image-to-image or inpainting pipeline in diffusers",
         "T5-XXL encoder: a language model reads the prompt",
         steps=20,
         guidance=4.5,
+        components={"transformer": "PixArt-alpha/PixArt-Sigma-XL-2-512-MS"},
     ),
     "sana": _diffusers(
         "Efficient-Large-Model/Sana_600M_512px_diffusers",
@@ -129,7 +133,20 @@ def resolve_model(model: str, generator: str | None = None) -> tuple[str, str]:
 
 
 def is_diffusers(model: str) -> bool:
-    """Is `model` a diffusers checkpoint (a preset of that family, or a folder with model_index.json)?"""
-    if model in PRESETS:
-        return PRESETS[model].default_generator == "diffusers"
+    """Is `model` a diffusers checkpoint (a preset of that family or a hub id it loads, or a folder with
+    model_index.json)?"""
+    spec = preset_of(model)
+    if spec is not None:
+        return spec.default_generator == "diffusers"
     return (Path(model) / "model_index.json").exists()
+
+
+def preset_of(model: str) -> ModelSpec | None:
+    """The preset `model` names, by its name or by a hub id it loads (`--model stabilityai/sdxl-turbo` is
+    `sdxl-turbo`; PixArt-Sigma's transformer-only repository is `pixart-sigma`)."""
+    if model in PRESETS:
+        return PRESETS[model]
+    return next(
+        (s for s in PRESETS.values() if model == s.generators.get("diffusers") or model in s.components.values()),
+        None,
+    )

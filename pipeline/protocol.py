@@ -44,6 +44,7 @@ class Capabilities:
     layout: bool = False  # plans where two named objects go (`layout=`)
     lora: bool = False  # takes `lora=` on its calls
     lora_training: bool = False  # the app's Train tab trains LoRAs for it
+    lora_batch: int = 16  # images per LoRA training step that fit the usual hardware for this model
     live_preview: bool = False  # one step, fast enough to redraw as the prompt is typed
     understanding: bool = False  # reads free phrasing into its own words (`understand=`)
     tunable_steps: bool = True  # steps and guidance change the image (not a one-step GAN)

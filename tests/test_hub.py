@@ -102,7 +102,7 @@ def test_a_model_without_an_inpainting_pipeline_says_so(sd_folder, monkeypatch):
 
     monkeypatch.setattr(diffusers.AutoPipelineForInpainting, "from_pipe", no_inpainting)
     hub = load_pipeline(str(sd_folder))
-    with pytest.raises(ValueError, match="cannot do inpaint.*no inpaint pipeline"):
+    with pytest.raises(ValueError, match="cannot do inpaint.*no inpainting pipeline for StableDiffusionPipeline"):
         hub.inpaint(Image.new("RGB", (32, 32)), Image.new("L", (32, 32), 255), prompt="x", steps=2)
     assert hub.text_to_image("x", steps=2).images  # the other tasks still work
 
@@ -263,8 +263,8 @@ def test_lora_training_runs_on_a_diffusers_checkpoint_and_its_lora_loads_back(sd
 
 
 def test_a_checkpoint_gets_its_familys_defaults_and_a_hub_id_its_presets(hub):
-    from pipeline.hub import family_defaults, preset_of
-    from pipeline.presets import PRESETS
+    from pipeline.hub import family_defaults
+    from pipeline.presets import PRESETS, preset_of
 
     assert (hub.default_steps, hub.default_guidance) == (25, 7.5)  # a Stable Diffusion 1.x/2.x folder
     assert preset_of("stabilityai/sdxl-turbo") is PRESETS["sdxl-turbo"] and preset_of("sd15") is PRESETS["sd15"]

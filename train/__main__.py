@@ -407,9 +407,15 @@ def _lora_command(sub) -> None:
     )  # fmt: skip
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--steps", type=int, default=400)
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument(
+        "--batch-size", type=int, default=None,
+        help="images per step (default: 16 for embedded models; 4 for SD 1.x/2.x, 1 for SDXL)",
+    )  # fmt: skip
     p.add_argument("--mixed-precision", choices=["auto", "no", "bf16", "fp16"], default="auto")
-    p.add_argument("--gradient-checkpointing", action="store_true")
+    p.add_argument(
+        "--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=None,
+        help="recompute activations in the backward pass (default: on for diffusers checkpoints on CUDA)",
+    )  # fmt: skip
     p.add_argument("--validation-prompts", nargs="*", default=[], help="drawn at every checkpoint export")
     p.add_argument("--checkpoint-every", type=int, default=50)
     p.add_argument(
@@ -453,7 +459,12 @@ def main(argv: list[str] | None = None) -> int:
     _lora_demo_data_command(sub)
     args = parser.parse_args(argv)
     args.argv = sys.argv[1:] if argv is None else argv  # recorded in model cards
-    return args.fn(args)
+    try:
+        return args.fn(args)
+    except (ValueError, OSError) as err:  # bad data or a model it cannot train: a line, not a traceback
+        message = f"{err.strerror}: {err.filename}" if isinstance(err, OSError) and err.filename else str(err)
+        print(f"error: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

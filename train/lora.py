@@ -38,6 +38,7 @@ PRIOR_IMAGES = 256  # prior preservation from the base model's drawings ("base")
 # star demo (docs/shapes-world.md, "Teaching a new shape").
 PRIOR_WEIGHT = 3.0
 PRIOR_DROPOUT = 0.1  # prior samples under the empty prompt, as in the base's training (guidance's baseline)
+EMBEDDED_BATCH = 16  # images per step for the embedded 32 px model
 PRIOR_CAPTIONS = 4096  # prior preservation from the base's own training world ("world"): captions, rendered anew
 # Which UNet layers get adapters: every attention projection, or (Custom Diffusion, Kumari et al., 2023)
 # only the cross-attention keys and values, the layers that read the prompt.
@@ -110,14 +111,17 @@ def add_lora(unet, *, rank: int, alpha: float | None = None, targets: str = "att
     )
 
 
-def save_lora(unet, folder: str | Path) -> Path:
-    """The adapters in diffusers' LoRA format: keys `unet.<module>.lora_A.weight` ..."""
+def save_lora(unet, folder: str | Path, *, pipeline_class=None) -> Path:
+    """The adapters in diffusers' LoRA format (keys `unet.<module>.lora_A.weight` ...), written by
+    `pipeline_class.save_lora_weights` (default StableDiffusionPipeline): its `load_lora_weights` reads them."""
     from diffusers import StableDiffusionPipeline
     from diffusers.utils import convert_state_dict_to_diffusers
     from peft.utils import get_peft_model_state_dict
 
     layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
-    StableDiffusionPipeline.save_lora_weights(folder, unet_lora_layers=layers, weight_name=LORA_FILE)
+    (pipeline_class or StableDiffusionPipeline).save_lora_weights(
+        folder, unet_lora_layers=layers, weight_name=LORA_FILE
+    )
     return Path(folder) / LORA_FILE
 
 
@@ -201,59 +205,14 @@ class LoraTask(DiffusionTask):
         export_lora(model, folder, {**self.card, **run_card(step, images_seen, seconds)}, self.validation_prompts, draw)
 
 
-class DiffusersLoraTask:
-    """The same LoRA training for a diffusers Stable Diffusion-family checkpoint: latents and prompt states
-    are computed once (frozen VAE and text encoder), then the UNet's LoRA learns the checkpoint's own loss
-    (epsilon or v, as its scheduler says)."""
-
-    def __init__(self, pipe, data: CaptionedImages, *, validation_prompts: list[str], card: dict | None = None):
-        from diffusers import DDPMScheduler
-
-        self.pipe, self.data, self.validation_prompts, self.card = pipe, data, validation_prompts, card or {}
-        self.noise = DDPMScheduler.from_config(pipe.scheduler.config)
-        with torch.no_grad():
-            x = ImageBatches(data.images, 1, seed=0).x.to(pipe.device, pipe.vae.dtype)
-            self.latents = pipe.vae.encode(x).latent_dist.mean * pipe.vae.config.scaling_factor  # (N, 4, h, w)
-            self.states = pipe.encode_prompt(data.captions, pipe.device, 1, False)[0]  # (N, 77, D)
-
-    def trainable(self) -> torch.nn.Module:
-        return self.pipe.unet
-
-    def batches(self, start_step: int, batch_size: int, device: torch.device, shard: Shard = ALONE) -> Iterator:
-        rng = random.Random(shard.seed(start_step))
-        while True:
-            idx = torch.tensor([rng.randrange(len(self.latents)) for _ in range(batch_size)])
-            yield idx, self.latents[idx].to(device)
-
-    def loss(self, model, batch) -> torch.Tensor:
-        idx, z0 = batch
-        noise = torch.randn_like(z0)
-        t = torch.randint(0, self.noise.config.num_train_timesteps, (len(idx),), device=z0.device)
-        z_t = self.noise.add_noise(z0, noise, t)
-        v_pred = self.noise.config.prediction_type == "v_prediction"
-        target = self.noise.get_velocity(z0, noise, t) if v_pred else noise
-        pred = model(z_t, t, encoder_hidden_states=self.states[idx].to(z0.device)).sample
-        return torch.nn.functional.mse_loss(pred.float(), target.float())
-
-    def evaluate(self, model) -> dict[str, float]:
-        return {}
-
-    def export(self, model, folder: Path, *, step: int, images_seen: int, seconds: float) -> None:
-        def draw(prompts: list[str]) -> list[Image.Image]:
-            gens = [torch.Generator().manual_seed(i) for i in range(len(prompts))]
-            return self.pipe(prompts, generator=gens, num_inference_steps=20).images
-
-        export_lora(model, folder, {**self.card, **run_card(step, images_seen, seconds)}, self.validation_prompts, draw)
-
-
 def run_card(step: int, images_seen: int, seconds: float) -> dict:
     return {"step": step, "images_seen": images_seen, "train_minutes": round(seconds / 60, 1)}
 
 
-def export_lora(model, folder: Path, card: dict, validation_prompts: list[str], draw) -> None:
+def export_lora(model, folder: Path, card: dict, validation_prompts: list[str], draw, *, pipeline_class=None) -> None:
     """folder/lora.safetensors, lora.json (how it was made) and validation-STEP.png: draw(prompts) side by side."""
     folder.mkdir(parents=True, exist_ok=True)
-    save_lora(model, folder)
+    save_lora(model, folder, pipeline_class=pipeline_class)
     (folder / "lora.json").write_text(json.dumps(card, indent=2) + "\n")
     if validation_prompts:
         tiles = draw(validation_prompts)
@@ -272,9 +231,9 @@ def train_lora(
     targets: str = "attention",
     steps: int = 400,
     lr: float = 1e-3,
-    batch_size: int = 16,
+    batch_size: int | None = None,
     mixed_precision: str = "auto",
-    gradient_checkpointing: bool = False,
+    gradient_checkpointing: bool | None = None,
     validation_prompts: list[str] | None = None,
     checkpoint_every: int = 50,
     allow_empty_captions: bool = False,
@@ -286,48 +245,33 @@ def train_lora(
     should_stop=None,
 ) -> Path:
     """Train (or resume) a LoRA on `data` for the diffusion generator of `model`; returns the LoRA file.
-    The CLI (`python -m train lora`) and the app's Train tab both call this."""
-    from pipeline.core import local_folder
-    from pipeline.encoders import load_encoder
+    The CLI (`python -m train lora`) and the app's Train tab both call this. batch_size None: the model's
+    default (EMBEDDED_BATCH, or pipeline/hub.py LORA_BATCH); gradient_checkpointing None: on for a
+    diffusers checkpoint on CUDA."""
     from pipeline.hub import is_hub_pipeline
-    from pipeline.presets import is_diffusers, resolve_model
+    from pipeline.presets import is_diffusers
     from train.loop import TrainConfig, run_training
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     card = {**(card or {}), "base_model": model, "rank": rank, "targets": targets}
-    if is_diffusers(model) or is_hub_pipeline(model):  # a diffusers Stable Diffusion-family checkpoint
-        from diffusers import StableDiffusionPipeline
+    if is_diffusers(model) or is_hub_pipeline(model):  # a diffusers Stable Diffusion 1.x/2.x or SDXL checkpoint
+        from train.hub_lora import hub_lora_task
 
-        source, _ = resolve_model(model, "diffusers")
-        pipe = StableDiffusionPipeline.from_pretrained(source, use_safetensors=True).to(device)
-        pipe.set_progress_bar_config(disable=True)
-        pipe.vae.requires_grad_(False)
-        pipe.text_encoder.requires_grad_(False)
-        unet = pipe.unet
-        resolution = unet.config.sample_size * pipe.vae_scale_factor
-        images = load_folder(data, resolution=resolution, allow_empty_captions=allow_empty_captions)
-        add_lora(unet, rank=rank, targets=targets)
-        task = DiffusersLoraTask(pipe, images, validation_prompts=validation_prompts or [], card=card)
-    else:  # a Wordbrush model (the embedded shapes model, or a folder of ours)
-        source, _ = resolve_model(model, "diffusion")
-        unet, cfg, meta = diffusion.load(local_folder(source))
-        unet = unet.float()
-        add_lora(unet, rank=rank, targets=targets)
-        encoder = load_encoder(meta["encoder"], device=device)
-        images = load_folder(data, resolution=cfg.resolution, allow_empty_captions=allow_empty_captions)
-        prior, prior_images = None, None
-        if prior_weight > 0 and prior_data == "base":  # captions of what the base learned, its own drawings of them
-            prior = build_pool(encoder, size=PRIOR_IMAGES, seed=seed + 1)
-            prior_images = draw_prior(unet, cfg, prior)
-        elif prior_weight > 0:  # the base's training world: captions encoded once, scenes rendered every step
-            prior = build_pool(encoder, size=PRIOR_CAPTIONS, seed=seed + 1)
-        card["prior_weight"], card["prior_data"] = prior_weight, prior_data
-        task = LoraTask(
-            unet, cfg, encoder, images, validation_prompts=validation_prompts or [], card=card, prior=prior,
-            prior_images=prior_images, prior_weight=prior_weight,
+        task, family_batch = hub_lora_task(
+            model, data, rank=rank, targets=targets, device=device, validation_prompts=validation_prompts or [],
+            card=card, seed=seed, allow_empty_captions=allow_empty_captions,
+            gradient_checkpointing=gradient_checkpointing,
         )  # fmt: skip
-    if gradient_checkpointing:
-        unet.enable_gradient_checkpointing()
+        unet, images, batch_size = task.pipe.unet, task.data, batch_size or family_batch
+    else:  # a Wordbrush model (the embedded shapes model, or a folder of ours)
+        task = embedded_lora_task(
+            model, data, rank=rank, targets=targets, device=device, validation_prompts=validation_prompts or [],
+            card=card, seed=seed, allow_empty_captions=allow_empty_captions, prior_weight=prior_weight,
+            prior_data=prior_data,
+        )  # fmt: skip
+        unet, images, batch_size = task.unet, task.data, batch_size or EMBEDDED_BATCH
+        if gradient_checkpointing:
+            unet.enable_gradient_checkpointing()
     n_params = sum(p.numel() for p in unet.parameters() if p.requires_grad)
     print(f"LoRA rank {rank} on {model}: {n_params:,} trainable params; {len(images.images)} images")
     train_cfg = TrainConfig(
@@ -336,6 +280,34 @@ def train_lora(
     )  # fmt: skip
     run_training(task, train_cfg, on_log=on_log, should_stop=should_stop)
     return Path(out) / "model" / LORA_FILE
+
+
+def embedded_lora_task(model: str, data, *, rank: int, targets: str, device: str, validation_prompts: list[str],
+                       card: dict, seed: int, allow_empty_captions: bool, prior_weight: float,
+                       prior_data: str) -> LoraTask:  # fmt: skip
+    """The LoRA task for a Wordbrush diffusion model, with prior preservation from its own world."""
+    from pipeline.core import local_folder
+    from pipeline.encoders import load_encoder
+    from pipeline.presets import resolve_model
+
+    source, _ = resolve_model(model, "diffusion")
+    unet, cfg, meta = diffusion.load(local_folder(source))
+    unet = unet.float()
+    torch.manual_seed(seed)  # the adapter's initial weights: the same run gives the same LoRA
+    add_lora(unet, rank=rank, targets=targets)
+    encoder = load_encoder(meta["encoder"], device=device)
+    images = load_folder(data, resolution=cfg.resolution, allow_empty_captions=allow_empty_captions)
+    prior, prior_images = None, None
+    if prior_weight > 0 and prior_data == "base":  # captions of what the base learned, its own drawings of them
+        prior = build_pool(encoder, size=PRIOR_IMAGES, seed=seed + 1)
+        prior_images = draw_prior(unet, cfg, prior)
+    elif prior_weight > 0:  # the base's training world: captions encoded once, scenes rendered every step
+        prior = build_pool(encoder, size=PRIOR_CAPTIONS, seed=seed + 1)
+    card["prior_weight"], card["prior_data"] = prior_weight, prior_data
+    return LoraTask(
+        unet, cfg, encoder, images, validation_prompts=validation_prompts, card=card, prior=prior,
+        prior_images=prior_images, prior_weight=prior_weight,
+    )  # fmt: skip
 
 
 def draw_prior(unet, cfg: diffusion.DiffusionConfig, prior: CaptionPool) -> torch.Tensor:

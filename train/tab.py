@@ -90,8 +90,9 @@ def training_status(job: LoraJob, library: LoraLibrary):
     return handler
 
 
-def train_tab(job: LoraJob, library: LoraLibrary, uploads: Path, lora: gr.Dropdown) -> None:
-    """The tab's layout and events, inside the app's gr.Tabs; `lora` is the Text to image tab's LoRA list."""
+def train_tab(job: LoraJob, library: LoraLibrary, uploads: Path, lora: gr.Dropdown, *, batch: int = 16) -> None:
+    """The tab's layout and events, inside the app's gr.Tabs; `lora` is the Text to image tab's LoRA list,
+    `batch` the model's default images per step."""
     with gr.Tab("Train", id="train"):
         gr.Markdown("Teach the diffusion generator something new from a few captioned images (LoRA). One training "
                     "at a time; generating keeps working meanwhile; the result appears in the LoRA list.")  # fmt: skip
@@ -108,7 +109,7 @@ def train_tab(job: LoraJob, library: LoraLibrary, uploads: Path, lora: gr.Dropdo
                     steps = gr.Slider(20, 2000, value=300, step=10, label="Steps")
                 with gr.Row():
                     lr = gr.Number(value=1e-3, label="Learning rate")
-                    batch_size = gr.Slider(2, 32, value=16, step=2, label="Batch size")
+                    batch_size = gr.Slider(1, 32, value=batch, step=1, label="Batch size")
                 prompts = gr.Textbox(
                     value="a red star; a blue star; two green stars", label="Validation prompts (;-separated)"
                 )
