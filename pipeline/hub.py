@@ -304,9 +304,9 @@ def speed_up(pipe, *, cuda: bool, compile: bool) -> None:
 
 
 # The pipeline families whose LoRA this project trains (train/hub_lora.py), with the images per step that fit,
-# at the native resolution with gradient checkpointing and a bf16 base, a 16 GB GPU for SD 1.5 (512 px) and a
-# 24 GB GPU for SDXL (1024 px): the estimate is in docs/training.md.
-LORA_BATCH = {"StableDiffusionPipeline": 4, "StableDiffusionXLPipeline": 1}
+# at the native resolution with gradient checkpointing and a bf16 base, a 16 GB GPU for SD 1.5 (512 px: about
+# 5 GB) and a 24 GB GPU for SDXL (1024 px: about 15 GB); bench/results/lora-memory.md has the count.
+LORA_BATCH = {"StableDiffusionPipeline": 8, "StableDiffusionXLPipeline": 2}
 
 
 def lora_training_refusal(pipe) -> str:

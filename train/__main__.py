@@ -409,7 +409,7 @@ def _lora_command(sub) -> None:
     p.add_argument("--steps", type=int, default=400)
     p.add_argument(
         "--batch-size", type=int, default=None,
-        help="images per step (default: 16 for embedded models; 4 for SD 1.x/2.x, 1 for SDXL)",
+        help="images per step (default: 16 for embedded models; 8 for SD 1.x/2.x, 2 for SDXL)",
     )  # fmt: skip
     p.add_argument("--mixed-precision", choices=["auto", "no", "bf16", "fp16"], default="auto")
     p.add_argument(
