@@ -88,9 +88,7 @@ class HubPipeline:
         else:
             t2i.to(device)
         speed_up(t2i, cuda=device.startswith("cuda"), compile=compile)
-        steps, guidance = family_defaults(type(t2i).__name__, model)
-        if spec is not None and spec.steps:
-            steps, guidance = spec.steps, spec.guidance
+        steps, guidance = sampling_defaults(t2i, model)
         generator = DiffusersGenerator(
             t2i, default_steps=steps, default_guidance=guidance, resolution=native_resolution(t2i)
         )
@@ -319,8 +317,7 @@ def lora_training_refusal(pipe) -> str:
     return ""
 
 
-# Sampling defaults by pipeline family: (steps, guidance). Distilled "turbo" checkpoints sample in 1-4 steps
-# without guidance.
+# Sampling defaults by pipeline family: (steps, guidance)
 FAMILY_DEFAULTS = {
     "StableDiffusionPipeline": (25, 7.5),
     "StableDiffusionXLPipeline": (30, 5.0),
@@ -330,11 +327,19 @@ FAMILY_DEFAULTS = {
 }
 
 
-def family_defaults(pipeline_class: str, model: str) -> tuple[int, float]:
-    """Steps and guidance for a checkpoint no preset names: its family's, or a turbo checkpoint's (1, 0)."""
+def sampling_defaults(pipe, model: str) -> tuple[int, float]:
+    """Steps and guidance for `model`: its preset's; a distilled few-step checkpoint's, known by a "turbo" name
+    (1 step) or by the scheduler it ships (LCM, or "trailing" timesteps as SD-Turbo and SDXL-Lightning set:
+    4 steps), without guidance; else its family's."""
+    spec = preset_of(model)
+    if spec is not None and spec.steps:
+        return spec.steps, spec.guidance
     if "turbo" in model.lower():
         return 1, 0.0
-    return FAMILY_DEFAULTS.get(pipeline_class, (25, 5.0))
+    scheduler = pipe.scheduler.config
+    if type(pipe.scheduler).__name__ == "LCMScheduler" or scheduler.get("timestep_spacing") == "trailing":
+        return 4, 0.0
+    return FAMILY_DEFAULTS.get(type(pipe).__name__, (25, 5.0))
 
 
 def is_hub_pipeline(model: str) -> bool:

@@ -262,15 +262,27 @@ def test_lora_training_runs_on_a_diffusers_checkpoint_and_its_lora_loads_back(sd
     assert not np.array_equal(_arr(after), _arr(before))
 
 
-def test_a_checkpoint_gets_its_familys_defaults_and_a_hub_id_its_presets(hub):
-    from pipeline.hub import family_defaults
+def test_a_checkpoint_gets_its_familys_defaults_and_a_hub_id_its_presets(hub, sd_folder, tmp_path):
+    import json
+    import shutil
+
+    from pipeline.hub import sampling_defaults
     from pipeline.presets import PRESETS, preset_of
 
     assert (hub.default_steps, hub.default_guidance) == (25, 7.5)  # a Stable Diffusion 1.x/2.x folder
     assert preset_of("stabilityai/sdxl-turbo") is PRESETS["sdxl-turbo"] and preset_of("sd15") is PRESETS["sd15"]
+    assert preset_of("PixArt-alpha/PixArt-Sigma-XL-2-512-MS") is PRESETS["pixart-sigma"]  # its transformer's id
     assert preset_of("someone/something") is None
-    assert family_defaults("StableDiffusionXLPipeline", "someone/sdxl-finetune") == (30, 5.0)
-    assert family_defaults("StableDiffusionXLPipeline", "someone/my-sdxl-turbo") == (1, 0.0)
+    base = hub.generator.base
+    assert sampling_defaults(base, "stabilityai/sdxl-turbo") == (1, 0.0)  # the preset's, by hub id
+    assert sampling_defaults(base, "someone/my-sd-turbo-finetune") == (1, 0.0)
+    distilled = tmp_path / "few-step"  # a distilled checkpoint's scheduler says so whatever its name
+    shutil.copytree(sd_folder, distilled)
+    config = json.loads((distilled / "scheduler" / "scheduler_config.json").read_text())
+    config["timestep_spacing"] = "trailing"
+    (distilled / "scheduler" / "scheduler_config.json").write_text(json.dumps(config))
+    few = load_pipeline(str(distilled))
+    assert (few.default_steps, few.default_guidance) == (4, 0.0)
 
 
 def test_compile_constructs_a_compiled_denoiser_and_a_gan_is_refused_with_a_reason(sd_folder):

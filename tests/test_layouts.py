@@ -91,6 +91,8 @@ def test_each_layout_runs_its_tasks_through_the_api_and_refuses_the_rest_in_one_
             assert "\n" not in message and message.startswith(f"this model cannot do {task.replace('_', ' ')}")
             assert re.search(REFUSALS[layout, task], message), message
     assert pipe.capabilities.refused.keys() >= {t for t in TASKS if t not in runs}
+    family = {"sdxl": (30, 5.0), "pixart-sigma": (20, 4.5), "sana": (20, 4.5)}.get(layout, (25, 7.5))
+    assert (pipe.default_steps, pipe.default_guidance) == family  # a folder no preset names: its family's
 
 
 @pytest.mark.parametrize("layout", list(LAYOUTS))

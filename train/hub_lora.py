@@ -124,8 +124,7 @@ def hub_lora_task(model: str, data, *, rank: int, targets: str, device: str, val
     """(task, default batch size) for a LoRA on the diffusers checkpoint `model`."""
     from diffusers.training_utils import cast_training_params
 
-    from pipeline.hub import LORA_BATCH, family_defaults
-    from pipeline.presets import preset_of
+    from pipeline.hub import LORA_BATCH, sampling_defaults
     from train.lora import add_lora, load_folder
 
     pipe = load_for_training(model, device)
@@ -135,7 +134,6 @@ def hub_lora_task(model: str, data, *, rank: int, targets: str, device: str, val
     cast_training_params(pipe.unet, dtype=torch.float32)  # the adapter trains in fp32 on a bf16 base
     if gradient_checkpointing if gradient_checkpointing is not None else device.startswith("cuda"):
         pipe.unet.enable_gradient_checkpointing()
-    spec = preset_of(model)
-    sampling = (spec.steps, spec.guidance) if spec and spec.steps else family_defaults(type(pipe).__name__, model)
+    sampling = sampling_defaults(pipe, model)
     task = HubLoraTask(pipe, images, validation_prompts=validation_prompts, card=card, seed=seed, sampling=sampling)
     return task, LORA_BATCH[type(pipe).__name__]
