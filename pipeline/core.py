@@ -22,7 +22,7 @@ from pipeline import layout as layout_lib
 from pipeline.encoders import PromptEncoder, load_encoder
 from pipeline.expand import ExpansionStage
 from pipeline.images import to_pil
-from pipeline.presets import DEFAULT_MODEL, SHAPES_EXAMPLES, SHAPES_STYLES, resolve_model
+from pipeline.presets import ASSETS, DEFAULT_MODEL, WORLD_UI, resolve_model
 from pipeline.protocol import (
     Capabilities,
     LoraSlot,
@@ -34,10 +34,11 @@ from pipeline.protocol import (
     resolve_seed,
 )
 from pipeline.recipe import Recipe, read_recipe
-from pipeline.understand import UnderstandingStage, Understood, describe_image, without_style
+from pipeline.understand import READER_DIR, UnderstandingStage, Understood, describe_image, without_style
 
 INPAINT_RESAMPLE = 1  # RePaint resampling rounds per step for inpainting (1: blended diffusion alone)
 Generator = diffusion.DiffusionGenerator | gan.GANGenerator
+READERS = {"shapes": READER_DIR, "icons": ASSETS / "icons-understanding"}  # each world's prompt reader folder
 
 
 def local_folder(source: str) -> Path:
@@ -59,11 +60,10 @@ def local_folder(source: str) -> Path:
 class Wordbrush:
     """A prompt encoder and a generator, loaded once and shared by the UI, the CLI and scripts."""
 
-    style_presets = SHAPES_STYLES
-    example_prompts = SHAPES_EXAMPLES
-
     def __init__(self, encoder: PromptEncoder, generator: Generator, *, model: str, precision: str = "auto"):
         self.encoder, self.generator, self.model = encoder, generator, model
+        self.world = generator.world  # which embedded world it draws: "shapes" or "icons"
+        self.style_presets, self.example_prompts = WORLD_UI[self.world]
         self.precision = precision  # what load_generator was asked for (with_generator asks the same)
         # Off by default: the shapes model reads the world's own words best. Expansions stay within what the
         # prompt encoder reads.
@@ -71,8 +71,8 @@ class Wordbrush:
             default=False, device=str(encoder.device), max_tokens=encoder.max_tokens,
             length_fn=lambda text: len(encoder.tokenizer(text)["input_ids"]),
         )  # fmt: skip
-        # Free phrasing -> the world's own words, by the prompt reader (pipeline/understand.py)
-        self.understanding = UnderstandingStage(device=str(encoder.device))
+        # Free phrasing -> the world's own words, by the prompt reader (pipeline/understand.py): each world's own
+        self.understanding = UnderstandingStage(READERS[self.world], device=str(encoder.device))
         self._uncond = encoder.encode([""])
         self._lora = LoraSlot(self._load_lora, self._scale_lora, self._unload_lora)
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from diffusers import DDPMScheduler, DPMSolverMultistepScheduler, UNet2DConditionModel
 
 from pipeline.encoders import EncodedPrompts
@@ -38,6 +40,8 @@ class DiffusionConfig:
     train_timesteps: int = 1000
     beta_schedule: str = "squaredcos_cap_v2"  # cosine schedule: suits low-resolution pixel diffusion
     coords: bool = False  # the UNet also reads x and y maps (COORD_INPUTS), so it knows where "above" is
+    patch: int = 1  # pixels per side folded into channels before the UNet (2: a 64 px image as 32 x 32 x 12)
+    world: str = "shapes"  # the embedded world it draws: "shapes" (train/world.py), "icons" (train/icons_world.py)
 
 
 # Named UNet sizes, read by the training CLI and the tests.
@@ -46,6 +50,11 @@ SIZES: dict[str, DiffusionConfig] = {
     "tiny": DiffusionConfig(
         channels=(16, 32), attention=(False, True), head_dim=8, coords=True
     ),  # tests and smoke runs
+    # the icons world: 64 px folded to 32 x 32 x 12, so a step costs about what the shapes model's does
+    "icons": DiffusionConfig(resolution=64, patch=2, channels=(64, 128, 256), coords=True, world="icons"),
+    "icons-tiny": DiffusionConfig(
+        resolution=64, patch=2, channels=(16, 32), attention=(False, True), head_dim=8, coords=True, world="icons"
+    ),
 }
 
 
@@ -53,10 +62,11 @@ def build_unet(cfg: DiffusionConfig) -> UNet2DConditionModel:
     """A fresh UNet for `cfg`; the pooled prompt vector joins the time embedding as a class embedding."""
     downs = tuple("CrossAttnDownBlock2D" if a else "DownBlock2D" for a in cfg.attention)
     ups = tuple("CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(cfg.attention))
+    pixels = 3 * cfg.patch**2  # colour channels after folding (`unet_inputs`)
     return UNet2DConditionModel(
-        sample_size=cfg.resolution,
-        in_channels=3 + (COORD_INPUTS if cfg.coords else 0),
-        out_channels=3,
+        sample_size=cfg.resolution // cfg.patch,
+        in_channels=pixels + (COORD_INPUTS if cfg.coords else 0),
+        out_channels=pixels,
         block_out_channels=cfg.channels,
         layers_per_block=cfg.layers_per_block,
         down_block_types=downs,
@@ -91,15 +101,30 @@ def coord_maps(n: int, size: int, device, dtype) -> torch.Tensor:
     return torch.stack([x, y]).to(dtype).expand(n, -1, -1, -1)
 
 
+def patch_of(unet: UNet2DConditionModel) -> int:
+    """Pixels per side the UNet reads folded into channels (`DiffusionConfig.patch`): its output width says."""
+    return math.isqrt(unet.config.out_channels // 3)
+
+
 def unet_inputs(unet: UNet2DConditionModel, x: torch.Tensor, image_inputs: torch.Tensor | None = None) -> torch.Tensor:
-    """x (B, 3, H, W) with the extra channels `unet` reads: coordinates, then an inpainting UNet's
-    kept pixels and mask (`image_inputs`, from `inpaint_inputs`)."""
+    """x (B, 3, H, W) as `unet` reads it: folded into patches (`patch_of`), then its extra channels:
+    coordinates, then an inpainting UNet's kept pixels and mask (`image_inputs`, from `inpaint_inputs`)."""
+    p = patch_of(unet)
+    if p > 1:  # (B, 3, H, W) -> (B, 3 p^2, H / p, W / p)
+        x = F.pixel_unshuffle(x, p)
+        image_inputs = None if image_inputs is None else F.pixel_unshuffle(image_inputs, p)
     parts = [x]
     if reads_coords(unet):
         parts.append(coord_maps(len(x), x.shape[-1], x.device, x.dtype))
     if image_inputs is not None:
         parts.append(image_inputs.to(x.dtype))
     return torch.cat(parts, dim=1) if len(parts) > 1 else x
+
+
+def unet_outputs(unet: UNet2DConditionModel, out: torch.Tensor) -> torch.Tensor:
+    """The UNet's output as an image-shaped (B, 3, H, W) tensor: patches unfolded again."""
+    p = patch_of(unet)
+    return F.pixel_shuffle(out, p) if p > 1 else out
 
 
 def _widened(unet: UNet2DConditionModel, new: int, at: int, *, std: float = 0.0) -> UNet2DConditionModel:
@@ -188,9 +213,10 @@ def denoise_step(
     x = unet_inputs(unet, x, image_inputs)
     if guidance == 1.0:
         kwargs = None if regions is None else {"regions": regions}
-        return unet(
+        out = unet(
             x, t, cond.states, class_labels=cond.pooled, encoder_attention_mask=cond.mask, cross_attention_kwargs=kwargs
         ).sample
+        return unet_outputs(unet, out)
     kwargs = None if regions is None else {"regions": regions.with_unplanned_rows(len(x))}
     both = unet(
         torch.cat([x, x]),
@@ -200,7 +226,7 @@ def denoise_step(
         encoder_attention_mask=_cat_masks(uncond.mask, cond.mask),
         cross_attention_kwargs=kwargs,
     ).sample
-    out_uncond, out_cond = both.chunk(2)
+    out_uncond, out_cond = unet_outputs(unet, both).chunk(2)
     return out_uncond + guidance * (out_cond - out_uncond)
 
 
@@ -378,9 +404,11 @@ class DiffusionGenerator:
     kind = "diffusion"
     default_steps = 12
     default_guidance = 3.0
-    plans_layout = True  # reads the layout stage's regions (pipeline/layout.py)
 
     def __init__(self, unet, cfg: DiffusionConfig, *, autocast: torch.dtype | None = None, inpaint_unet=None):
+        self.world = cfg.world
+        # reads the layout stage's regions (pipeline/layout.py), which plans the shapes world's objects
+        self.plans_layout = cfg.world == "shapes" and cfg.patch == 1
         # Channels-last activations: oneDNN's faster bf16 convolutions on the CPU; the weights are unchanged.
         self.unet, self.cfg = unet.to(memory_format=torch.channels_last), cfg
         install_attention(self.unet)  # the layout stage's regional cross-attention, `layout.attend`'s products

@@ -161,6 +161,7 @@ class GANGenerator:
     default_steps = 1
     default_guidance = 0.0
     plans_layout = False  # no cross-attention to steer: the layout stage does not apply
+    world = "shapes"  # the embedded world it draws
 
     def __init__(self, model: TextToImageGAN):
         self.model = model

@@ -30,6 +30,20 @@ SHAPES_EXAMPLES = (
     "a striped yellow square to the left of a purple circle",
     "an outlined white triangle",
 )
+ICONS_STYLES = {  # the icons world has one look; a restyle puts the picture on another background
+    "dark blue": "on a dark blue background",
+    "pink": "on a pink background",
+    "black": "on a black background",
+    "white": "on a white background",
+}
+ICONS_EXAMPLES = (
+    "a frog next to a pizza",
+    "three red apples on a pink background",
+    "a rocket above a moon on a dark blue background",
+    "a puppy",
+)
+# What the page offers for each embedded world: (style presets, example prompts)
+WORLD_UI = {"shapes": (SHAPES_STYLES, SHAPES_EXAMPLES), "icons": (ICONS_STYLES, ICONS_EXAMPLES)}
 ART_EXAMPLES = (
     "a lighthouse on a cliff at dusk",
     "a red fox in fresh snow, photograph",
@@ -68,6 +82,12 @@ PRESETS: dict[str, ModelSpec] = {
         generators={"diffusion": str(ASSETS / "shapes-diffusion"), "gan": str(ASSETS / "shapes-gan")},
         description="Embedded: 32 px shapes world, trained by this project, prompt read by all-MiniLM-L6-v2",
         style_presets=dict(SHAPES_STYLES),
+    ),
+    "icons": ModelSpec(
+        generators={"diffusion": str(ASSETS / "icons-diffusion")},
+        description="Embedded: 64 px icons world (151 emoji icons), trained by this project, prompt read by "
+        "all-MiniLM-L6-v2; still training (docs/icons-world.md)",
+        style_presets=dict(ICONS_STYLES),
     ),
     "sd-turbo": _diffusers(
         "stabilityai/sd-turbo",

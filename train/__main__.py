@@ -69,6 +69,17 @@ def _style_classifier(args: argparse.Namespace) -> int:
     return 0
 
 
+def _icons_classifier(args: argparse.Namespace) -> int:
+    import torch
+
+    from train.icons_eval import train_icon_classifier
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    train_icon_classifier(out=args.out, steps=args.steps, seed=args.seed)
+    return 0
+
+
 def _world(args: argparse.Namespace) -> int:
     import random
 
@@ -103,7 +114,9 @@ def _encoder_and_pool(args: argparse.Namespace):
     torch.backends.cuda.matmul.allow_tf32 = True  # fp32 matmuls (the GAN's) on TF32 tensor cores
     encoder = load_encoder(args.encoder, device=device)
     weights = _kind_weights(getattr(args, "kind_weights", None))
-    return device, encoder, build_pool(encoder, size=args.pool_size, seed=args.seed, kind_weights=weights)
+    world_name = getattr(args, "world", "shapes")
+    pool = build_pool(encoder, size=args.pool_size, seed=args.seed, kind_weights=weights, world_name=world_name)
+    return device, encoder, pool
 
 
 def _kind_weights(spec: str | None) -> dict[str, float] | None:
@@ -143,6 +156,7 @@ def _diffusion(args: argparse.Namespace) -> int:
     from train.diffusion import DiffusionTask
     from train.loop import run_training
 
+    args.world = diffusion.SIZES[args.size].world  # the world whose scenes fill the caption pool
     device, encoder, pool = _encoder_and_pool(args)
     cfg = dataclasses.replace(diffusion.SIZES[args.size], cond_dim=encoder.hidden_size)
     unet = diffusion.build_unet(cfg)
@@ -292,6 +306,15 @@ def _style_classifier_command(sub) -> None:
     p.set_defaults(fn=_style_classifier)
 
 
+def _icons_classifier_command(sub) -> None:
+    p = sub.add_parser("icons-classifier", help="train the icons world evaluator's icon classifier")
+    p.add_argument("--out", default="assets/evaluator/icons-classifier")
+    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(fn=_icons_classifier)
+
+
 def _world_command(sub) -> None:
     p = sub.add_parser("world", help="draw a grid of random training scenes")
     p.add_argument("--out", default="world.png")
@@ -310,7 +333,10 @@ def _diffusion_command(sub) -> None:
     p.add_argument("--pool-size", type=int, default=20000, help="captions whose states are cached")
     p.add_argument("--workers", type=int, default=0, help="render processes (use several on a GPU host)")
     p.add_argument("--init", help="model folder to start from when the run has no checkpoint yet")
-    p.add_argument("--size", choices=["small", "tiny"], default="small", help="UNet size (pipeline/diffusion.py SIZES)")
+    p.add_argument(
+        "--size", choices=["small", "tiny", "icons", "icons-tiny"], default="small",
+        help="UNet size and world (pipeline/diffusion.py SIZES): small, tiny: shapes; icons, icons-tiny: icons",
+    )  # fmt: skip
     p.add_argument(
         "--coords-init-std",
         type=float,
@@ -450,6 +476,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     _evaluate_command(sub)
     _style_classifier_command(sub)
+    _icons_classifier_command(sub)
     _world_command(sub)
     _diffusion_command(sub)
     _inpaint_command(sub)

@@ -24,9 +24,19 @@ from torch.utils.data import DataLoader, IterableDataset
 from pipeline import diffusion
 from pipeline.encoders import EncodedPrompts, PromptEncoder
 from pipeline.images import to_pil
-from train import evaluate, world
+from train import evaluate, icons_eval, icons_world, world
 from train import grounding as grounding_lib
 from train.loop import ALONE, Shard
+
+# The embedded worlds: scenes, captions and renderer, and the evaluator that scores a generator on them
+WORLDS = {"shapes": (world, evaluate), "icons": (icons_world, icons_eval)}
+
+
+def world_of(name: str):
+    """(world module, evaluator module) of an embedded world by name."""
+    if name not in WORLDS:
+        raise ValueError(f"unknown world {name!r}; choose one of {', '.join(WORLDS)}")
+    return WORLDS[name]
 
 
 @dataclass
@@ -38,11 +48,13 @@ class CaptionPool:
     mask: torch.Tensor  # (N, T)
     pooled: torch.Tensor  # (N, D) fp16
     uncond: EncodedPrompts  # the empty prompt, for classifier-free guidance
+    world: str = "shapes"  # which world's scenes the examples are (WORLDS)
 
 
 def parse_kind_weights(spec: str | None) -> dict[str, float] | None:
     """ "relation=2,count=1.5" -> {"relation": 2.0, "count": 1.5}: how often each scene kind is drawn
-    into the caption pool, against 1 for the kinds not named ("" or None: all alike)."""
+    into the caption pool, against 1 for the kinds not named ("" or None: all alike). Both worlds have the
+    same kinds (single, pair, relation, count)."""
     if not spec:
         return None
     weights = {}
@@ -54,20 +66,24 @@ def parse_kind_weights(spec: str | None) -> dict[str, float] | None:
     return weights
 
 
-def pool_examples(*, size: int, seed: int, kind_weights: dict[str, float] | None = None) -> list[world.Example]:
+def pool_examples(
+    *, size: int, seed: int, kind_weights: dict[str, float] | None = None, world_name: str = "shapes"
+) -> list:
     """The training examples of a run's caption pool, their scene kinds drawn by `kind_weights` (default:
     all alike): the same arguments give the same examples."""
+    scenes = world_of(world_name)[0]
     rng = random.Random(seed)
-    weights = [(kind_weights or {}).get(k, 1.0) for k in world.KINDS]
-    kinds = rng.choices(world.KINDS, weights, k=size) if kind_weights else [None] * size
-    return [world.sample_example(rng, kind=kind) for kind in kinds]
+    weights = [(kind_weights or {}).get(k, 1.0) for k in scenes.KINDS]
+    kinds = rng.choices(scenes.KINDS, weights, k=size) if kind_weights else [None] * size
+    return [scenes.sample_example(rng, kind=kind) for kind in kinds]
 
 
 def build_pool(
-    encoder: PromptEncoder, *, size: int, seed: int, kind_weights: dict[str, float] | None = None, chunk: int = 256
-) -> CaptionPool:
-    """`size` training examples (`pool_examples`) with their captions' states."""
-    examples = pool_examples(size=size, seed=seed, kind_weights=kind_weights)
+    encoder: PromptEncoder, *, size: int, seed: int, kind_weights: dict[str, float] | None = None, chunk: int = 256,
+    world_name: str = "shapes",
+) -> CaptionPool:  # fmt: skip
+    """`size` training examples (`pool_examples`) of a world with their captions' states."""
+    examples = pool_examples(size=size, seed=seed, kind_weights=kind_weights, world_name=world_name)
     states, masks, pooled = [], [], []
     t0 = time.time()
     for i in range(0, size, chunk):
@@ -79,22 +95,25 @@ def build_pool(
     states = torch.cat([F.pad(s, (0, 0, 0, t - s.shape[1])) for s in states])
     masks = torch.cat([F.pad(m, (0, t - m.shape[1])) for m in masks])
     print(f"encoded {size:,} captions with {encoder.name} in {time.time() - t0:.0f}s: states {tuple(states.shape)}")
-    return CaptionPool(examples, states, masks, torch.cat(pooled), encoder.encode([""]))
+    return CaptionPool(examples, states, masks, torch.cat(pooled), encoder.encode([""]), world_name)
 
 
 class RenderedBatches(IterableDataset):
     """Endless batches of (pool indices, images in [-1, 1]), plus the objects' box masks
     (B, G, H, W) when `masks` is set (for train/grounding.py); each worker renders its own batches."""
 
-    def __init__(self, examples: list[world.Example], batch_size: int, seed: int | str, *, masks: bool = False):
+    def __init__(self, examples: list, batch_size: int, seed: int | str, *, masks: bool = False,
+                 world_name: str = "shapes"):  # fmt: skip
         self.examples, self.batch_size, self.seed, self.masks = examples, batch_size, seed, masks
+        self.world_name = world_name
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         rng = random.Random(f"{self.seed}-{info.id if info else 0}")
         while True:
             idx = [rng.randrange(len(self.examples)) for _ in range(self.batch_size)]
-            drawn = [world.render_scene(self.examples[i].scene, rng.getrandbits(31)) for i in idx]
+            scenes = world_of(self.world_name)[0]
+            drawn = [scenes.render_scene(self.examples[i].scene, rng.getrandbits(31)) for i in idx]
             batch = (torch.tensor(idx), to_tensor([image for image, _ in drawn]))
             if self.masks:
                 scenes = [self.examples[i].scene for i in idx]
@@ -115,7 +134,7 @@ def rendered_batches(
 ) -> Iterator:  # fmt: skip
     """(pool indices, images on `device`[, box masks]) forever, rendered by `workers` processes (0: this one);
     each training process (`shard`) draws its own."""
-    data = RenderedBatches(pool.examples, batch_size, seed=shard.seed(start_step), masks=masks)
+    data = RenderedBatches(pool.examples, batch_size, seed=shard.seed(start_step), masks=masks, world_name=pool.world)
     loader = DataLoader(data, batch_size=None, num_workers=workers, persistent_workers=workers > 0)
     for idx, *tensors in loader:
         yield idx, *(t.to(device, non_blocking=True) for t in tensors)
@@ -145,7 +164,8 @@ class DiffusionTask:
         if grounding:
             self.recorder = grounding_lib.AttentionRecorder(unet)
             self.groups = grounding_lib.token_groups(encoder.tokenizer, pool.examples, pool.states.shape[1])
-        self.eval_items = evaluate.eval_set("combos", per_category=eval_per_category)
+        self.evaluator = world_of(pool.world)[1]
+        self.eval_items = self.evaluator.eval_set("combos", per_category=eval_per_category)
         self.eval_steps, self.eval_guidance = eval_steps, eval_guidance
         self.noise = diffusion.training_scheduler(cfg)
         self.card = card or {}
@@ -173,6 +193,7 @@ class DiffusionTask:
             pred = model(
                 diffusion.unet_inputs(self.unet, x_t), t, states, class_labels=pooled, encoder_attention_mask=mask
             ).sample
+            pred = diffusion.unet_outputs(self.unet, pred)
         if not self.grounding:
             return F.mse_loss(pred.float(), target.float())
         # Grounded: named objects of kept prompts, at the noise levels where the layout is decided. Below
@@ -194,7 +215,7 @@ class DiffusionTask:
             )
 
         images = generate_for_items(self.encoder, self.eval_items, draw)
-        return evaluate.score(self.eval_items, images)
+        return self.evaluator.score(self.eval_items, images)
 
     def export(self, model, folder: Path, *, step: int, images_seen: int, seconds: float) -> None:
         card = {**self.card, "step": step, "images_seen": images_seen, "train_minutes": round(seconds / 60, 1)}

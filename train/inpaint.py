@@ -188,7 +188,9 @@ class InpaintTask:
         # The encoder answers with inference-mode tensors (cached across batches): copies enter autograd.
         states, pooled = cond.states.to(device, torch.float32).clone(), cond.pooled.to(device, torch.float32).clone()
         mask_t = cond.mask.to(device).clone()
-        pred = model(inputs, t, states, class_labels=pooled, encoder_attention_mask=mask_t).sample
+        pred = diffusion.unet_outputs(
+            self.unet, model(inputs, t, states, class_labels=pooled, encoder_attention_mask=mask_t).sample
+        )
         weight = 1 + MASK_WEIGHT * mask
         return (weight * F.mse_loss(pred.float(), target.float(), reduction="none")).mean() / weight.mean()
 

