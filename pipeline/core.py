@@ -21,8 +21,9 @@ from pipeline import diffusion, gan, images
 from pipeline import layout as layout_lib
 from pipeline.encoders import PromptEncoder, load_encoder
 from pipeline.expand import ExpansionStage
+from pipeline.icons import IconsReader
 from pipeline.images import to_pil
-from pipeline.presets import ASSETS, DEFAULT_MODEL, WORLD_UI, resolve_model
+from pipeline.presets import DEFAULT_MODEL, WORLD_UI, resolve_model
 from pipeline.protocol import (
     Capabilities,
     LoraSlot,
@@ -38,7 +39,6 @@ from pipeline.understand import READER_DIR, UnderstandingStage, Understood, desc
 
 INPAINT_RESAMPLE = 1  # RePaint resampling rounds per step for inpainting (1: blended diffusion alone)
 Generator = diffusion.DiffusionGenerator | gan.GANGenerator
-READERS = {"shapes": READER_DIR, "icons": ASSETS / "icons-understanding"}  # each world's prompt reader folder
 
 
 def local_folder(source: str) -> Path:
@@ -72,7 +72,10 @@ class Wordbrush:
             length_fn=lambda text: len(encoder.tokenizer(text)["input_ids"]),
         )  # fmt: skip
         # Free phrasing -> the world's own words, by the prompt reader (pipeline/understand.py): each world's own
-        self.understanding = UnderstandingStage(READERS[self.world], device=str(encoder.device))
+        if self.world == "icons":  # nearest icon name by the encoder's own states (pipeline/icons.py)
+            self.understanding = IconsReader(encoder)
+        else:
+            self.understanding = UnderstandingStage(READER_DIR, device=str(encoder.device))
         self._uncond = encoder.encode([""])
         self._lora = LoraSlot(self._load_lora, self._scale_lora, self._unload_lora)
 
@@ -213,8 +216,8 @@ class Wordbrush:
         recipe = read_recipe(image)
         if recipe is not None:
             description = without_style(recipe.encoded_prompt or recipe.prompt)
-        else:
-            description = describe_image(image)
+        else:  # the shapes world's parser reads its own pictures only
+            description = describe_image(image) if self.world == "shapes" else ""
         return f"{description} {style_prompt}" if description else style_prompt
 
     # LoRA: the one adapter slot of the diffusion UNets, set by each call's `lora=`

@@ -129,13 +129,33 @@ def test_an_icons_model_trains_resumes_and_draws_through_the_pipeline(tmp_path):
     assert '"step": 3' in log and "synonym" in log  # the icons evaluator scored it, per category
     pipe = load_pipeline(str(out / "model"))
     caps = pipe.capabilities
-    assert not caps.layout and not caps.understanding  # the shapes world's layout planner and reader stay off
+    assert not caps.layout  # the shapes world's layout planner stays off
+    assert caps.understanding  # the icons reader (pipeline/icons.py)
     assert pipe.example_prompts == icons_world_examples()
-    result = pipe.text_to_image("a frog next to a pizza", seed=0, steps=2)
+    result = pipe.text_to_image(["a frog next to a pizza", "a puppy"], seed=0, steps=2)
     assert result.images[0].size == (64, 64)
+    assert [r.encoded_prompt for r in result.recipes] == ["a frog next to a pizza", "a dog"]
 
 
 def icons_world_examples():
     from pipeline.presets import ICONS_EXAMPLES
 
     return ICONS_EXAMPLES
+
+
+@pytest.fixture(scope="module")
+def reader():
+    from pipeline.encoders import load_encoder
+    from pipeline.icons import IconsReader
+
+    return IconsReader(load_encoder("minilm"))
+
+
+def test_the_reader_puts_everyday_names_in_the_worlds_words(reader):
+    held = [(word, name) for name, icon in icons_world.icons().items() for word in icon.heldout]
+    right = sum(reader.read(f"a {word}").split(" ", 1)[1] == name for word, name in held)
+    assert right / len(held) >= 0.8  # what MiniLM knows: 60 of 73 when measured
+    assert reader.read("two kittens on a pink background") == "two cats on a pink background"
+    assert reader.read("a photo of an automobile next to a bunny") == "a photo of a car next to a rabbit"
+    for prompt in ("a frog next to a pizza", "three red apples on a dark blue background", "a small ladybug"):
+        assert reader.read(prompt) == prompt  # the world's own words stay as written

@@ -18,6 +18,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from train import evaluate
+    from train.diffusion import world_of
 
     splits = ["combos", "templates"] if args.split == "both" else [args.split]
     if args.export:
@@ -39,8 +40,9 @@ def _evaluate(args: argparse.Namespace) -> int:
 
         wb = Wordbrush.load(args.model, generator=args.generator, precision=args.precision)
         layout = {"auto": None, "on": True, "off": False}[args.layout]
+        evaluator = world_of(wb.world)[1]  # the model's own world's evaluator
         for split in splits:
-            items = evaluate.eval_set(split, per_category=args.per_category)
+            items = evaluator.eval_set(split, per_category=args.per_category)
             images = []
             for i in range(0, len(items), 64):
                 chunk = items[i : i + 64]
@@ -50,11 +52,12 @@ def _evaluate(args: argparse.Namespace) -> int:
                 images += result.images
             label = f"{args.model} {wb.generator.kind}" + (f" ({args.precision})" if args.precision != "auto" else "")
             label += {"on": ", layout on", "off": ", layout off"}.get(args.layout, "")
-            columns[f"{label}, held-out {split}"] = evaluate.score(items, images)
+            columns[f"{label}, held-out {split}"] = evaluator.score(items, images)
     elif args.clean:
+        evaluator = world_of(args.world)[1]
         for split in splits:
-            items = evaluate.eval_set(split, per_category=args.per_category)
-            columns[f"clean renders, held-out {split}"] = evaluate.score(items, evaluate.clean_images(items))
+            items = evaluator.eval_set(split, per_category=args.per_category)
+            columns[f"clean renders, held-out {split}"] = evaluator.score(items, evaluator.clean_images(items))
     else:
         print("nothing to evaluate: pass --model NAME, --clean, --images DIR or --export DIR", file=sys.stderr)
         return 2
@@ -281,8 +284,9 @@ def _lora_demo_data(args: argparse.Namespace) -> int:
 
 
 def _evaluate_command(sub) -> None:
-    p = sub.add_parser("evaluate", help="score images with the shapes-world evaluator")
+    p = sub.add_parser("evaluate", help="score a model (or exact renders) with its world's evaluator")
     p.add_argument("--clean", action="store_true", help="score exact renders of the evaluation set")
+    p.add_argument("--world", choices=["shapes", "icons"], default="shapes", help="the world of --clean")
     p.add_argument("--images", help="folder with NNNN.png and manifest.jsonl (from --export)")
     p.add_argument("--export", help="write the evaluation set's prompts.txt and manifest.jsonl here")
     p.add_argument("--model", help="generate the evaluation set with this model (preset, folder or hub id)")

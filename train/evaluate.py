@@ -306,7 +306,8 @@ def format_table(columns: dict[str, dict[str, float]]) -> str:
     """Markdown table: one row per category (+ overall), one column per run."""
     names = list(columns)
     lines = ["| category | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
-    for cat in (*CATEGORIES, "overall"):
+    categories = [c for c in dict.fromkeys(k for col in columns.values() for k in col) if c != "overall"]
+    for cat in (*categories, "overall"):
         cells = [f"{columns[n][cat]:.3f}" if cat in columns[n] else "-" for n in names]
         label = f"**{cat}**" if cat == "overall" else cat
         lines.append(f"| {label} | " + " | ".join(cells) + " |")

@@ -17,17 +17,15 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import random
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
 
+from pipeline.icons import Icon, icons, names, plural  # noqa: F401  (the catalogue, shared with the pipeline)
 from train.world import Example  # (scene, caption, layout seed): the same triple in both worlds
 
-ICONS_DIR = Path(__file__).resolve().parent.parent / "assets" / "icons"
 RESOLUTION = 64  # native image side in pixels
 KINDS = ("single", "pair", "relation", "count")
 RELATIONS = ("left of", "right of", "above", "below")
@@ -48,47 +46,9 @@ SIDE = {1: (28, 38), 2: (22, 28), 3: (18, 22), "small": (18, 22), "big": (44, 52
 VISIBLE = 0.6  # an icon is drawn on a background only if at least this share of its pixels stands out there
 
 
-@dataclass(frozen=True)
-class Icon:
-    name: str  # what captions call it
-    category: str  # animal, food, vehicle, plant, weather, household
-    alternates: tuple[str, ...]  # other names captions may use (CLDR keywords)
-    heldout: tuple[str, ...]  # everyday synonyms no caption uses
-    sprite: Image.Image = field(repr=False, compare=False)  # RGBA, square
-
-
-@functools.cache
-def icons() -> dict[str, Icon]:
-    """The atlas's icons by name, in atlas order."""
-    meta = json.loads((ICONS_DIR / "icons.json").read_text())
-    atlas, side, cols = Image.open(ICONS_DIR / "atlas.png").convert("RGBA"), meta["sprite"], meta["columns"]
-    out = {}
-    for i, e in enumerate(meta["icons"]):
-        x, y = (i % cols) * side, (i // cols) * side
-        sprite = atlas.crop((x, y, x + side, y + side))
-        out[e["name"]] = Icon(e["name"], e["category"], tuple(e["alternates"]), tuple(e["heldout"]), sprite)
-    return out
-
-
-def names() -> list[str]:
-    return list(icons())
-
-
 # Names that are already plural or uncountable are left out of count scenes ("three grapes" is ambiguous).
 UNCOUNTABLE = {"grapes", "cherries", "french fries", "books", "glasses", "scissors", "popcorn", "corn", "bread",
                "cheese", "broccoli", "fire", "wave", "rainbow", "coffee", "glass of milk"}  # fmt: skip
-IRREGULAR = {"mouse": "mice", "fish": "fish", "tropical fish": "tropical fish", "cherry blossom": "cherry blossoms",
-             "maple leaf": "maple leaves", "glass of milk": "glasses of milk"}  # fmt: skip
-
-
-def plural(name: str) -> str:
-    if name in IRREGULAR:
-        return IRREGULAR[name]
-    if name.endswith(("s", "sh", "ch", "x")):
-        return name + "es"
-    if name.endswith("y") and name[-2] not in "aeiou":
-        return name[:-1] + "ies"
-    return name + "s"
 
 
 @functools.cache

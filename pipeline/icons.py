@@ -1,0 +1,148 @@
+"""The icons world's catalogue (assets/icons: 151 emoji icons with names, CLDR alternates and held-out
+names; built by scripts/build_icon_atlas.py) and its prompt reader.
+
+`IconsReader` is the icons world's understanding stage: a word the world's captions never use, in a noun's
+place ("a puppy", "two kittens"), is replaced by the icon whose name the prompt encoder (MiniLM) puts
+nearest to it, when it is near enough. No training: what it knows is what the pretrained language model
+knows. The training data lives in train/icons_world.py.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+ICONS_DIR = Path(__file__).resolve().parent.parent / "assets" / "icons"
+
+
+@dataclass(frozen=True)
+class Icon:
+    name: str  # what captions call it
+    category: str  # animal, food, vehicle, plant, weather, household
+    alternates: tuple[str, ...]  # other names captions may use (CLDR keywords)
+    heldout: tuple[str, ...]  # everyday synonyms no caption uses
+    sprite: Image.Image = field(repr=False, compare=False)  # RGBA, square
+
+
+@functools.cache
+def icons() -> dict[str, Icon]:
+    """The atlas's icons by name, in atlas order."""
+    meta = json.loads((ICONS_DIR / "icons.json").read_text())
+    atlas, side, cols = Image.open(ICONS_DIR / "atlas.png").convert("RGBA"), meta["sprite"], meta["columns"]
+    out = {}
+    for i, e in enumerate(meta["icons"]):
+        x, y = (i % cols) * side, (i // cols) * side
+        sprite = atlas.crop((x, y, x + side, y + side))
+        out[e["name"]] = Icon(e["name"], e["category"], tuple(e["alternates"]), tuple(e["heldout"]), sprite)
+    return out
+
+
+def names() -> list[str]:
+    return list(icons())
+
+
+IRREGULAR = {"mouse": "mice", "fish": "fish", "tropical fish": "tropical fish", "cherry blossom": "cherry blossoms",
+             "maple leaf": "maple leaves", "glass of milk": "glasses of milk"}  # fmt: skip
+
+
+def plural(name: str) -> str:
+    if name in IRREGULAR:
+        return IRREGULAR[name]
+    if name.endswith(("s", "sh", "ch", "x")):
+        return name + "es"
+    if name.endswith("y") and name[-2] not in "aeiou":
+        return name[:-1] + "ies"
+    return name + "s"
+
+
+# ----------------------------------------------------------------------------------------------------
+# The prompt reader
+
+_WORD = re.compile(r"[a-z]+(?:-[a-z]+)*", re.IGNORECASE)
+DETERMINERS = {"a", "an", "one", "two", "three", "some", "the", "2", "3", "small", "big", "little", "large",
+               "tiny", "huge", "cute", "happy"}  # fmt: skip
+# Nouns that say how to draw, not what: never read as an icon ("a photo of a puppy")
+NOT_THINGS = {"photo", "picture", "image", "icon", "drawing", "painting", "emoji", "cartoon", "illustration",
+              "sketch", "scene", "group", "row", "pair", "couple", "bunch", "lot", "background", "kind"}  # fmt: skip
+# Colours (of backgrounds, mostly) are never things
+COLOURS = {"white", "black", "grey", "gray", "dark", "light", "blue", "green", "pink", "beige", "red", "yellow",
+           "orange", "purple", "brown", "navy", "cream"}  # fmt: skip
+MIN_SIMILARITY = 0.45  # cosine of the pooled MiniLM states of "a WORD" and "a NAME" below which a word stays
+
+
+class IconsReader:
+    """The icons world's understanding stage (the same calls as pipeline/understand.py UnderstandingStage)."""
+
+    def __init__(self, encoder):
+        self.encoder, self.folder, self.available = encoder, ICONS_DIR, True
+        self.known = COLOURS | {w for icon in icons().values() for n in (icon.name, plural(icon.name), *icon.alternates)
+                                for w in n.split()}  # fmt: skip
+        self._names: torch.Tensor | None = None  # (N, D) unit vectors of "a NAME"
+
+    @property
+    def loaded(self) -> bool:
+        return self._names is not None
+
+    def load_in_background(self) -> None:
+        self.name_vectors()  # a fraction of a second: done at once
+
+    def name_vectors(self) -> torch.Tensor:
+        if self._names is None:
+            self._names = self._embed(names())
+        return self._names
+
+    def _embed(self, words: list[str]) -> torch.Tensor:
+        pooled = self.encoder.encode([f"a {w}" for w in words], cache=False).pooled.float()
+        return torch.nn.functional.normalize(pooled, dim=-1)
+
+    def nearest(self, word: str) -> tuple[str, float]:
+        """The icon whose name is nearest to `word`, and the cosine similarity."""
+        sims = (self._embed([word]) @ self.name_vectors().T)[0]
+        i = int(sims.argmax())
+        return names()[i], float(sims[i])
+
+    def candidates(self, prompt: str) -> list[tuple[int, int, str]]:
+        """(start, end, word) of the words in a noun's place that the world's captions never use."""
+        found, previous = [], ""
+        for m in _WORD.finditer(prompt):
+            word = m.group().lower()
+            if previous in DETERMINERS and word not in self.known and word not in NOT_THINGS | DETERMINERS:
+                found.append((m.start(), m.end(), word))
+            previous = word
+        return found
+
+    def read(self, prompt: str) -> str:
+        """`prompt` with each unknown noun replaced by its nearest icon name (plural after two or three)."""
+        out, last = "", 0
+        for start, end, word in self.candidates(prompt):
+            name, similarity = self.nearest(word)
+            if similarity >= MIN_SIMILARITY:
+                before = prompt[last:start]
+                if re.search(r"\b(two|three|2|3)\s+(?:\w+\s+)?$", before.lower()):
+                    name = plural(name)
+                else:  # "an automobile" -> "a car": the article agrees with the new name
+                    suffix = "n " if name[0] in "aeiou" else " "
+                    before = re.sub(r"\b([Aa])n? $", lambda m, s=suffix: m.group(1) + s, before)
+                out, last = out + before + name, end
+        return out + prompt[last:]
+
+    def names_content(self, prompt: str) -> bool:
+        words = {m.group().lower() for m in _WORD.finditer(prompt)}
+        return bool(words & set(names()) or self.candidates(prompt))
+
+    def apply(self, prompts: list[str], understand: bool):
+        from pipeline.understand import Understood
+
+        if not understand:
+            return [Understood(p, p, "off") for p in prompts]
+        out = []
+        for p in prompts:
+            text = self.read(p)
+            out.append(Understood(p, text, "rewritten" if text != p else "as written"))
+        return out
