@@ -51,7 +51,7 @@ SIZES: dict[str, DiffusionConfig] = {
         channels=(16, 32), attention=(False, True), head_dim=8, coords=True
     ),  # tests and smoke runs
     # the icons world: 64 px folded to 32 x 32 x 12, so a step costs about what the shapes model's does
-    "icons": DiffusionConfig(resolution=64, patch=2, channels=(64, 128, 256), coords=True, world="icons"),
+    "icons": DiffusionConfig(resolution=64, patch=2, coords=True, world="icons"),
     "icons-tiny": DiffusionConfig(
         resolution=64, patch=2, channels=(16, 32), attention=(False, True), head_dim=8, coords=True, world="icons"
     ),

@@ -83,12 +83,6 @@ PRESETS: dict[str, ModelSpec] = {
         description="Embedded: 32 px shapes world, trained by this project, prompt read by all-MiniLM-L6-v2",
         style_presets=dict(SHAPES_STYLES),
     ),
-    "icons": ModelSpec(
-        generators={"diffusion": str(ASSETS / "icons-diffusion")},
-        description="Embedded: 64 px icons world (151 emoji icons), trained by this project, prompt read by "
-        "all-MiniLM-L6-v2; still training (docs/icons-world.md)",
-        style_presets=dict(ICONS_STYLES),
-    ),
     "sd-turbo": _diffusers(
         "stabilityai/sd-turbo",
         "SD-Turbo: SD 2.1 distilled for 1-4 steps, 512 px",

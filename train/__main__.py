@@ -88,8 +88,9 @@ def _world(args: argparse.Namespace) -> int:
 
     from PIL import Image
 
-    from train import world
+    from train.diffusion import world_of
 
+    world = world_of(args.world)[0]
     rng = random.Random(args.seed)
     n, tile = args.n, 128
     cols = 8
@@ -321,6 +322,7 @@ def _icons_classifier_command(sub) -> None:
 
 def _world_command(sub) -> None:
     p = sub.add_parser("world", help="draw a grid of random training scenes")
+    p.add_argument("--world", choices=["shapes", "icons"], default="shapes")
     p.add_argument("--out", default="world.png")
     p.add_argument("--n", type=int, default=32)
     p.add_argument("--seed", type=int, default=0)
