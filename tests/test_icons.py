@@ -159,3 +159,22 @@ def test_the_reader_puts_everyday_names_in_the_worlds_words(reader):
     assert reader.read("a photo of an automobile next to a bunny") == "a photo of a car next to a rabbit"
     for prompt in ("a frog next to a pizza", "three red apples on a dark blue background", "a small ladybug"):
         assert reader.read(prompt) == prompt  # the world's own words stay as written
+
+
+def test_style_transfer_and_inpainting_run_on_an_icons_model(tmp_path):
+    import dataclasses
+
+    from pipeline import diffusion, load_pipeline
+
+    cfg = dataclasses.replace(diffusion.SIZES["icons-tiny"], cond_dim=384)
+    diffusion.save(tmp_path, diffusion.build_unet(cfg), cfg, encoder="minilm", card={"note": "random weights"})
+    pipe = load_pipeline(str(tmp_path))
+    picture = pipe.text_to_image("a frog", seed=0, steps=2).images[0]
+    styled = pipe.style_transfer(picture, style_prompt=pipe.style_presets["pink"], seed=0, steps=2)
+    assert styled.images[0].size == (64, 64) and styled.recipes[0].encoded_prompt == "on a pink background"
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, (10, 10, 40, 40))
+    painted = pipe.inpaint(picture, mask, prompt="a puppy", seed=0, steps=2)
+    keep = np.asarray(mask) == 0
+    assert np.array_equal(np.asarray(painted.images[0])[keep], np.asarray(picture)[keep])  # outside: untouched
+    assert painted.recipes[0].encoded_prompt == "a dog"  # the icons reader read the inpainting prompt
