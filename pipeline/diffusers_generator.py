@@ -36,6 +36,8 @@ class DiffusersGenerator:
                 self.missing[task] = f"diffusers has no {TASK_PIPELINES[task]} pipeline for {type(t2i).__name__}"
         for pipe in self.pipes.values():
             pipe.set_progress_bar_config(disable=True)
+        # each pipeline's call arguments, read once: the progress hook and resolution binning differ by family
+        self.accepts = {task: frozenset(inspect.signature(p.__call__).parameters) for task, p in self.pipes.items()}
         self.base = t2i  # holds the shared components (LoRA, devices)
         self.default_steps, self.default_guidance, self.resolution = default_steps, default_guidance, resolution
         self.oom_retries = 0  # batches split after a CUDA out-of-memory error (for tests and logs)
@@ -47,9 +49,8 @@ class DiffusersGenerator:
         image whatever else is in the batch."""
         if task in self.missing:
             raise ValueError(f"this model cannot do {task.replace('_', ' ')}: {self.missing[task]}")
-        pipe = self.pipes[task]
         try:
-            return self._call(pipe, prompts, seeds, callback, kwargs)
+            return self._call(task, prompts, seeds, callback, kwargs)
         except torch.OutOfMemoryError as err:
             torch.cuda.empty_cache()
             if len(prompts) == 1:
@@ -63,9 +64,9 @@ class DiffusersGenerator:
                 task, prompts[half:], seeds[half:], callback=callback, **kwargs
             )
 
-    def _call(self, pipe, prompts, seeds, callback, kwargs) -> list[Image.Image]:
+    def _call(self, task, prompts, seeds, callback, kwargs) -> list[Image.Image]:
         gens = [torch.Generator(device="cpu").manual_seed(s) for s in seeds]  # CPU generators: same on any device
-        accepts = inspect.signature(pipe.__call__).parameters
+        pipe, accepts = self.pipes[task], self.accepts[task]
         if "use_resolution_binning" in accepts:  # PixArt, Sana: sizes are chosen here (HubPipeline._fit)
             kwargs["use_resolution_binning"] = False
         if callback is not None and "callback_on_step_end" in accepts:

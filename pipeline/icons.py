@@ -18,6 +18,8 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from pipeline.understand import Understood
+
 ICONS_DIR = Path(__file__).resolve().parent.parent / "assets" / "icons"
 
 
@@ -136,9 +138,7 @@ class IconsReader:
         words = {m.group().lower() for m in _WORD.finditer(prompt)}
         return bool(words & set(names()) or self.candidates(prompt))
 
-    def apply(self, prompts: list[str], understand: bool):
-        from pipeline.understand import Understood
-
+    def apply(self, prompts: list[str], understand: bool) -> list[Understood]:
         if not understand:
             return [Understood(p, p, "off") for p in prompts]
         out = []

@@ -110,15 +110,15 @@ class RenderedBatches(IterableDataset):
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         rng = random.Random(f"{self.seed}-{info.id if info else 0}")
+        scenes = world_of(self.world_name)[0]  # the world's renderer
         while True:
             idx = [rng.randrange(len(self.examples)) for _ in range(self.batch_size)]
-            scenes = world_of(self.world_name)[0]
             drawn = [scenes.render_scene(self.examples[i].scene, rng.getrandbits(31)) for i in idx]
             batch = (torch.tensor(idx), to_tensor([image for image, _ in drawn]))
             if self.masks:
-                scenes = [self.examples[i].scene for i in idx]
+                shown = [self.examples[i].scene for i in idx]
                 size = drawn[0][0].width
-                batch += (torch.stack([grounding_lib.box_masks(s, lay, size) for s, (_, lay) in zip(scenes, drawn)]),)
+                batch += (torch.stack([grounding_lib.box_masks(s, lay, size) for s, (_, lay) in zip(shown, drawn)]),)
             yield batch
 
 

@@ -54,7 +54,7 @@ class HubLoraTask:
                  sampling: tuple[int, float] = (20, 5.0)):  # fmt: skip
         from diffusers import DDPMScheduler
 
-        from train.lora import ImageBatches
+        from train.diffusion import to_tensor
 
         self.pipe, self.data, self.validation_prompts, self.card = pipe, data, validation_prompts, card or {}
         self.seed, self.sampling = seed, sampling
@@ -62,7 +62,7 @@ class HubLoraTask:
         self.xl = pipe.unet.config.addition_embed_type == "text_time"
         device, size = pipe.device, native_size(pipe)
         with torch.no_grad():
-            x = ImageBatches(data.images, 1, seed=0).x.to(device, pipe.vae.dtype)
+            x = to_tensor(data.images).to(device, pipe.vae.dtype)  # (N, 3, R, R) in [-1, 1]
             self.latents = torch.cat([  # (N, 4, h, w), encoded a few at a time
                 pipe.vae.encode(chunk).latent_dist.mean * pipe.vae.config.scaling_factor for chunk in x.split(8)
             ])  # fmt: skip
