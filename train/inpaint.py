@@ -107,7 +107,7 @@ class InpaintCase:
 def inpaint_cases(n: int, seed: int = 0, *, clear: bool = True) -> list[InpaintCase]:
     """n held-out one-object scenes, each with a 14 px box where a new object is asked for.
     clear: the box is background, 2 px clear of the object (the scene is drawn again until such a box
-    exists). clear=False: sessions 2-4's cases, which tried 1000 random boxes and kept the last when
+    exists). clear=False: the first version's cases, which tried 1000 random boxes and kept the last when
     none was clear: with objects of 12-18 px, 87 of the first 100 boxes cover part of the object."""
     rng = random.Random(seed)
     cases = []
