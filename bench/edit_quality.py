@@ -8,13 +8,16 @@ classifier names the target style. Measured with the style preset alone ("in out
 content described in the target style (a caption of the restyled scene: "an outlined red circle above an
 outlined blue square", "three green squares with stripes").
 Inpainting: a held-out one-object scene; a 14 x 14 box of empty background is masked and a new object
-is asked for there (train/inpaint.py inpaint_cases). `--cases old` also runs sessions 2-4's cases,
+is asked for there (train/inpaint.py inpaint_cases). `--cases old` also runs the first version's cases,
 whose box covered part of the object in 87 of 100 (a bug in their box search; kept for comparison).
 "Present" = an object of the asked colour and shape is found with its centre in the box; "outside
 identical" = every pixel outside the mask is bit-identical to the input. Variants: `whole` (the whole
 image redrawn) or `zoom` (the mask's square on the model's whole canvas), `-repaintK` for RePaint
 resampling, and a `base-` prefix to use blended diffusion with the text-to-image UNet even when the
 model folder has a trained inpainting UNet (inpaint-unet/).
+Icons models (`--model` of the icons world): one icon of a held-out scene is painted over (its box and 3 px
+more) and another icon asked for there (train/icons_eval.py inpaint_cases); "present" = that icon is found
+with its centre in the mask.
 A LoRA's concept: `--lora runs/lora-star/model/lora.safetensors --shape star --skip-style` asks for a star
 (the LoRA demo's new shape) in every box, with the LoRA applied (it reaches the inpainting UNet too).
 """
@@ -31,7 +34,7 @@ from PIL import Image
 
 from bench.lora_demo import WithLora
 from pipeline import Wordbrush
-from train import evaluate, inpaint, world
+from train import evaluate, icons_eval, inpaint, world
 
 CATEGORY_OF_KIND = {"single": "single_object", "pair": "color_attribution", "relation": "position", "count": "counting"}
 
@@ -57,16 +60,28 @@ def inpaint_scores(
     wb: Wordbrush, n: int, seed: int = 0, resample: int = 1, zoom: bool = True, clear: bool = True, shape: str = ""
 ) -> tuple[float, float]:
     """shape: ask for this shape in every box instead of the case's own (e.g. "star", a LoRA's concept)."""
+    cases = inpaint.inpaint_cases(n, seed, clear=clear)
+    if shape:
+        cases = [dataclasses.replace(c, want=world.Obj(c.want.color, shape), prompt=f"a {c.want.color} {shape}")
+                 for c in cases]  # fmt: skip
+    return scored_inpainting(wb, cases, inpaint.object_present, resample, zoom)
+
+
+def icons_inpaint_scores(wb: Wordbrush, n: int, seed: int = 0, resample: int = 1, zoom: bool = True):
+    """The icons world: one icon of a held-out scene painted over, another asked for there
+    (train/icons_eval.py inpaint_cases). Present = the asked icon found with its centre in the mask."""
+    return scored_inpainting(wb, icons_eval.inpaint_cases(n, seed), icons_eval.icon_in_mask, resample, zoom)
+
+
+def scored_inpainting(wb: Wordbrush, cases: list, present_in, resample: int, zoom: bool) -> tuple[float, float]:
+    """(share of cases where `present_in(case, result)`, share whose pixels outside the mask are unchanged)."""
     present, identical = [], []
-    for i, case in enumerate(inpaint.inpaint_cases(n, seed, clear=clear)):
-        if shape:
-            want = world.Obj(case.want.color, shape)
-            case = dataclasses.replace(case, want=want, prompt=f"a {want.color} {shape}")
+    for i, case in enumerate(cases):
         mask_image = Image.fromarray(case.mask.astype(np.uint8) * 255)
         out = wb.inpaint(case.image, mask_image, prompt=case.prompt, seed=i, resample=resample, zoom=zoom).images[0]
         before, after = np.asarray(case.image), np.asarray(out)
         identical.append(bool(np.array_equal(before[~case.mask], after[~case.mask])))
-        present.append(inpaint.object_present(case, out))
+        present.append(present_in(case, out))
     return float(np.mean(present)), float(np.mean(identical))
 
 
@@ -84,7 +99,7 @@ def main() -> None:
         nargs="+",
         choices=["clear", "old"],
         default=["clear", "old"],
-        help="inpainting cases: a box of clear background, or sessions 2-4's (mostly over the object)",
+        help="inpainting cases: a box of clear background, or the first version's (mostly over the object)",
     )
     parser.add_argument("--skip-style", action="store_true")
     parser.add_argument("--lora", help="a LoRA file to apply (path[:scale])")
@@ -95,7 +110,8 @@ def main() -> None:
     print(f"model {args.model}, LoRA {args.lora}, {args.n} held-out scenes each{asking}\n")
     print("| task | variant | measure | score |")
     print("|---|---|---|---:|")
-    for strength in [] if args.skip_style else args.strength:
+    icons = wb.generator.world == "icons"  # its inpainting cases replace an icon; no style classifier there yet
+    for strength in [] if args.skip_style or icons else args.strength:
         for describe in (False, True):
             kept, styled = style_transfer_scores(wb, args.n, strength, describe)
             label = f"{'content + style' if describe else 'style preset only'} prompt, strength {strength}"
@@ -107,16 +123,21 @@ def main() -> None:
         area, _, rounds = variant.removeprefix("base-").partition("-repaint")
         resample = int(rounds or 1)
         wb.generator.inpaint_unet = None if base else trained
-        for cases in args.cases:
+        for cases in ["replace"] if icons else args.cases:
             t0 = time.perf_counter()
-            present, identical = inpaint_scores(
-                wb, args.n, resample=resample, zoom=area == "zoom", clear=cases == "clear", shape=args.shape
-            )
+            if icons:
+                present, identical = icons_inpaint_scores(wb, args.n, resample=resample, zoom=area == "zoom")
+            else:
+                present, identical = inpaint_scores(
+                    wb, args.n, resample=resample, zoom=area == "zoom", clear=cases == "clear", shape=args.shape
+                )
             seconds = (time.perf_counter() - t0) / args.n
             label = "mask's square on the whole canvas" if area == "zoom" else "whole image"
             unet = "inpainting UNet" if wb.generator.inpaint_unet is not None else "text-to-image UNet"
             label += f", {unet}, blended{f' + RePaint x{resample}' if resample > 1 else ''} ({seconds:.2f} s/image)"
-            task = "inpainting, clear box" if cases == "clear" else "inpainting, old cases"
+            task = {"clear": "inpainting, clear box", "old": "inpainting, old cases"}.get(
+                cases, "inpainting, an icon replaced"
+            )
             print(f"| {task} | {label} | object present in the mask | {present:.3f} |")
             print(f"| {task} | {label} | outside-mask pixels identical | {identical:.3f} |")
 

@@ -106,6 +106,18 @@ def test_evaluator_fails_the_wrong_icon_relation_count_and_background():
     assert icons_eval.find_icons(blank) == ("grey", [])
 
 
+def test_inpainting_cases_pass_the_right_replacement_and_fail_the_untouched_scene():
+    cases = icons_eval.inpaint_cases(40, seed=5)
+    replaced = [np.where(c.mask[..., None], np.asarray(icons_world.render(c.expected, c.layout)), np.asarray(c.image))
+                for c in cases]  # fmt: skip
+    assert all(icons_eval.icon_in_mask(c, Image.fromarray(r)) for c, r in zip(cases, replaced))
+    assert not any(icons_eval.icon_in_mask(c, c.image) for c in cases)
+    # the mask covers the replaced icon only: every other icon of the scene lies wholly outside it
+    for c in cases:
+        others = [b for i, b in enumerate(c.layout.boxes) if i != c.index]
+        assert all(not c.mask[int(y0) : int(y1) + 1, int(x0) : int(x1) + 1].any() for x0, y0, x1, y1 in others)
+
+
 def test_synonym_items_use_held_out_names_only():
     items = icons_eval.eval_set("combos", per_category=20)
     synonyms = [it for it in items if it.category == "synonym"]

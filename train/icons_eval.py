@@ -343,3 +343,49 @@ def score(items: list[EvalItem], images: list[Image.Image], model: IconClassifie
 def clean_images(items: list[EvalItem]) -> list[Image.Image]:
     """Each item's scene rendered exactly: the evaluator's ceiling."""
     return [world.render_scene(item.scene, item.seed)[0] for item in items]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Inpainting: one icon of a held-out scene painted over, another asked for in its place
+
+MASK_MARGIN = 3  # px the painted mask reaches past the replaced icon's box (icons are 7 px apart: never the other)
+
+
+@dataclass(frozen=True)
+class InpaintCase:
+    image: Image.Image  # a held-out one- or two-icon scene
+    mask: np.ndarray  # (64, 64) bool: the replaced icon's box grown by MASK_MARGIN
+    want: str  # the icon asked for in the mask
+    prompt: str  # "a dog"
+    expected: world.Scene  # the scene with `want` in the replaced icon's place
+    layout: world.Layout  # the scene's boxes (the replacement takes the replaced icon's box)
+    index: int  # which of the scene's icons is replaced
+
+
+def inpaint_cases(n: int, seed: int = 0) -> list[InpaintCase]:
+    """n held-out scenes ("replace the cat with a dog"): one icon's box is masked and another icon, one that
+    stands out from the background and is not in the scene, is asked for there."""
+    rng = random.Random(f"inpaint-{seed}")
+    side = world.RESOLUTION
+    cases = []
+    for _ in range(n):
+        scene = world.sample_split_scene(rng, split="heldout", kind=rng.choice(("single", "pair")))
+        image, layout = world.render_scene(scene, rng.getrandbits(31))
+        index = rng.randrange(len(scene.icons))
+        want = rng.choice([n for n in world.names() if n not in scene.icons and world.visible_on(n, scene.background)])
+        x0, y0, x1, y1 = layout.boxes[index]
+        mask = np.zeros((side, side), bool)
+        m = MASK_MARGIN
+        mask[
+            max(0, int(y0) - m) : min(side, int(np.ceil(y1)) + m), max(0, int(x0) - m) : min(side, int(np.ceil(x1)) + m)
+        ] = True
+        icons = tuple(want if i == index else name for i, name in enumerate(scene.icons))
+        expected = world.Scene(scene.kind, icons, scene.background, scene.relation, scene.size)
+        cases.append(InpaintCase(image, mask, want, world.article(want), expected, layout, index))
+    return cases
+
+
+def icon_in_mask(case: InpaintCase, image: Image.Image, model: IconClassifier | None = None) -> bool:
+    """Is the asked icon found in `image` with its centre inside the painted mask?"""
+    _, found = find_icons(image, model)
+    return any(f.name == case.want and case.mask[int(f.center[1]), int(f.center[0])] for f in found)
