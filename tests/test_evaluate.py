@@ -135,3 +135,18 @@ def test_touching_objects_of_different_colours_are_told_apart():
     ImageDraw.Draw(same).rectangle([4, 10, 13, 19], fill=world.COLORS["red"])
     ImageDraw.Draw(same).rectangle([14, 10, 23, 19], fill=world.COLORS["red"])
     assert len(evaluate.find_objects(same)) == 1
+
+
+def test_sample_sheet_shows_each_picture_with_its_prompt_beneath():
+    pictures = [Image.new("RGB", (32, 32), c) for c in ("red", "green", "blue")]
+    sheet = evaluate.sample_sheet(["a red one", "a green one", ""], pictures, columns=2, tile=64)
+    assert sheet.size == (128, 2 * (64 + 48))
+    px = np.asarray(sheet)
+    assert (
+        (px[10, 10] == (255, 0, 0)).all()
+        and (px[10, 74] == (0, 128, 0)).all()
+        and (px[74 + 48, 10] == (0, 0, 255)).all()
+    )
+    label = px[64:112, :64]  # under the first picture: its prompt in black
+    assert (label.sum(-1) < 200).any()
+    assert (px[64 + 112 : 224, :64] == 255).all()  # the third, with no prompt, has a blank label

@@ -5,6 +5,7 @@ python -m train evaluate --images DIR            # images DIR/0000.png ... score
 python -m train evaluate --export DIR            # write an evaluation set's prompts and manifest
 python -m train style-classifier --out DIR       # train the evaluator's style classifier
 python -m train world --out grid.png             # a grid of random training scenes with captions
+python -m train evaluate --model M --sheet s.png # score a model; its first samples a category, with prompts
 """
 
 from __future__ import annotations
@@ -50,6 +51,11 @@ def _evaluate(args: argparse.Namespace) -> int:
                     [it.prompt for it in chunk], seed=[it.seed for it in chunk], steps=args.steps, layout=layout
                 )
                 images += result.images
+            if args.sheet and split == splits[0]:
+                shown = [i for i, it in enumerate(items) if i % args.per_category < args.sheet_per_category]
+                sheet = evaluate.sample_sheet([items[i].prompt for i in shown], [images[i] for i in shown])
+                sheet.save(args.sheet)
+                print(f"wrote {args.sheet}: {len(shown)} samples, {args.sheet_per_category} a category")
             label = f"{args.model} {wb.generator.kind}" + (f" ({args.precision})" if args.precision != "auto" else "")
             label += {"on": ", layout on", "off": ", layout off"}.get(args.layout, "")
             columns[f"{label}, held-out {split}"] = evaluator.score(items, images)
@@ -296,6 +302,8 @@ def _evaluate_command(sub) -> None:
     p.add_argument("--split", choices=["combos", "templates", "both"], default="both")
     p.add_argument("--per-category", type=int, default=100)
     p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto", help="the diffusion generator's")
+    p.add_argument("--sheet", help="with --model: also save a grid of samples with their prompts (PNG) here")
+    p.add_argument("--sheet-per-category", type=int, default=4, help="samples a category on the --sheet")
     p.add_argument(
         "--layout", choices=["auto", "on", "off"], default="auto",
         help="the layout stage for two-object prompts (pipeline/layout.py); auto: on where the generator reads it",

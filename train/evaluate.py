@@ -314,6 +314,26 @@ def format_table(columns: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
+def sample_sheet(prompts: list[str], images: list[Image.Image], *, columns: int = 6, tile: int = 160) -> Image.Image:
+    """A grid to judge by eye: each picture enlarged (nearest neighbour, so pixels stay pixels) with its
+    prompt written beneath."""
+    import textwrap
+
+    from PIL import ImageDraw, ImageFont
+
+    font = ImageFont.load_default(size=12)
+    label = 48  # room for three lines of prompt
+    rows = -(-len(images) // columns)
+    sheet = Image.new("RGB", (columns * tile, rows * (tile + label)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for i, (prompt, image) in enumerate(zip(prompts, images)):
+        x, y = (i % columns) * tile, (i // columns) * (tile + label)
+        sheet.paste(image.convert("RGB").resize((tile - 8, tile - 8), Image.NEAREST), (x + 4, y + 4))
+        text = "\n".join(textwrap.wrap(prompt, width=tile // 7)[:3])
+        draw.multiline_text((x + 4, y + tile - 2), text, fill="black", font=font, spacing=2)
+    return sheet
+
+
 def write_manifest(items: list[EvalItem], path: Path) -> None:
     """items as JSON lines (category, scene, prompt, seed): what `--images DIR` reads back."""
     with open(path, "w") as f:
