@@ -281,12 +281,13 @@ def main() -> None:
     data = Path(args.data_dir)
     library = LoraLibrary(data / "loras", Path(args.lora_dir) if args.lora_dir else None)
     server = Server(open_models(args.model, runner, **knobs), library, open_model)
-    pipe = server.pipe()
-    job = LoraJob(model=args.model, runs_dir=data / "loras") if pipe.capabilities.lora_training else None
+    caps = server.pipe().capabilities  # not the pipeline itself: main() lives as long as the server, and a held
+    # pipeline would stay in memory after the host loads another model
+    job = LoraJob(model=args.model, runs_dir=data / "loras") if caps.lora_training else None
     demo = build_demo(server, job=job, uploads=data / "uploads")
     limits = dict(max_file_size=f"{LIMITS.upload_mb}mb", state_session_capacity=LIMITS.sessions)
     where = dict(server_name=args.host, server_port=args.port, share=args.share, auth=auth)
-    css = PIXEL_ART_CSS if pipe.capabilities.pixel_art else None
+    css = PIXEL_ART_CSS if caps.pixel_art else None
     demo.queue(max_size=256).launch(**where, **limits, css=css, prevent_thread_lock=True, show_error=True)
     try:
         runner.serve_forever()
