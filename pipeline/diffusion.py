@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler, DPMSolverMultistepScheduler, UNet2DConditionModel
 
+from pipeline.batch_invariance import rowwise_linears
 from pipeline.encoders import EncodedPrompts
 from pipeline.layout import Regions, steered_steps
 from pipeline.layout import install as install_attention
@@ -398,6 +399,16 @@ def load(folder: str | Path, *, device: str = "cpu", dtype: torch.dtype = torch.
 # The generator: what the embedded pipeline (pipeline/core.py) calls
 
 
+def batch_invariant(unet: UNet2DConditionModel) -> UNet2DConditionModel:
+    """The UNet with its per-image linears (time and prompt embeddings) run row by row: a request gets the same
+    bits alone as in any batch (pipeline/batch_invariance.py; 1e-6 apart before, the odd pixel one level)."""
+
+    def per_image(name: str) -> bool:
+        return name.startswith(("time_embedding.", "class_embedding.")) or name.endswith(".time_emb_proj")
+
+    return rowwise_linears(unet, per_image)
+
+
 class DiffusionGenerator:
     """The diffusion model behind the common generator call `generate(cond, uncond, seeds=..., ...)`."""
 
@@ -410,10 +421,12 @@ class DiffusionGenerator:
         # reads the layout stage's regions (pipeline/layout.py), which plans the shapes world's objects
         self.plans_layout = cfg.world == "shapes" and cfg.patch == 1
         # Channels-last activations: oneDNN's faster bf16 convolutions on the CPU; the weights are unchanged.
-        self.unet, self.cfg = unet.to(memory_format=torch.channels_last), cfg
+        self.unet, self.cfg = batch_invariant(unet.to(memory_format=torch.channels_last)), cfg
         install_attention(self.unet)  # the layout stage's regional cross-attention, `layout.attend`'s products
         # A UNet trained to inpaint (it also reads the kept pixels and the mask), used for masked calls.
-        self.inpaint_unet = None if inpaint_unet is None else inpaint_unet.to(memory_format=torch.channels_last)
+        self.inpaint_unet = (
+            None if inpaint_unet is None else batch_invariant(inpaint_unet.to(memory_format=torch.channels_last))
+        )
         if self.inpaint_unet is not None:
             install_attention(self.inpaint_unet)  # never gets regions: for `layout.attend`'s faster products
         self.resolution = cfg.resolution

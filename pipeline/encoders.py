@@ -64,6 +64,10 @@ class EncodedPrompts:
     pooled: torch.Tensor  # (B, D) mean of the real tokens' states
     truncated: list[bool]  # per prompt: was it longer than max_tokens?
 
+    def __getitem__(self, rows: slice) -> EncodedPrompts:
+        """The prompts in `rows`, a slice: `cond[i : i + 1]`."""
+        return EncodedPrompts(self.states[rows], self.mask[rows], self.pooled[rows], self.truncated[rows])
+
 
 class PromptEncoder:
     """A tokenizer and a language model that turn prompts into conditioning states."""
@@ -100,26 +104,26 @@ class PromptEncoder:
     @torch.inference_mode()
     def encode(self, prompts: list[str], *, cache: bool = True) -> EncodedPrompts:
         """States, mask and pooled vector for each prompt, padded (right) to the longest in the batch.
-        Prompts seen recently come from the cache; the rest run through the language model together.
-        cache=False: straight through the language model, nothing kept (a training run's caption pool)."""
+        Prompts seen recently come from the cache; the rest run through the language model one by one, so
+        that a prompt's states never depend on the prompts batched with it (padded to another length, the
+        model's products round differently).
+        cache=False: straight through the language model together, nothing kept (a training run's captions)."""
         if isinstance(prompts, str):
             raise TypeError("encode takes a list of prompts; wrap a single prompt in a list")
         if not cache:
             return self._run(prompts)
         with self._lock:
-            missing = [p for p in dict.fromkeys(prompts) if p not in self._cache]
-            if missing:
-                out = self._run(missing)
-                for i, p in enumerate(missing):
-                    real = out.mask[i].bool()
-                    self._cache[p] = (out.states[i][real], out.pooled[i], out.truncated[i])
+            for p in dict.fromkeys(prompts):
+                if p not in self._cache:
+                    out = self._run([p])
+                    self._cache[p] = (out.states[0][out.mask[0].bool()], out.pooled[0], out.truncated[0])
             entries = []
             for p in prompts:
                 self._cache.move_to_end(p)
                 entries.append(self._cache[p])
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
-        t = max(len(states) for states, _, _ in entries)
+        t = self.max_tokens  # one length for every batch: a prompt's attention never depends on its batch-mates'
         first = entries[0][0]
         states = first.new_zeros(len(prompts), t, first.shape[-1])
         mask = torch.zeros(len(prompts), t, dtype=torch.long, device=first.device)

@@ -49,9 +49,11 @@ def test_cached_prompts_match_the_language_model_and_the_cache_is_bounded(monkey
     first = enc.encode(["three green triangles"])  # cached alone...
     mixed = enc.encode(["a red circle above a blue square", "three green triangles", "ok"])  # ...reused in a batch
     fresh = enc._run(["a red circle above a blue square", "three green triangles", "ok"])  # no cache
-    assert torch.equal(mixed.mask, fresh.mask)
+    t = fresh.mask.shape[1]
+    assert mixed.states.shape[1] == enc.max_tokens  # one length for every batch
+    assert torch.equal(mixed.mask[:, :t], fresh.mask) and not mixed.mask[:, t:].any()
     real = fresh.mask.bool()
-    assert torch.allclose(mixed.states[real], fresh.states[real], atol=1e-5)
+    assert torch.allclose(mixed.states[:, :t][real], fresh.states[real], atol=1e-5)
     assert torch.allclose(mixed.pooled, fresh.pooled, atol=1e-5)
     n = int(first.mask.sum())
     assert torch.equal(mixed.states[1, :n], first.states[0, :n])  # the very tensors cached the first time
@@ -169,3 +171,14 @@ def test_a_server_that_loads_models_again_and_again_reuses_the_loaded_encoder():
         del again
         gc.collect()
     assert psutil.Process().memory_info().rss - rss < 60 * 2**20
+
+
+def test_a_prompt_encodes_to_the_same_bits_alone_and_in_any_batch():
+    enc = load_encoder("minilm")
+    prompts = ["a red circle", "three green triangles above a big purple square with stripes", "ok", ""]
+    together = enc.encode(prompts)
+    for i, p in enumerate(prompts):
+        enc.clear_cache()
+        alone = enc.encode([p])
+        assert torch.equal(alone.states[0], together.states[i]) and torch.equal(alone.mask[0], together.mask[i])
+        assert torch.equal(alone.pooled[0], together.pooled[i])

@@ -249,9 +249,9 @@ def conditioning(pool: CaptionPool, idx: torch.Tensor, device, dropout: float):
     drop = torch.rand(len(idx), device=device) < dropout
     if drop.any():
         u = pool.uncond
-        t_u = u.states.shape[1]
+        t_u = int(u.mask[0].sum())  # its real tokens (the encoder pads every prompt to one length)
         states[drop] = 0
-        states[drop, :t_u] = u.states[0].to(device, torch.float32)
+        states[drop, :t_u] = u.states[0, :t_u].to(device, torch.float32)
         mask[drop] = 0
         mask[drop, :t_u] = 1
         pooled[drop] = u.pooled[0].to(device, torch.float32)
