@@ -135,11 +135,9 @@ def main() -> None:
             label = "mask's square on the whole canvas" if area == "zoom" else "whole image"
             unet = "inpainting UNet" if wb.generator.inpaint_unet is not None else "text-to-image UNet"
             label += f", {unet}, blended{f' + RePaint x{resample}' if resample > 1 else ''} ({seconds:.2f} s/image)"
-            task = {"clear": "inpainting, clear box", "old": "inpainting, old cases"}.get(
-                cases, "inpainting, an icon replaced"
-            )
-            print(f"| {task} | {label} | object present in the mask | {present:.3f} |")
-            print(f"| {task} | {label} | outside-mask pixels identical | {identical:.3f} |")
+            task = {"clear": "clear box", "old": "old cases", "replace": "an icon replaced"}[cases]
+            print(f"| inpainting, {task} | {label} | object present in the mask | {present:.3f} |")
+            print(f"| inpainting, {task} | {label} | outside-mask pixels identical | {identical:.3f} |")
 
 
 if __name__ == "__main__":

@@ -103,8 +103,8 @@ class PromptEncoder:
 
     @torch.inference_mode()
     def encode(self, prompts: list[str], *, cache: bool = True) -> EncodedPrompts:
-        """States, mask and pooled vector for each prompt, padded (right) to the longest in the batch.
-        Prompts seen recently come from the cache; the rest run through the language model one by one, so
+        """States, mask and pooled vector for each prompt, padded (right) to `max_tokens`, the same length for
+        every batch. Prompts seen recently come from the cache; the rest run through the language model one by one, so
         that a prompt's states never depend on the prompts batched with it (padded to another length, the
         model's products round differently).
         cache=False: straight through the language model together, nothing kept (a training run's captions)."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -372,7 +372,7 @@ def inpaint_cases(n: int, seed: int = 0) -> list[InpaintCase]:
         scene = world.sample_split_scene(rng, split="heldout", kind=rng.choice(("single", "pair")))
         image, layout = world.render_scene(scene, rng.getrandbits(31))
         index = rng.randrange(len(scene.icons))
-        want = rng.choice([n for n in world.names() if n not in scene.icons and world.visible_on(n, scene.background)])
+        want = rng.choice([x for x in world.names() if x not in scene.icons and world.visible_on(x, scene.background)])
         x0, y0, x1, y1 = layout.boxes[index]
         mask = np.zeros((side, side), bool)
         m = MASK_MARGIN
@@ -380,7 +380,7 @@ def inpaint_cases(n: int, seed: int = 0) -> list[InpaintCase]:
             max(0, int(y0) - m) : min(side, int(np.ceil(y1)) + m), max(0, int(x0) - m) : min(side, int(np.ceil(x1)) + m)
         ] = True
         icons = tuple(want if i == index else name for i, name in enumerate(scene.icons))
-        expected = world.Scene(scene.kind, icons, scene.background, scene.relation, scene.size)
+        expected = replace(scene, icons=icons)
         cases.append(InpaintCase(image, mask, want, world.article(want), expected, layout, index))
     return cases
 
