@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from pipeline import diffusion, gan, images
+from pipeline import diffusion, gan, icons_layout, images
 from pipeline import layout as layout_lib
 from pipeline.encoders import PromptEncoder, load_encoder
 from pipeline.expand import ExpansionStage
@@ -171,15 +171,20 @@ class Wordbrush:
         seen = self.expansion.apply([u.text for u in understood], batch_seeds, expand)
         cond = self.encoder.encode(seen)
 
-        # 3. The layout stage: a box per object for prompts that name two (pipeline/layout.py)
+        # 3. The layout stage: shapes, a box per object for prompts that name two (pipeline/layout.py); icons,
+        # a box per thing and the map the UNet reads (pipeline/icons_layout.py)
         plans = [layout_lib.plan(q, s) if layout else None for q, s in zip(seen, batch_seeds)]
         length = cond.states.shape[1]
         regions = layout_lib.regions(plans, self._offsets(seen, length), length) if any(plans) else None
+        icon_layout = None
+        if self.reads_layout_map:
+            plans, icon_layout = icons_layout.layout_for(self.encoder, seen, batch_seeds)
 
         # 4. Generate
         x = self.generator.generate(
-            cond, self._uncond, seeds=batch_seeds, steps=steps, guidance=guidance, callback=callback, regions=regions
-        )
+            cond, self._uncond, seeds=batch_seeds, steps=steps, guidance=guidance, callback=callback, regions=regions,
+            layout=icon_layout,
+        )  # fmt: skip
 
         # 5. Images and their recipes
         size = (self.generator.resolution, self.generator.resolution)
@@ -193,6 +198,11 @@ class Wordbrush:
             for p, s, truncated, q, plan, u in zip(batch_prompts, batch_seeds, cond.truncated, seen, plans, understood)
         ]
         return Result(to_pil(x), recipes)
+
+    @property
+    def reads_layout_map(self) -> bool:
+        """Does the generator read the icons layout stage's map (pipeline/icons_layout.py)?"""
+        return getattr(self.generator, "layout_encoder", None) is not None
 
     def understand(self, prompts: list[str], understand: bool | None = None) -> list[Understood]:
         """How the generator will read each prompt: free phrasing put in the world's own words by the
@@ -292,7 +302,7 @@ class Wordbrush:
         init = images.to_model(source, self.generator.resolution)
         x = self.generator.generate(
             cond, self._uncond, seeds=[seed], steps=steps, guidance=guidance, callback=callback,
-            init=init, strength=strength,
+            init=init, strength=strength, layout=self._restyle_layout(seen, source),
         )  # fmt: skip
 
         # 5. Back to the input's aspect ratio
@@ -345,10 +355,15 @@ class Wordbrush:
         box = images.inpaint_area(region) if zoom else None
         area, area_mask = images.crop_area(source, region, box)
         r = self.generator.resolution
+        model_mask = images.mask_to_model(area_mask, r)
+        icon_layout = None
+        if self.reads_layout_map:  # icons: the asked thing planned in the painted region
+            plan = icons_layout.plan_in_mask(icons_layout.read_request(seen), model_mask[0, 0].numpy() > 0.5)
+            icon_layout = icons_layout.encode_plans(self.encoder, [plan])
         # 4. Denoise
         x = self.generator.generate(
             cond, self._uncond, seeds=[seed], steps=steps, guidance=guidance, callback=callback,
-            init=images.to_model(area, r), mask=images.mask_to_model(area_mask, r), resample=resample,
+            init=images.to_model(area, r), mask=model_mask, resample=resample, layout=icon_layout,
         )  # fmt: skip
 
         # 5. Composite: generated pixels inside the mask, the input's own pixels outside
@@ -358,6 +373,14 @@ class Wordbrush:
             understood=understood,
         )  # fmt: skip
         return Result([out], [recipe])
+
+    def _restyle_layout(self, prompt: str, source: Image.Image):
+        """Icons: a restyled picture keeps its things where they are when it carries its recipe (its seed plans
+        the same boxes); other pictures are restyled without a layout map."""
+        recipe = read_recipe(source)
+        if not self.reads_layout_map or recipe is None:
+            return None
+        return icons_layout.layout_for(self.encoder, [prompt], [recipe.seed])[1]
 
     def _recipe(
         self, prompt, seed, steps, guidance, size, truncated, *, task, lora=None, seen=None, understood=None
@@ -397,7 +420,10 @@ def load_generator(folder: Path, meta: dict, *, device: str, precision: str = "a
         raise ValueError(f"precision must be auto, bf16 or fp32, got {precision!r}")
     bf16 = precision == "bf16" or (precision == "auto" and native_bf16(device))
     inpaint_unet = diffusion.load_inpainting_unet(folder, device=device)
-    return diffusion.DiffusionGenerator(unet, cfg, autocast=torch.bfloat16 if bf16 else None, inpaint_unet=inpaint_unet)
+    return diffusion.DiffusionGenerator(
+        unet, cfg, autocast=torch.bfloat16 if bf16 else None, inpaint_unet=inpaint_unet,
+        layout_encoder=diffusion.load_layout_encoder(folder, cfg, device=device), defaults=meta.get("defaults"),
+    )  # fmt: skip
 
 
 def native_bf16(device: str) -> bool:

@@ -147,6 +147,8 @@ def test_an_icons_model_trains_resumes_and_draws_through_the_pipeline(tmp_path):
     result = pipe.text_to_image(["a frog next to a pizza", "a puppy"], seed=0, steps=2)
     assert result.images[0].size == (64, 64)
     assert [r.encoded_prompt for r in result.recipes] == ["a frog next to a pizza", "a dog"]
+    assert result.recipes[0].layout.startswith("frog at (") and "; pizza at (" in result.recipes[0].layout
+    assert result.recipes[1].layout.startswith("dog at (")  # the layout stage reads the reader's words
 
 
 def icons_world_examples():
@@ -177,9 +179,11 @@ def test_style_transfer_and_inpainting_run_on_an_icons_model(tmp_path):
     import dataclasses
 
     from pipeline import diffusion, load_pipeline
+    from pipeline.icons_layout import LayoutEncoder
 
     cfg = dataclasses.replace(diffusion.SIZES["icons-tiny"], cond_dim=384)
-    diffusion.save(tmp_path, diffusion.build_unet(cfg), cfg, encoder="minilm", card={"note": "random weights"})
+    layout_encoder = LayoutEncoder(cfg.cond_dim)
+    diffusion.save(tmp_path, diffusion.build_unet(cfg), cfg, encoder="minilm", card={}, layout_encoder=layout_encoder)
     pipe = load_pipeline(str(tmp_path))
     picture = pipe.text_to_image("a frog", seed=0, steps=2).images[0]
     styled = pipe.style_transfer(picture, style_prompt=pipe.style_presets["pink"], seed=0, steps=2)

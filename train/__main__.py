@@ -169,11 +169,11 @@ def _diffusion(args: argparse.Namespace) -> int:
     args.world = diffusion.SIZES[args.size].world  # the world whose scenes fill the caption pool
     device, encoder, pool = _encoder_and_pool(args)
     cfg = dataclasses.replace(diffusion.SIZES[args.size], cond_dim=encoder.hidden_size)
-    unet = diffusion.build_unet(cfg)
+    unet, layout_encoder = diffusion.build_unet(cfg), None
     has_checkpoint = (Path(args.out) / "checkpoint" / "state.pt").exists()
     if args.init and not has_checkpoint:  # warm start from shipped weights on a fresh machine
         unet, cfg, _ = diffusion.load(args.init)
-        unet = unet.float().train()
+        unet, layout_encoder = unet.float().train(), diffusion.load_layout_encoder(args.init, cfg)
         print(f"initialised from {args.init}")
         if diffusion.SIZES[args.size].coords and not diffusion.reads_coords(unet):
             unet, cfg = diffusion.with_coords(unet, std=args.coords_init_std), dataclasses.replace(cfg, coords=True)
@@ -186,10 +186,14 @@ def _diffusion(args: argparse.Namespace) -> int:
         else f"{platform.processor() or 'cpu'}, {torch.get_num_threads()} threads",
         "encoder": args.encoder,
     }
-    task = DiffusionTask(
-        unet, cfg, encoder, pool, workers=args.workers, eval_per_category=args.eval_per_category, card=card,
-        high_noise=args.high_noise, grounding=args.grounding,
-    )  # fmt: skip
+    options = dict(workers=args.workers, eval_per_category=args.eval_per_category, card=card,
+                   high_noise=args.high_noise, eval_guidance=args.eval_guidance)  # fmt: skip
+    if cfg.layout:  # the icons model: the UNet and its layout stage's encoder (train/icons_diffusion.py)
+        from train.icons_diffusion import IconsDiffusionTask
+
+        task = IconsDiffusionTask(unet, cfg, encoder, pool, layout_encoder=layout_encoder, **options)
+    else:
+        task = DiffusionTask(unet, cfg, encoder, pool, grounding=args.grounding, **options)
     run_training(task, _train_config(args))
     return 0
 
@@ -368,6 +372,7 @@ def _diffusion_command(sub) -> None:
         help="weight of the attention grounding loss (train/grounding.py): each object's words attend to its box",
     )
     p.add_argument("--eval-per-category", type=int, default=20, help="evaluator items per category, per eval")
+    p.add_argument("--eval-guidance", type=float, default=3.0, help="classifier-free guidance of the evaluations")
     p.add_argument("--checkpoint-every", type=int, default=250)
     p.add_argument("--eval-every", type=int, default=2000)
     p.add_argument(

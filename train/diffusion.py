@@ -21,7 +21,7 @@ import torch
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, IterableDataset
 
-from pipeline import diffusion
+from pipeline import diffusion, icons_layout
 from pipeline.encoders import EncodedPrompts, PromptEncoder
 from pipeline.images import to_pil
 from train import evaluate, icons_eval, icons_world, world
@@ -103,9 +103,9 @@ class RenderedBatches(IterableDataset):
     (B, G, H, W) when `masks` is set (for train/grounding.py); each worker renders its own batches."""
 
     def __init__(self, examples: list, batch_size: int, seed: int | str, *, masks: bool = False,
-                 world_name: str = "shapes"):  # fmt: skip
+                 world_name: str = "shapes", boxes: bool = False):  # fmt: skip
         self.examples, self.batch_size, self.seed, self.masks = examples, batch_size, seed, masks
-        self.world_name = world_name
+        self.world_name, self.boxes = world_name, boxes
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
@@ -119,7 +119,16 @@ class RenderedBatches(IterableDataset):
                 shown = [self.examples[i].scene for i in idx]
                 size = drawn[0][0].width
                 batch += (torch.stack([grounding_lib.box_masks(s, lay, size) for s, (_, lay) in zip(shown, drawn)]),)
+            if self.boxes:  # the icons layout stage's input: (B, MAX_ICONS, 4) boxes as drawn, zero-padded
+                batch += (padded_boxes([lay for _, lay in drawn]),)
             yield batch
+
+
+def padded_boxes(layouts: list) -> torch.Tensor:
+    """(B, MAX_ICONS, 4) pixel boxes as the renderer drew them (`icons_layout.snapped`), zero rows after the last."""
+    rows = [[icons_layout.snapped(b) for b in lay.boxes] + [(0, 0, 0, 0)] * (icons_layout.MAX_ICONS - len(lay.boxes))
+            for lay in layouts]  # fmt: skip
+    return torch.tensor(rows, dtype=torch.float32)
 
 
 def to_tensor(images: list) -> torch.Tensor:
@@ -130,11 +139,13 @@ def to_tensor(images: list) -> torch.Tensor:
 
 def rendered_batches(
     pool: CaptionPool, start_step: int, batch_size: int, device, *, workers: int, masks: bool = False,
-    shard: Shard = ALONE,
+    shard: Shard = ALONE, boxes: bool = False,
 ) -> Iterator:  # fmt: skip
-    """(pool indices, images on `device`[, box masks]) forever, rendered by `workers` processes (0: this one);
-    each training process (`shard`) draws its own."""
-    data = RenderedBatches(pool.examples, batch_size, seed=shard.seed(start_step), masks=masks, world_name=pool.world)
+    """(pool indices, images on `device`[, box masks][, boxes]) forever, rendered by `workers` processes (0: this
+    one); each training process (`shard`) draws its own."""
+    data = RenderedBatches(
+        pool.examples, batch_size, seed=shard.seed(start_step), masks=masks, world_name=pool.world, boxes=boxes
+    )
     loader = DataLoader(data, batch_size=None, num_workers=workers, persistent_workers=workers > 0)
     for idx, *tensors in loader:
         yield idx, *(t.to(device, non_blocking=True) for t in tensors)
@@ -258,11 +269,17 @@ def conditioning(pool: CaptionPool, idx: torch.Tensor, device, dropout: float):
     return states, mask, pooled, drop
 
 
-def generate_for_items(encoder: PromptEncoder, items: list, draw, *, batch: int = 64):
+def generate_for_items(encoder: PromptEncoder, items: list, draw, *, batch: int = 64, prompts: list | None = None):
     """Images for evaluation items (their prompts and seeds), as PIL images at native resolution.
-    draw(cond, seeds) -> (B, 3, H, W) in [0, 1] is the generator under evaluation."""
+    draw(cond, seeds) -> (B, 3, H, W) in [0, 1] is the generator under evaluation. With `prompts` (the items'
+    prompts as a prompt reader rewrote them) those are encoded instead and draw(cond, seeds, prompts) is called."""
     images = []
     for i in range(0, len(items), batch):
         chunk = items[i : i + batch]
-        images.extend(to_pil(draw(encoder.encode([it.prompt for it in chunk]), [it.seed for it in chunk])))
+        seeds = [it.seed for it in chunk]
+        if prompts is None:
+            images.extend(to_pil(draw(encoder.encode([it.prompt for it in chunk]), seeds)))
+        else:
+            texts = prompts[i : i + batch]
+            images.extend(to_pil(draw(encoder.encode(texts), seeds, texts)))
     return images

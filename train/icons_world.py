@@ -24,25 +24,13 @@ import numpy as np
 from PIL import Image
 
 from pipeline.icons import Icon, icons, names, plural  # noqa: F401  (the catalogue, shared with the pipeline)
+from pipeline.icons_layout import BACKGROUNDS, RESOLUTION, SIDE, apart, relation_holds, sample_boxes  # noqa: F401
 from train.world import Example  # (scene, caption, layout seed): the same triple in both worlds
 
-RESOLUTION = 64  # native image side in pixels
 KINDS = ("single", "pair", "relation", "count")
 RELATIONS = ("left of", "right of", "above", "below")
 SIZES = ("small", "big")  # said of a single icon; unsaid means medium
-BACKGROUNDS: dict[str, tuple[int, int, int]] = {
-    "white": (245, 245, 240),
-    "black": (20, 20, 24),
-    "grey": (128, 128, 128),
-    "dark blue": (25, 40, 110),
-    "light blue": (160, 205, 240),
-    "dark green": (25, 80, 45),
-    "pink": (245, 185, 205),
-    "beige": (225, 205, 165),
-}
 NUMBERS = {2: "two", 3: "three"}
-# Icon side in pixels by icons in the scene, and for a single icon said to be small or big
-SIDE = {1: (28, 38), 2: (22, 28), 3: (18, 22), "small": (18, 22), "big": (44, 52)}
 VISIBLE = 0.6  # an icon is drawn on a background only if at least this share of its pixels stands out there
 
 
@@ -189,34 +177,10 @@ def caption(scene: Scene, rng: random.Random, *, template_split: str = "train") 
 # Layout and rendering
 
 
-def relation_holds(relation: str, a: tuple[float, float], b: tuple[float, float], margin: float) -> bool:
-    """True when centre `a` is `relation` centre `b`, along its axis by `margin` more than across it."""
-    dx, dy = b[0] - a[0], b[1] - a[1]  # image y grows downwards
-    along, across = {"left of": (dx, dy), "right of": (-dx, dy), "above": (dy, dx), "below": (-dy, dx)}[relation]
-    return along > 0 and along >= abs(across) + margin
-
-
-def apart(p, q, gap: float) -> bool:
-    return p[2] + gap <= q[0] or q[2] + gap <= p[0] or p[3] + gap <= q[1] or q[3] + gap <= p[1]
-
-
 def sample_layout(scene: Scene, rng: random.Random, *, resolution: int = RESOLUTION) -> Layout:
-    """Random boxes, 7 px apart and 1 px from the border, that satisfy the scene's relation."""
-    lo, hi = SIDE[scene.size or len(scene.icons)]
-    scale = resolution / RESOLUTION
-    for _ in range(10_000):
-        boxes = []
-        for _icon in scene.icons:
-            side = rng.uniform(lo, hi) * scale
-            x0, y0 = rng.uniform(1, resolution - 1 - side), rng.uniform(1, resolution - 1 - side)
-            boxes.append((x0, y0, x0 + side, y0 + side))
-        if not all(apart(p, q, 7 * scale) for i, p in enumerate(boxes) for q in boxes[i + 1 :]):
-            continue
-        layout = Layout(tuple(boxes))
-        if scene.relation and not relation_holds(scene.relation, *layout.centers()[:2], margin=6 * scale):
-            continue
-        return layout
-    raise RuntimeError(f"could not lay out {scene}")  # pragma: no cover - the sizes above always fit
+    """Random boxes, 7 px apart and 1 px from the border, that satisfy the scene's relation: the layout stage's
+    own planner (pipeline/icons_layout.py), so the pipeline plans boxes as the world draws them."""
+    return Layout(sample_boxes(len(scene.icons), rng, size=scene.size, relation=scene.relation, resolution=resolution))
 
 
 def render(scene: Scene, layout: Layout, *, resolution: int = RESOLUTION) -> Image.Image:

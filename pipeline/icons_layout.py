@@ -1,0 +1,301 @@
+"""The icons world's layout stage: what a prompt asks for, where each icon goes, and the map the UNet reads.
+
+A text-to-image UNet learns *what* a caption names slowly and *where* more slowly still (the shapes world's
+relation directions stayed at chance after 304k images). Layout-to-image models (GLIGEN, Li et al., 2023;
+LayoutDiffusion, Zheng et al., 2023) give the denoiser each object's phrase embedding at its box instead, and
+that is what the icons model does:
+
+    1. read    the prompt's icons (names, CLDR alternates, plurals), counts, relation, size and background
+    2. plan    one box per icon, drawn from the image's seed the way the world draws its own scenes
+    3. encode  each icon's name and the background's through the language model (its pooled states)
+    4. map     (LAYOUT_INPUTS, g, g): inside each box the icon's code (a learnt projection of its state) and
+               where in the box the cell lies; everywhere the background's code. The UNet reads it beside
+               the noisy image (pipeline/diffusion.py `unet_inputs`).
+
+Reading and planning are pure functions of (prompt, seed): the recipe's seed remakes the image. A thing the
+world has no name for ("a zorb", taught by a LoRA) becomes one object whose phrase is the prompt's own words.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+import re
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from pipeline.icons import icons, plural
+
+RESOLUTION = 64  # the icons world's image side in pixels
+MAX_ICONS = 3
+BACKGROUNDS: dict[str, tuple[int, int, int]] = {
+    "white": (245, 245, 240),
+    "black": (20, 20, 24),
+    "grey": (128, 128, 128),
+    "dark blue": (25, 40, 110),
+    "light blue": (160, 205, 240),
+    "dark green": (25, 80, 45),
+    "pink": (245, 185, 205),
+    "beige": (225, 205, 165),
+}
+# Icon side in pixels by icons in the scene, and for a single icon said to be small or big
+SIDE = {1: (28, 38), 2: (22, 28), 3: (18, 22), "small": (18, 22), "big": (44, 52)}
+GAP, MARGIN = 7, 6  # pixels between boxes; a relation holds along its axis by this much more than across it
+
+# Everyday words for the world's backgrounds, sizes, numbers and relations (longest phrases are matched first)
+COLOUR_WORDS = {**{c: c for c in BACKGROUNDS}, "gray": "grey", "navy": "dark blue", "navy blue": "dark blue",
+                "sky blue": "light blue", "pale blue": "light blue", "dark grey": "grey", "dark gray": "grey",
+                "forest green": "dark green", "cream": "beige", "tan": "beige", "rose": "pink"}  # fmt: skip
+SIZE_WORDS = {"small": "small", "little": "small", "tiny": "small", "big": "big", "large": "big", "huge": "big",
+              "giant": "big"}  # fmt: skip
+NUMBER_WORDS = {"one": 1, "a": 1, "an": 1, "single": 1, "two": 2, "three": 3, "1": 1, "2": 2, "3": 3, "pair": 2,
+                "couple": 2, "both": 2}  # fmt: skip
+RELATION_WORDS = {"to the left of": "left of", "on the left of": "left of", "left of": "left of",
+                  "to the right of": "right of", "on the right of": "right of", "right of": "right of",
+                  "above": "above", "over": "above", "on top of": "above", "atop": "above",
+                  "below": "below", "under": "below", "underneath": "below", "beneath": "below"}  # fmt: skip
+# Words around the things named that never name a thing themselves
+FILLER = {"a", "an", "the", "of", "and", "with", "next", "to", "beside", "by", "near", "there", "is", "are",
+          "picture", "photo", "image", "icon", "emoji", "drawing", "group", "row", "in", "placed", "on", "some",
+          "background", "against", "its", "it", "that", "this", "please", "draw", "show", "me", "make"}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a prompt asks for: the things in order (an icon's name, or a phrase for a thing the world does
+    not name), the relation of the first to the second, a single thing's size and the background."""
+
+    things: tuple[str, ...]
+    relation: str | None = None
+    size: str | None = None  # "small", "big" or None (medium)
+    background: str | None = None  # a key of BACKGROUNDS, or None: not said
+
+
+@dataclass(frozen=True)
+class Plan:
+    request: Request
+    boxes: tuple[tuple[float, float, float, float], ...]  # per thing: x0, y0, x1, y1 in pixels
+
+    def describe(self) -> str:
+        """ "dog at (4, 10)-(32, 38); frog at ..." for recipes and logs."""
+        placed = "; ".join(f"{t} at ({b[0]:.0f}, {b[1]:.0f})-({b[2]:.0f}, {b[3]:.0f})"
+                           for t, b in zip(self.request.things, self.boxes))  # fmt: skip
+        return placed + (f"; background {self.request.background}" if self.request.background else "")
+
+
+# ----------------------------------------------------------------------------------------------------
+# 1. Read
+
+
+@functools.cache
+def phrase_table() -> dict[tuple[str, ...], tuple[str, bool]]:
+    """Every way captions name an icon, as a word tuple -> (icon name, plural?)."""
+    table = {}
+    for icon in icons().values():
+        for phrase in (icon.name, *icon.alternates):
+            table.setdefault(tuple(words_of(plural(phrase))), (icon.name, True))
+        for phrase in (icon.name, *icon.alternates):
+            table[tuple(words_of(phrase))] = (icon.name, False)
+    # The last word of a multi-word name, when no icon is called that, stands for the first icon whose name
+    # ends in it: "apples" -> red apples, "a slice" stays unread
+    for icon in icons().values():
+        for phrase in (icon.name, *icon.alternates):
+            head = phrase.split()[-1]
+            if " " in phrase and (head,) not in table:
+                table[(head,)] = (icon.name, False)
+                table.setdefault(tuple(words_of(plural(head))), (icon.name, True))
+    return table
+
+
+def words_of(prompt: str) -> list[str]:
+    return re.findall(r"[a-z]+|[0-9]+", prompt.lower().replace("-", " "))
+
+
+def _match(words: list[str], i: int, phrases: dict) -> tuple[int, object] | None:
+    """The longest phrase of `phrases` (word tuples) starting at words[i]: (its length, its value)."""
+    for n in (4, 3, 2, 1):
+        value = phrases.get(tuple(words[i : i + n]))
+        if value is not None:
+            return n, value
+    return None
+
+
+def read_request(prompt: str) -> Request:
+    """The things, relation, size and background a prompt asks for (see `Request`)."""
+    words = words_of(prompt)
+    colours = {tuple(k.split()): v for k, v in COLOUR_WORDS.items()}
+    relations = {tuple(k.split()): v for k, v in RELATION_WORDS.items()}
+    table = phrase_table()
+    things: list[tuple[str, int]] = []  # (name, count)
+    relation = size = background = None
+    relation_after = None  # how many things were named before the relation phrase
+    count, i, last_thing = None, 0, -1
+    while i < len(words):
+        w = words[i]
+        thing, colour, rel = _match(words, i, table), _match(words, i, colours), _match(words, i, relations)
+        if thing is not None:
+            name, is_plural = thing[1]
+            if not (things and things[-1][0] == name and last_thing == i):  # "crescent moon": one moon
+                things.append((name, count or (2 if is_plural else 1)))
+            i, count = i + thing[0], None
+            last_thing = i
+        elif colour is not None and _is_background(words, i + colour[0]):
+            background, i = colour[1], i + colour[0]
+        elif rel is not None and relation is None:
+            relation, relation_after, i = rel[1], len(things), i + rel[0]
+        else:
+            count = NUMBER_WORDS.get(w, count)  # the last number before a thing is its count
+            size = SIZE_WORDS.get(w, size)
+            i += 1
+    if not things:
+        return Request((_unknown_phrase(words),), None, size, background)
+    names = tuple(n for n, c in things for _ in range(c))[:MAX_ICONS]
+    # a relation holds between the first two things when it is said between them: "a rocket above a moon"
+    keep = relation if relation_after == 1 and len(names) >= 2 and names[0] != names[1] else None
+    return Request(names, keep, size if len(names) == 1 else None, background)
+
+
+def _is_background(words: list[str], after: int) -> bool:
+    """A colour is the background's when it ends the prompt ("a frog on pink") or "background" or "backdrop"
+    follows it; "a pink pig" keeps its colour to itself."""
+    return after >= len(words) or words[after] in ("background", "backdrop")
+
+
+def _unknown_phrase(words: list[str]) -> str:
+    """The prompt's own words for a thing the world does not name: what is left without the filler, numbers,
+    sizes and colours ("a zorb on a pink background" -> "zorb")."""
+    colour_words = {w for c in COLOUR_WORDS for w in c.split()}
+    kept = [w for w in words if w not in FILLER | set(NUMBER_WORDS) | set(SIZE_WORDS) | colour_words]
+    return " ".join(kept) or "thing"
+
+
+# ----------------------------------------------------------------------------------------------------
+# 2. Plan
+
+
+def relation_holds(relation: str, a: tuple[float, float], b: tuple[float, float], margin: float) -> bool:
+    """True when centre `a` is `relation` centre `b`, along its axis by `margin` more than across it."""
+    dx, dy = b[0] - a[0], b[1] - a[1]  # image y grows downwards
+    along, across = {"left of": (dx, dy), "right of": (-dx, dy), "above": (dy, dx), "below": (-dy, dx)}[relation]
+    return along > 0 and along >= abs(across) + margin
+
+
+def apart(p, q, gap: float) -> bool:
+    return p[2] + gap <= q[0] or q[2] + gap <= p[0] or p[3] + gap <= q[1] or q[3] + gap <= p[1]
+
+
+def sample_boxes(
+    n: int, rng: random.Random, *, size: str | None = None, relation: str | None = None, resolution: int = RESOLUTION
+) -> tuple[tuple[float, float, float, float], ...]:
+    """n random square boxes, GAP px apart and 1 px from the border, the first `relation` the second."""
+    lo, hi = SIDE[size or n]
+    scale = resolution / RESOLUTION
+    for _ in range(10_000):
+        boxes = []
+        for _thing in range(n):
+            side = rng.uniform(lo, hi) * scale
+            x0, y0 = rng.uniform(1, resolution - 1 - side), rng.uniform(1, resolution - 1 - side)
+            boxes.append((x0, y0, x0 + side, y0 + side))
+        if not all(apart(p, q, GAP * scale) for i, p in enumerate(boxes) for q in boxes[i + 1 :]):
+            continue
+        centers = [((x0 + x1) / 2, (y0 + y1) / 2) for x0, y0, x1, y1 in boxes]
+        if relation and not relation_holds(relation, *centers[:2], margin=MARGIN * scale):
+            continue
+        return tuple(boxes)
+    raise RuntimeError(f"could not place {n} boxes")  # pragma: no cover - the sizes above always fit
+
+
+def plan(request: Request, seed: int) -> Plan:
+    """Boxes for the request's things, drawn from the image's seed."""
+    boxes = sample_boxes(len(request.things), random.Random(seed), size=request.size, relation=request.relation)
+    return Plan(request, boxes)
+
+
+def plan_in_mask(request: Request, mask) -> Plan:
+    """Inpainting: the thing to draw (the last one named: "replace the cat with a dog") in the largest square
+    that fits the painted mask's bounding box, 2 px inside it. mask: (H, W) bool at the model's resolution."""
+    ys, xs = mask.nonzero()
+    x0, y0, x1, y1 = float(xs.min()), float(ys.min()), float(xs.max()) + 1, float(ys.max()) + 1
+    side = max(4.0, min(x1 - x0, y1 - y0) - 4)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    thing = Request((request.things[-1],), background=request.background)
+    return Plan(thing, ((cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2),))
+
+
+def snapped(box: tuple[float, float, float, float]) -> tuple[int, int, int, int]:
+    """The pixels a box covers as the renderer draws it: its corner and side rounded."""
+    x0, y0, side = round(box[0]), round(box[1]), max(1, round(box[2] - box[0]))
+    return x0, y0, x0 + side, y0 + side
+
+
+# ----------------------------------------------------------------------------------------------------
+# 3. Encode and 4. map
+
+
+@dataclass
+class LayoutBatch:
+    """A batch of plans as tensors: the things' and backgrounds' language-model states and the boxes."""
+
+    things: torch.Tensor  # (B, MAX_ICONS, D) pooled states of each thing's name (zero where none)
+    present: torch.Tensor  # (B, MAX_ICONS) bool
+    boxes: torch.Tensor  # (B, MAX_ICONS, 4) snapped pixel boxes x0, y0, x1, y1
+    background: torch.Tensor  # (B, D) pooled state of the background's name (zero where not said)
+    said: torch.Tensor  # (B,) bool: the background was said
+
+    def to(self, device) -> LayoutBatch:
+        return LayoutBatch(*(t.to(device) for t in (self.things, self.present, self.boxes, self.background, self.said)))
+
+
+def encode_plans(encoder, plans: list[Plan]) -> LayoutBatch:
+    """The plans' things and backgrounds through the prompt encoder (pooled states, cached by the encoder)."""
+    phrases = sorted({t for p in plans for t in p.request.things} | {p.request.background or "" for p in plans})
+    states = dict(zip(phrases, encoder.encode(phrases).pooled.float()))
+    zero = torch.zeros_like(states[phrases[0]])
+    things = torch.stack([torch.stack([states[t] for t in p.request.things] + [zero] * (MAX_ICONS - len(p.boxes)))
+                          for p in plans])  # fmt: skip
+    present = torch.tensor([[i < len(p.boxes) for i in range(MAX_ICONS)] for p in plans])
+    boxes = torch.tensor([[snapped(b) for b in p.boxes] + [(0, 0, 0, 0)] * (MAX_ICONS - len(p.boxes)) for p in plans])
+    background = torch.stack([states[p.request.background] if p.request.background else zero for p in plans])
+    said = torch.tensor([p.request.background is not None for p in plans])
+    return LayoutBatch(things, present, boxes.float(), background, said)
+
+
+def layout_for(encoder, prompts: list[str], seeds: list[int]) -> tuple[list[Plan], LayoutBatch]:
+    """Steps 1 to 3 for a batch of prompts (as the prompt reader left them) and their images' seeds."""
+    plans = [plan(read_request(p), s) for p, s in zip(prompts, seeds)]
+    return plans, encode_plans(encoder, plans)
+
+
+CODE_DIM = 32  # a phrase's code: the learnt projection of its 384-d state
+FREQUENCIES = (1, 2, 4)  # Fourier features of the position inside a box (sin and cos of pi f u, pi f v)
+LAYOUT_INPUTS = 2 * CODE_DIM + 4 + 4 * len(FREQUENCIES)  # thing code, inside, u, v, Fourier, background code, said
+
+
+class LayoutEncoder(nn.Module):
+    """The layout map's learnt part: a linear projection of language-model states to codes."""
+
+    def __init__(self, cond_dim: int = 384):
+        super().__init__()
+        self.proj = nn.Linear(cond_dim, CODE_DIM)
+
+    def forward(self, layout: LayoutBatch, grid: int, resolution: int = RESOLUTION) -> torch.Tensor:
+        """(B, LAYOUT_INPUTS, grid, grid): per cell (its centre in pixels), the code of the thing whose box holds
+        it with the cell's place in the box (u, v in [-1, 1] and their Fourier features), and the background."""
+        dtype = self.proj.weight.dtype
+        centre = (torch.arange(grid, device=layout.boxes.device, dtype=torch.float32) + 0.5) * (resolution / grid)
+        x0, y0, x1, y1 = (layout.boxes[..., k, None] for k in range(4))  # (B, G, 1)
+        u = (centre - x0) / (x1 - x0).clamp(min=1) * 2 - 1  # (B, G, grid): along x
+        v = (centre - y0) / (y1 - y0).clamp(min=1) * 2 - 1
+        inside_u, inside_v = u.abs() < 1, v.abs() < 1
+        inside = (inside_v[..., :, None] & inside_u[..., None, :] & layout.present[..., None, None]).float()
+        u, v = u[..., None, :].expand_as(inside), v[..., :, None].expand_as(inside)  # (B, G, grid, grid)
+        place = [u, v] + [f(torch.pi * k * c) for k in FREQUENCIES for c in (u, v) for f in (torch.sin, torch.cos)]
+        place = torch.stack(place, dim=2) * inside[:, :, None]  # (B, G, P, grid, grid)
+        codes = self.proj(layout.things.to(dtype)) * layout.present[..., None]  # (B, G, C)
+        thing = torch.einsum("bgc,bghw->bchw", codes, inside.to(dtype))
+        background = self.proj(layout.background.to(dtype)) * layout.said[:, None]  # (B, C)
+        said = layout.said.to(dtype)[:, None]
+        flat = torch.cat([background, said], dim=1)[..., None, None].expand(-1, -1, grid, grid)
+        return torch.cat([thing, inside.sum(1, keepdim=True).to(dtype), place.sum(1).to(dtype), flat], dim=1)
