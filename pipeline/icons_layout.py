@@ -274,11 +274,22 @@ LAYOUT_INPUTS = 2 * CODE_DIM + 4 + 4 * len(FREQUENCIES)  # thing code, inside, u
 
 
 class LayoutEncoder(nn.Module):
-    """The layout map's learnt part: a linear projection of language-model states to codes."""
+    """The layout map's learnt part: language-model states to codes. A state first loses `center` (the mean
+    state of the world's names: what every name's state shares, a cosine of 0.29 between two names on
+    average, -0.01 without it), then a linear projection, then a normalisation to zero mean and unit variance
+    across the code, so that a code tells one thing from another at full strength from the first step
+    (projected raw, the codes of different icons differed by 0.14 per channel against map inputs of 1, and
+    32k training images drew every icon alike)."""
 
     def __init__(self, cond_dim: int = 384):
         super().__init__()
+        self.register_buffer("center", torch.zeros(cond_dim))
         self.proj = nn.Linear(cond_dim, CODE_DIM)
+        self.norm = nn.LayerNorm(CODE_DIM, elementwise_affine=False)
+
+    def code(self, states: torch.Tensor) -> torch.Tensor:
+        """(..., D) language-model states -> (..., CODE_DIM) codes."""
+        return self.norm(self.proj(states.to(self.proj.weight.dtype) - self.center.to(self.proj.weight.dtype)))
 
     def forward(self, layout: LayoutBatch, grid: int, resolution: int = RESOLUTION) -> torch.Tensor:
         """(B, LAYOUT_INPUTS, grid, grid): per cell (its centre in pixels), the code of the thing whose box holds
@@ -293,9 +304,9 @@ class LayoutEncoder(nn.Module):
         u, v = u[..., None, :].expand_as(inside), v[..., :, None].expand_as(inside)  # (B, G, grid, grid)
         place = [u, v] + [f(torch.pi * k * c) for k in FREQUENCIES for c in (u, v) for f in (torch.sin, torch.cos)]
         place = torch.stack(place, dim=2) * inside[:, :, None]  # (B, G, P, grid, grid)
-        codes = self.proj(layout.things.to(dtype)) * layout.present[..., None]  # (B, G, C)
+        codes = self.code(layout.things) * layout.present[..., None]  # (B, G, C)
         thing = torch.einsum("bgc,bghw->bchw", codes, inside.to(dtype))
-        background = self.proj(layout.background.to(dtype)) * layout.said[:, None]  # (B, C)
+        background = self.code(layout.background) * layout.said[:, None]  # (B, C)
         said = layout.said.to(dtype)[:, None]
         flat = torch.cat([background, said], dim=1)[..., None, None].expand(-1, -1, grid, grid)
         return torch.cat([thing, inside.sum(1, keepdim=True).to(dtype), place.sum(1).to(dtype), flat], dim=1)

@@ -85,7 +85,8 @@ def test_the_map_shows_each_thing_in_its_box_and_the_background_only_when_said()
     assert inside[1, 4:20, 4:20].eq(1).all() and inside[1].sum() == 256
     codes = m[:, : lay.CODE_DIM]
     assert codes[0, :, 9:15, 9:15].abs().sum() == 0  # no thing there
-    dog = encoder.proj(batch.things[0, 0])
+    dog = encoder.code(batch.things[0, 0])
+    assert dog.mean().abs() < 1e-5 and (dog.std(unbiased=False) - 1).abs() < 1e-3  # normalised
     assert torch.allclose(codes[0, :, 3, 3], dog) and torch.allclose(codes[1, :, 10, 10], dog)
     background = m[:, -lay.CODE_DIM - 1 :]
     assert background[0].abs().sum() > 0 and background[1].abs().sum() == 0  # said for the first only

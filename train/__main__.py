@@ -194,7 +194,7 @@ def _diffusion(args: argparse.Namespace) -> int:
         task = IconsDiffusionTask(unet, cfg, encoder, pool, layout_encoder=layout_encoder, **options)
     else:
         task = DiffusionTask(unet, cfg, encoder, pool, grounding=args.grounding, **options)
-    run_training(task, _train_config(args))
+    run_training(task, _train_config(args, ema_decay=args.ema_decay))
     return 0
 
 
@@ -373,6 +373,7 @@ def _diffusion_command(sub) -> None:
     )
     p.add_argument("--eval-per-category", type=int, default=20, help="evaluator items per category, per eval")
     p.add_argument("--eval-guidance", type=float, default=3.0, help="classifier-free guidance of the evaluations")
+    p.add_argument("--ema-decay", type=float, default=0.999, help="weight EMA (0.995 suits runs of a few k steps)")
     p.add_argument("--checkpoint-every", type=int, default=250)
     p.add_argument("--eval-every", type=int, default=2000)
     p.add_argument(

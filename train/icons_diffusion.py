@@ -17,7 +17,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from pipeline import diffusion
-from pipeline.icons import IconsReader
+from pipeline.icons import IconsReader, names
 from pipeline.icons_layout import MAX_ICONS, LayoutBatch, LayoutEncoder, layout_for
 from train.diffusion import DiffusionTask, conditioning, generate_for_items, rendered_batches, timesteps
 from train.loop import ALONE, Shard
@@ -61,7 +61,10 @@ def pool_layouts(encoder, examples: list) -> LayoutBatch:
 class IconsDiffusionTask(DiffusionTask):
     def __init__(self, unet, cfg, encoder, pool, *, layout_encoder: LayoutEncoder | None = None, **kwargs):
         super().__init__(unet, cfg, encoder, pool, **kwargs)
-        self.model = LayoutDenoiser(unet, layout_encoder or LayoutEncoder(cfg.cond_dim), cfg)
+        if layout_encoder is None:  # a fresh one: centred on the world's names (a checkpoint's own centre wins)
+            layout_encoder = LayoutEncoder(cfg.cond_dim)
+            layout_encoder.center.copy_(encoder.encode(names(), cache=False).pooled.float().mean(0))
+        self.model = LayoutDenoiser(unet, layout_encoder, cfg)
         self.layouts = pool_layouts(encoder, pool.examples)
         self.reader = IconsReader(encoder)  # evaluation reads prompts as the app does
 
