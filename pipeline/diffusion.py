@@ -502,9 +502,10 @@ class DiffusionGenerator:
         unet = self.inpaint_unet if mask is not None and self.inpaint_unet is not None else self.unet
         layout_map = None
         if layout is not None and self.layout_encoder is not None:
-            with torch.inference_mode():
-                grid = self.cfg.resolution // self.cfg.patch
-                layout_map = self.layout_encoder(layout.to(self.unet.device), grid, self.cfg.resolution)
+            with torch.inference_mode():  # image by image: a matmul's kernel, and so its bits, depend on its rows
+                grid, layout = self.cfg.resolution // self.cfg.patch, layout.to(self.unet.device)
+                maps = [self.layout_encoder(layout[i : i + 1], grid, self.cfg.resolution) for i in range(len(seeds))]
+                layout_map = torch.cat(maps)
         with torch.autocast(device_type, dtype=self.autocast or torch.bfloat16, enabled=self.autocast is not None):
             return sample(
                 unet, self.cfg, cond, uncond, seeds=seeds, steps=steps, guidance=guidance,

@@ -244,6 +244,9 @@ class LayoutBatch:
     background: torch.Tensor  # (B, D) pooled state of the background's name (zero where not said)
     said: torch.Tensor  # (B,) bool: the background was said
 
+    def __getitem__(self, rows: slice) -> LayoutBatch:
+        return LayoutBatch(*(t[rows] for t in (self.things, self.present, self.boxes, self.background, self.said)))
+
     def to(self, device) -> LayoutBatch:
         return LayoutBatch(*(t.to(device) for t in (self.things, self.present, self.boxes, self.background, self.said)))
 

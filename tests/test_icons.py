@@ -176,15 +176,10 @@ def test_the_reader_puts_everyday_names_in_the_worlds_words(reader):
 
 
 def test_style_transfer_and_inpainting_run_on_an_icons_model(tmp_path):
-    import dataclasses
+    from pipeline import load_pipeline
+    from tests.tiny import make_tiny_icons
 
-    from pipeline import diffusion, load_pipeline
-    from pipeline.icons_layout import LayoutEncoder
-
-    cfg = dataclasses.replace(diffusion.SIZES["icons-tiny"], cond_dim=384)
-    layout_encoder = LayoutEncoder(cfg.cond_dim)
-    diffusion.save(tmp_path, diffusion.build_unet(cfg), cfg, encoder="minilm", card={}, layout_encoder=layout_encoder)
-    pipe = load_pipeline(str(tmp_path))
+    pipe = load_pipeline(str(make_tiny_icons(tmp_path)))
     picture = pipe.text_to_image("a frog", seed=0, steps=2).images[0]
     styled = pipe.style_transfer(picture, style_prompt=pipe.style_presets["pink"], seed=0, steps=2)
     assert styled.images[0].size == (64, 64) and styled.recipes[0].encoded_prompt == "on a pink background"
@@ -194,3 +189,15 @@ def test_style_transfer_and_inpainting_run_on_an_icons_model(tmp_path):
     keep = np.asarray(mask) == 0
     assert np.array_equal(np.asarray(painted.images[0])[keep], np.asarray(picture)[keep])  # outside: untouched
     assert painted.recipes[0].encoded_prompt == "a dog"  # the icons reader read the inpainting prompt
+
+
+def test_an_icons_request_gets_the_same_bits_alone_as_in_a_batch(tmp_path):
+    from pipeline import Wordbrush
+    from tests.tiny import make_tiny_icons
+
+    wb = Wordbrush.load(str(make_tiny_icons(tmp_path)), precision="fp32")
+    prompts = ["a frog next to a pizza on pink", "three red apples", "a puppy", "a rocket above a moon"]
+    batched = wb.text_to_image(prompts, seed=[3, 4, 5, 6], steps=3).images
+    for i, prompt in enumerate(prompts):
+        alone = wb.text_to_image(prompt, seed=3 + i, steps=3).images[0]
+        assert np.array_equal(np.asarray(alone), np.asarray(batched[i])), prompt

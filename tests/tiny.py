@@ -19,6 +19,20 @@ def make_tiny_diffusion(folder: Path, *, seed: int = 0) -> Path:
     return folder
 
 
+def make_tiny_icons(folder: Path, *, seed: int = 0) -> Path:
+    """An icons model of the icons-tiny shape (no attention, the layout map) with random weights."""
+    import dataclasses
+
+    from pipeline.icons_layout import LayoutEncoder
+
+    torch.manual_seed(seed)
+    cfg = dataclasses.replace(diffusion.SIZES["icons-tiny"], cond_dim=384)
+    layout = LayoutEncoder(cfg.cond_dim)
+    torch.nn.init.normal_(layout.center)  # a centre as training sets one
+    diffusion.save(folder, diffusion.build_unet(cfg), cfg, encoder="minilm", card={}, layout_encoder=layout)
+    return folder
+
+
 def make_tiny_gan(folder: Path, *, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     model = gan.build_gan(gan.GAN_SIZES["tiny"])
