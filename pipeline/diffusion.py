@@ -397,14 +397,17 @@ LAYOUT_FILE = "layout.safetensors"  # an icons model's layout encoder (pipeline/
 
 def save(
     folder: str | Path, unet: UNet2DConditionModel, cfg: DiffusionConfig, *, encoder: str, card: dict,
-    layout_encoder: LayoutEncoder | None = None,
+    layout_encoder: LayoutEncoder | None = None, defaults: dict | None = None,
 ) -> None:  # fmt: skip
-    """Write the UNet (fp16 safetensors), the layout encoder if any, and what the pipeline needs to rebuild it."""
+    """Write the UNet (fp16 safetensors), the layout encoder if any, and what the pipeline needs to rebuild it.
+    defaults: the model's own sampling defaults ({"steps": 12, "guidance": 3.0}) over the generator's."""
     folder = Path(folder)
     save_unet(unet, folder / "unet")
     if layout_encoder is not None:
         save_file({k: v.half().contiguous() for k, v in layout_encoder.state_dict().items()}, folder / LAYOUT_FILE)
     meta = {"generator": "diffusion", "encoder": encoder, "config": asdict(cfg), "card": card}
+    if defaults:
+        meta["defaults"] = defaults
     (folder / "wordbrush.json").write_text(json.dumps(meta, indent=2) + "\n")
 
 

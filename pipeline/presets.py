@@ -1,6 +1,6 @@
 """The one registry of models: the UI dropdown, the CLI's --model and the tests all read PRESETS.
 
-Two families share it: the embedded "shapes" model (this project's own generators, offline) and real
+Two families share it: the embedded "shapes" and "icons" models (this project's own generators, offline) and real
 diffusers checkpoints that load by hub id on a host with hub access (pipeline/hub.py). `--model` also
 takes any Wordbrush model folder, any diffusers pipeline folder or any diffusers hub id.
 """
@@ -82,6 +82,12 @@ PRESETS: dict[str, ModelSpec] = {
         generators={"diffusion": str(ASSETS / "shapes-diffusion"), "gan": str(ASSETS / "shapes-gan")},
         description="Embedded: 32 px shapes world, trained by this project, prompt read by all-MiniLM-L6-v2",
         style_presets=dict(SHAPES_STYLES),
+    ),
+    "icons": ModelSpec(
+        generators={"diffusion": str(ASSETS / "icons-diffusion")},
+        description="Embedded: 64 px icons world (151 colour emoji), trained by this project, prompt read by "
+        "all-MiniLM-L6-v2, things placed by its layout stage",
+        style_presets=dict(ICONS_STYLES),
     ),
     "sd-turbo": _diffusers(
         "stabilityai/sd-turbo",

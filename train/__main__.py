@@ -48,8 +48,9 @@ def _evaluate(args: argparse.Namespace) -> int:
             for i in range(0, len(items), 64):
                 chunk = items[i : i + 64]
                 result = wb.text_to_image(
-                    [it.prompt for it in chunk], seed=[it.seed for it in chunk], steps=args.steps, layout=layout
-                )
+                    [it.prompt for it in chunk], seed=[it.seed for it in chunk], steps=args.steps, layout=layout,
+                    guidance=args.guidance,
+                )  # fmt: skip
                 images += result.images
             if args.sheet and split == splits[0]:
                 shown = [i for i, it in enumerate(items) if i % args.per_category < args.sheet_per_category]
@@ -58,6 +59,7 @@ def _evaluate(args: argparse.Namespace) -> int:
                 print(f"wrote {args.sheet}: {len(shown)} samples, {args.sheet_per_category} a category")
             label = f"{args.model} {wb.generator.kind}" + (f" ({args.precision})" if args.precision != "auto" else "")
             label += {"on": ", layout on", "off": ", layout off"}.get(args.layout, "")
+            label += f", guidance {args.guidance:g}" if args.guidance is not None else ""
             columns[f"{label}, held-out {split}"] = evaluator.score(items, images)
     elif args.clean:
         evaluator = world_of(args.world)[1]
@@ -303,6 +305,7 @@ def _evaluate_command(sub) -> None:
     p.add_argument("--model", help="generate the evaluation set with this model (preset, folder or hub id)")
     p.add_argument("--generator", choices=["diffusion", "gan"], default=None)
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the generator's)")
+    p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance (default: the generator's)")
     p.add_argument("--split", choices=["combos", "templates", "both"], default="both")
     p.add_argument("--per-category", type=int, default=100)
     p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto", help="the diffusion generator's")

@@ -109,4 +109,7 @@ class IconsDiffusionTask(DiffusionTask):
         card = {**self.card, "step": step, "images_seen": images_seen, "train_minutes": round(seconds / 60, 1)}
         unet = diffusion.build_unet(self.cfg)
         unet.load_state_dict(model.unet.state_dict())
-        diffusion.save(folder, unet, self.cfg, encoder=self.encoder.name, card=card, layout_encoder=model.layout)
+        diffusion.save(
+            folder, unet, self.cfg, encoder=self.encoder.name, card=card, layout_encoder=model.layout,
+            defaults={"steps": self.eval_steps, "guidance": self.eval_guidance},  # sampled as it was evaluated
+        )  # fmt: skip
