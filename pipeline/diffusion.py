@@ -297,23 +297,19 @@ def sample(
     strength. `init` and `mask` (B, 1, H, W), 1 = generate: blended diffusion (Avrahami et al., 2022), the
     known region put back after every step; resample > 1 adds RePaint's resampling (Lugmayr et al., 2022); an
     inpainting UNet (`is_inpainting`) also reads the kept pixels and the mask. `regions` (the layout stage,
-    pipeline/layout.py) keeps each planned object's words to its own box; `layout_map` (the icons layout stage,
-    pipeline/icons_layout.py) shows an icons UNet each planned thing's box."""
+    pipeline/layout.py) keeps each planned object's words to its own box; `layout_map`: pipeline/icons_layout.py."""
     # 1. Check inputs
     _check_sampling(unet, cond, seeds, steps, init, mask)
     device, dtype = unet.device, unet.dtype
     cond, uncond = _to(cond, device, dtype), _to(uncond, device, dtype)
     uncond = _expand(uncond, len(seeds)) if uncond.states.shape[0] == 1 else uncond
-    regions = None if regions is None else regions.to(device)
-    layout_map = None if layout_map is None else layout_map.to(device, dtype)
+    regions, layout_map = regions and regions.to(device), None if layout_map is None else layout_map.to(device, dtype)
 
     # 2. Prepare noise from per-image seeds (and the SDEdit start, if any)
-    scheduler = sampling_scheduler(cfg)
-    noise_schedule = training_scheduler(cfg)  # the forward process q(x_t | x_0), to noise known pixels
+    scheduler, noise_schedule = sampling_scheduler(cfg), training_scheduler(cfg)  # noise_schedule: q(x_t | x_0)
     scheduler.set_timesteps(steps, device=device)
     timesteps = scheduler.timesteps
-    x = seeded_noise(seeds, (3, cfg.resolution, cfg.resolution), device).to(dtype)
-    noise = x
+    x = noise = seeded_noise(seeds, (3, cfg.resolution, cfg.resolution), device).to(dtype)
     image_inputs = None
     if mask is not None:
         known, mask = init.to(device, dtype) * 2 - 1, mask.to(device, dtype)
@@ -334,9 +330,8 @@ def sample(
         """One guided solver step from t, then (inpainting) the known region put back at the new level."""
         x_in = scheduler.scale_model_input(x, t)
         steer = regions if i < steered else None  # the layout stage's mask, on the noisy steps only
-        model_out = denoise_step(
-            unet, x_in, t.expand(len(seeds)), cond, uncond, guidance, image_inputs, steer, layout_map
-        )
+        t_all = t.expand(len(seeds))
+        model_out = denoise_step(unet, x_in, t_all, cond, uncond, guidance, image_inputs, steer, layout_map)
         x = scheduler.step(model_out, t, x).prev_sample
         if mask is not None:  # keep the known region on the trajectory of the input image
             last = i + 1 == len(timesteps)
