@@ -181,9 +181,10 @@ class Wordbrush:
             plans, icon_layout = icons_layout.layout_for(self.encoder, seen, batch_seeds)
 
         # 4. Generate
+        maps = {} if icon_layout is None else {"layout": icon_layout}  # only an icons UNet reads one
         x = self.generator.generate(
             cond, self._uncond, seeds=batch_seeds, steps=steps, guidance=guidance, callback=callback, regions=regions,
-            layout=icon_layout,
+            **maps,
         )  # fmt: skip
 
         # 5. Images and their recipes
