@@ -195,7 +195,7 @@ def test_the_mask_steers_the_first_three_quarters_of_the_steps(wb, monkeypatch):
     real = diffusion.denoise_step
 
     def spy(*args):
-        seen.append(args[-1] is not None)  # the regions argument
+        seen.append(args[7] is not None)  # the regions argument (then the icons layout map)
         return real(*args)
 
     monkeypatch.setattr(diffusion, "denoise_step", spy)
