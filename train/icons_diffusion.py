@@ -18,7 +18,7 @@ from torch.nn import functional as F
 
 from pipeline import diffusion
 from pipeline.icons import IconsReader, names
-from pipeline.icons_layout import MAX_ICONS, LayoutBatch, LayoutEncoder, layout_for
+from pipeline.icons_layout import LayoutBatch, LayoutEncoder, Plan, Request, encode_plans, layout_for, read_request
 from train.diffusion import DiffusionTask, conditioning, generate_for_items, rendered_batches, timesteps
 from train.loop import ALONE, Shard
 
@@ -40,22 +40,12 @@ class LayoutDenoiser(nn.Module):
 
 def pool_layouts(encoder, examples: list) -> LayoutBatch:
     """Every pool example's things (its scene's icons, in the scene's order) and said background, through the
-    language model; boxes are left at zero for each batch's own."""
-    from pipeline.icons_layout import read_request
-
+    language model as the pipeline encodes them (`encode_plans`); boxes are left at zero for each batch's own."""
     said = [read_request(e.caption).background for e in examples]
-    phrases = sorted({n for e in examples for n in e.scene.icons} | {b for b in said if b})
-    pooled = encoder.encode(phrases, cache=False).pooled.float()
-    index = {p: i for i, p in enumerate(phrases)}
-    zero = torch.zeros(pooled.shape[1])
-    things = torch.stack([
-        torch.stack([pooled[index[n]] for n in e.scene.icons] + [zero] * (MAX_ICONS - len(e.scene.icons)))
-        for e in examples
-    ])  # fmt: skip
-    present = torch.tensor([[i < len(e.scene.icons) for i in range(MAX_ICONS)] for e in examples])
-    background = torch.stack([pooled[index[b]] if b else zero for b in said])
-    return LayoutBatch(things.half(), present, torch.zeros(len(examples), MAX_ICONS, 4), background.half(),
-                       torch.tensor([b is not None for b in said]))  # fmt: skip
+    plans = [Plan(Request(e.scene.icons, background=b), ((0, 0, 0, 0),) * len(e.scene.icons))
+             for e, b in zip(examples, said)]  # fmt: skip
+    layouts = encode_plans(encoder, plans)
+    return LayoutBatch(layouts.things.half(), layouts.present, layouts.boxes, layouts.background.half(), layouts.said)
 
 
 class IconsDiffusionTask(DiffusionTask):
