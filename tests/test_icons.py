@@ -5,6 +5,7 @@ import re
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image, ImageFilter
 
 from train import icons_eval, icons_world
@@ -134,7 +135,8 @@ def test_an_icons_model_trains_resumes_and_draws_through_the_pipeline(tmp_path):
 
     out = tmp_path / "run"
     common = ["diffusion", "--size", "icons-tiny", "--out", str(out), "--pool-size", "64", "--batch-size", "4",
-              "--eval-per-category", "2", "--checkpoint-every", "2", "--eval-every", "0"]  # fmt: skip
+              "--eval-per-category", "2", "--checkpoint-every", "2", "--eval-every", "0",
+              "--sketch-steps", "2"]  # fmt: skip
     assert train_main([*common, "--steps", "2"]) == 0
     assert train_main([*common, "--steps", "3"]) == 0  # resumes at step 2
     log = (out / "log.jsonl").read_text()
@@ -149,6 +151,21 @@ def test_an_icons_model_trains_resumes_and_draws_through_the_pipeline(tmp_path):
     assert [r.encoded_prompt for r in result.recipes] == ["a frog next to a pizza", "a dog"]
     assert result.recipes[0].layout.startswith("frog at (") and "; pizza at (" in result.recipes[0].layout
     assert result.recipes[1].layout.startswith("dog at (")  # the layout stage reads the reader's words
+
+
+def test_the_sketch_painter_learns_sprites_from_names():
+    from pipeline.icons import names
+    from pipeline.icons_layout import SKETCH_SIDE, LayoutEncoder
+    from train.icons_diffusion import fit_sketches, sketch_loss, sketch_targets
+
+    targets = sketch_targets()
+    assert targets.shape == (len(names()), 4, SKETCH_SIDE, SKETCH_SIDE)
+    assert (targets[:, :3] <= targets[:, 3:] + 1e-6).all() and targets[:, 3].mean() > 0.3  # premultiplied, opaque
+    torch.manual_seed(0)
+    layout, states = LayoutEncoder(16), torch.randn(4, 16)
+    before = sketch_loss(layout, states, targets[:4]).item()
+    after = fit_sketches(layout, states, targets[:4], steps=40)
+    assert after < before / 2
 
 
 def icons_world_examples():

@@ -88,8 +88,16 @@ def test_the_map_shows_each_thing_in_its_box_and_the_background_only_when_said()
     dog = encoder.code(batch.things[0, 0])
     assert dog.mean().abs() < 1e-5 and (dog.std(unbiased=False) - 1).abs() < 1e-3  # normalised
     assert torch.allclose(codes[0, :, 3, 3], dog) and torch.allclose(codes[1, :, 10, 10], dog)
-    background = m[:, -lay.CODE_DIM - 1 :]
+    start = lay.CODE_DIM + 3 + 4 * len(lay.FREQUENCIES)  # after the thing code, inside, u, v and Fourier
+    background = m[:, start : start + lay.CODE_DIM + 1]
     assert background[0].abs().sum() > 0 and background[1].abs().sum() == 0  # said for the first only
+    sketch = torch.nn.functional.pixel_shuffle(m[:, -lay.SKETCH_INPUTS :], lay.SKETCH_SUB)  # (2, 4, 64, 64)
+    alpha = sketch[:, 3]
+    assert alpha[0, 32:, 32:].sum() > 0 and alpha[0, 16:32].sum() == 0 and alpha[1, 40:].sum() == 0  # boxes only
+    # the dog's sketch, resampled to its 32 px box in the second image, is the painter's own picture of it
+    drawn = encoder.sketch(batch.things[0, :1])
+    expected = torch.nn.functional.interpolate(drawn, size=32, mode="bilinear", align_corners=False)
+    assert torch.allclose(sketch[1, :, 8:40, 8:40], expected[0], atol=1e-5)
 
 
 def test_an_icons_unet_reads_the_map_beside_the_image_and_coordinates():

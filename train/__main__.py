@@ -193,7 +193,9 @@ def _diffusion(args: argparse.Namespace) -> int:
     if cfg.layout:  # the icons model: the UNet and its layout stage's encoder (train/icons_diffusion.py)
         from train.icons_diffusion import IconsDiffusionTask
 
-        task = IconsDiffusionTask(unet, cfg, encoder, pool, layout_encoder=layout_encoder, **options)
+        task = IconsDiffusionTask(
+            unet, cfg, encoder, pool, layout_encoder=layout_encoder, sketch_steps=args.sketch_steps, **options
+        )
     else:
         task = DiffusionTask(unet, cfg, encoder, pool, grounding=args.grounding, **options)
     run_training(task, _train_config(args, ema_decay=args.ema_decay))
@@ -354,6 +356,10 @@ def _diffusion_command(sub) -> None:
     p.add_argument("--pool-size", type=int, default=20000, help="captions whose states are cached")
     p.add_argument("--workers", type=int, default=0, help="render processes (use several on a GPU host)")
     p.add_argument("--init", help="model folder to start from when the run has no checkpoint yet")
+    p.add_argument(
+        "--sketch-steps", type=int, default=1000,
+        help="icons model: at most this many steps fit a new sketch painter before the UNet trains",
+    )  # fmt: skip
     p.add_argument(
         "--size", choices=["small", "tiny", "icons", "icons-tiny"], default="small",
         help="UNet size and world (pipeline/diffusion.py SIZES): small, tiny: shapes; icons, icons-tiny: icons",
