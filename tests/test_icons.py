@@ -218,3 +218,28 @@ def test_an_icons_request_gets_the_same_bits_alone_as_in_a_batch(tmp_path):
     for i, prompt in enumerate(prompts):
         alone = wb.text_to_image(prompt, seed=3 + i, steps=3).images[0]
         assert np.array_equal(np.asarray(alone), np.asarray(batched[i])), prompt
+
+
+def test_the_shipped_icons_preset_loads_and_draws_the_asked_background():
+    from pipeline import diffusion, load_pipeline
+    from pipeline.presets import PRESETS
+
+    pipe = load_pipeline("icons")
+    defaults = diffusion.read_meta(PRESETS["icons"].generators["diffusion"])["defaults"]
+    assert pipe.generator.layout_encoder is not None and pipe.generator.default_steps == defaults["steps"]
+    result = pipe.text_to_image(["a frog on a pink background"], seed=3)
+    scene = Scene("single", ("frog",), "pink")
+    assert icons_eval.judge(scene, result.images[0])["background"]
+    assert result.recipes[0].layout.startswith("frog at (") and result.recipes[0].layout.endswith("background pink")
+
+
+def test_lora_training_on_an_icons_model_says_it_is_not_supported(tmp_path, capsys):
+    from tests.tiny import make_tiny_icons
+    from train.__main__ import main as train_main
+
+    model = make_tiny_icons(tmp_path / "icons")
+    (tmp_path / "data").mkdir()
+    assert (
+        train_main(["lora", "--model", str(model), "--data", str(tmp_path / "data"), "--out", str(tmp_path / "o")]) == 2
+    )
+    assert "does not support" in capsys.readouterr().err

@@ -292,6 +292,9 @@ def embedded_lora_task(model: str, data, *, rank: int, targets: str, device: str
 
     source, _ = resolve_model(model, "diffusion")
     unet, cfg, meta = diffusion.load(local_folder(source))
+    if cfg.layout:  # its UNet has no attention to adapt, and a new thing needs a sketch from the layout stage
+        raise ValueError(f"LoRA training does not support {model!r} (an icons-world model) yet: train on the shapes "
+                         "model or a diffusers checkpoint")  # fmt: skip
     unet = unet.float()
     torch.manual_seed(seed)  # the adapter's initial weights: the same run gives the same LoRA
     add_lora(unet, rank=rank, targets=targets)
