@@ -63,6 +63,34 @@ def plural(name: str) -> str:
     return name + "s"
 
 
+BACKGROUNDS: dict[str, tuple[int, int, int]] = {
+    "white": (245, 245, 240),
+    "black": (20, 20, 24),
+    "grey": (128, 128, 128),
+    "dark blue": (25, 40, 110),
+    "light blue": (160, 205, 240),
+    "dark green": (25, 80, 45),
+    "pink": (245, 185, 205),
+    "beige": (225, 205, 165),
+}
+# Everyday words for the world's backgrounds, sizes, numbers and relations (longest phrases are matched first)
+COLOUR_WORDS = {**{c: c for c in BACKGROUNDS}, "gray": "grey", "navy": "dark blue", "navy blue": "dark blue",
+                "sky blue": "light blue", "pale blue": "light blue", "dark grey": "grey", "dark gray": "grey",
+                "forest green": "dark green", "cream": "beige", "tan": "beige", "rose": "pink"}  # fmt: skip
+SIZE_WORDS = {"small": "small", "little": "small", "tiny": "small", "big": "big", "large": "big", "huge": "big",
+              "giant": "big"}  # fmt: skip
+NUMBER_WORDS = {"one": 1, "a": 1, "an": 1, "single": 1, "two": 2, "three": 3, "1": 1, "2": 2, "3": 3, "pair": 2,
+                "couple": 2, "both": 2}  # fmt: skip
+RELATION_WORDS = {"to the left of": "left of", "on the left of": "left of", "left of": "left of",
+                  "to the right of": "right of", "on the right of": "right of", "right of": "right of",
+                  "above": "above", "over": "above", "on top of": "above", "atop": "above",
+                  "below": "below", "under": "below", "underneath": "below", "beneath": "below"}  # fmt: skip
+# Words around the things named that never name a thing themselves
+FILLER = {"a", "an", "the", "of", "and", "with", "next", "to", "beside", "by", "near", "there", "is", "are",
+          "picture", "photo", "image", "icon", "emoji", "drawing", "group", "row", "in", "placed", "on", "some",
+          "background", "against", "its", "it", "that", "this", "please", "draw", "show", "me", "make"}  # fmt: skip
+
+
 # ----------------------------------------------------------------------------------------------------
 # The prompt reader
 
@@ -83,8 +111,11 @@ class IconsReader:
 
     def __init__(self, encoder):
         self.encoder, self.folder, self.available = encoder, ICONS_DIR, True
-        self.known = COLOURS | {w for icon in icons().values() for n in (icon.name, plural(icon.name), *icon.alternates)
-                                for w in n.split()}  # fmt: skip
+        named = {w for icon in icons().values() for n in (icon.name, plural(icon.name), *icon.alternates)
+                 for w in n.split()}  # fmt: skip
+        # and every word the layout stage reads itself: "to the right of" keeps its "right"
+        said = [*COLOUR_WORDS, *SIZE_WORDS, *NUMBER_WORDS, *RELATION_WORDS, *FILLER]
+        self.known = COLOURS | named | {w for phrase in said for w in phrase.split()}
         self._names: torch.Tensor | None = None  # (N, D) unit vectors of "a NAME"
 
     @property
@@ -111,12 +142,13 @@ class IconsReader:
 
     def candidates(self, prompt: str) -> list[tuple[int, int, str]]:
         """(start, end, word) of the words in a noun's place that the world's captions never use."""
-        found, previous = [], ""
-        for m in _WORD.finditer(prompt):
-            word = m.group().lower()
-            if previous in DETERMINERS and word not in self.known and word not in NOT_THINGS | DETERMINERS:
-                found.append((m.start(), m.end(), word))
-            previous = word
+        words = [(m.start(), m.end(), m.group().lower()) for m in _WORD.finditer(prompt)]
+        found = []
+        for k, (start, end, word) in enumerate(words):
+            previous, following = words[k - 1][2] if k else "", words[k + 1][2] if k + 1 < len(words) else ""
+            measure = following == "of"  # "a slice of pizza", "a cup of tea": the thing follows
+            if previous in DETERMINERS and not measure and word not in self.known | NOT_THINGS | DETERMINERS:
+                found.append((start, end, word))
         return found
 
     def read(self, prompt: str) -> str:

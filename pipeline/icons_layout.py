@@ -27,40 +27,22 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from pipeline.icons import icons, plural
+from pipeline.icons import (  # noqa: F401  (BACKGROUNDS: the world's, shared with train/icons_world.py)
+    BACKGROUNDS,
+    COLOUR_WORDS,
+    FILLER,
+    NUMBER_WORDS,
+    RELATION_WORDS,
+    SIZE_WORDS,
+    icons,
+    plural,
+)
 
 RESOLUTION = 64  # the icons world's image side in pixels
 MAX_ICONS = 3
-BACKGROUNDS: dict[str, tuple[int, int, int]] = {
-    "white": (245, 245, 240),
-    "black": (20, 20, 24),
-    "grey": (128, 128, 128),
-    "dark blue": (25, 40, 110),
-    "light blue": (160, 205, 240),
-    "dark green": (25, 80, 45),
-    "pink": (245, 185, 205),
-    "beige": (225, 205, 165),
-}
 # Icon side in pixels by icons in the scene, and for a single icon said to be small or big
 SIDE = {1: (28, 38), 2: (22, 28), 3: (18, 22), "small": (18, 22), "big": (44, 52)}
 GAP, MARGIN = 7, 6  # pixels between boxes; a relation holds along its axis by this much more than across it
-
-# Everyday words for the world's backgrounds, sizes, numbers and relations (longest phrases are matched first)
-COLOUR_WORDS = {**{c: c for c in BACKGROUNDS}, "gray": "grey", "navy": "dark blue", "navy blue": "dark blue",
-                "sky blue": "light blue", "pale blue": "light blue", "dark grey": "grey", "dark gray": "grey",
-                "forest green": "dark green", "cream": "beige", "tan": "beige", "rose": "pink"}  # fmt: skip
-SIZE_WORDS = {"small": "small", "little": "small", "tiny": "small", "big": "big", "large": "big", "huge": "big",
-              "giant": "big"}  # fmt: skip
-NUMBER_WORDS = {"one": 1, "a": 1, "an": 1, "single": 1, "two": 2, "three": 3, "1": 1, "2": 2, "3": 3, "pair": 2,
-                "couple": 2, "both": 2}  # fmt: skip
-RELATION_WORDS = {"to the left of": "left of", "on the left of": "left of", "left of": "left of",
-                  "to the right of": "right of", "on the right of": "right of", "right of": "right of",
-                  "above": "above", "over": "above", "on top of": "above", "atop": "above",
-                  "below": "below", "under": "below", "underneath": "below", "beneath": "below"}  # fmt: skip
-# Words around the things named that never name a thing themselves
-FILLER = {"a", "an", "the", "of", "and", "with", "next", "to", "beside", "by", "near", "there", "is", "are",
-          "picture", "photo", "image", "icon", "emoji", "drawing", "group", "row", "in", "placed", "on", "some",
-          "background", "against", "its", "it", "that", "this", "please", "draw", "show", "me", "make"}  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -190,6 +190,11 @@ def test_the_reader_puts_everyday_names_in_the_worlds_words(reader):
     assert reader.read("a photo of an automobile next to a bunny") == "a photo of a car next to a rabbit"
     for prompt in ("a frog next to a pizza", "three red apples on a dark blue background", "a small ladybug"):
         assert reader.read(prompt) == prompt  # the world's own words stay as written
+    # and so do the words the layout stage reads: relations, sizes, numbers, colours
+    for prompt in ("a cactus to the right of a door", "a lion on the left of a clock", "a pair of huge owls on navy"):
+        assert reader.read(prompt) == prompt
+    assert reader.read("a puppy to the right of a kitten") == "a dog to the right of a cat"
+    assert reader.read("a frog next to a slice of pizza") == "a frog next to a slice of pizza"  # a measure word
 
 
 def test_style_transfer_and_inpainting_run_on_an_icons_model(tmp_path):
