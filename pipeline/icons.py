@@ -95,7 +95,7 @@ FILLER = {"a", "an", "the", "of", "and", "with", "next", "to", "beside", "by", "
 # The prompt reader
 
 _WORD = re.compile(r"[a-z]+(?:-[a-z]+)*", re.IGNORECASE)
-DETERMINERS = {"a", "an", "one", "two", "three", "some", "the", "2", "3", "small", "big", "little", "large",
+DETERMINERS = {"a", "an", "one", "two", "three", "some", "the", "of", "2", "3", "small", "big", "little", "large",
                "tiny", "huge", "cute", "happy"}  # fmt: skip
 # Nouns that say how to draw, not what: never read as an icon ("a photo of a puppy")
 NOT_THINGS = {"photo", "picture", "image", "icon", "drawing", "painting", "emoji", "cartoon", "illustration",
@@ -111,11 +111,22 @@ class IconsReader:
 
     def __init__(self, encoder):
         self.encoder, self.folder, self.available = encoder, ICONS_DIR, True
-        named = {w for icon in icons().values() for n in (icon.name, plural(icon.name), *icon.alternates)
-                 for w in n.split()}  # fmt: skip
+        # The world's names as word tuples: a word that starts one ("cherry blossom") is read with it, while a
+        # word that only appears inside a name ("a cherry") is not a name by itself
+        self.phrases = {
+            tuple(n.split())
+            for icon in icons().values()
+            for n in (icon.name, plural(icon.name), *icon.alternates, *map(plural, icon.alternates))
+        }
+        # a plural-only name's singular ("a cherry": cherries) is that name whatever MiniLM thinks
+        self.singulars = {w: n for n in names() if n.endswith("s") and len(n) > 4
+                          for w in (n[:-3] + "y", n[:-1]) if plural(w) == n}  # fmt: skip
+        heads = {p[-1] for p in self.phrases if len(p) > 1}  # "apples": the red apple (the layout stage's rule)
+        heads |= {plural(h) for h in heads}
         # and every word the layout stage reads itself: "to the right of" keeps its "right"
         said = [*COLOUR_WORDS, *SIZE_WORDS, *NUMBER_WORDS, *RELATION_WORDS, *FILLER]
-        self.known = COLOURS | named | {w for phrase in said for w in phrase.split()}
+        self.known = COLOURS | heads | {p[0] for p in self.phrases if len(p) == 1}
+        self.known |= {w for phrase in said for w in phrase.split()}
         self._names: torch.Tensor | None = None  # (N, D) unit vectors of "a NAME"
 
     @property
@@ -136,6 +147,8 @@ class IconsReader:
 
     def nearest(self, word: str) -> tuple[str, float]:
         """The icon whose name is nearest to `word`, and the cosine similarity."""
+        if word in self.singulars:
+            return self.singulars[word], 1.0
         sims = (self._embed([word]) @ self.name_vectors().T)[0]
         i = int(sims.argmax())
         return names()[i], float(sims[i])
@@ -147,7 +160,8 @@ class IconsReader:
         for k, (start, end, word) in enumerate(words):
             previous, following = words[k - 1][2] if k else "", words[k + 1][2] if k + 1 < len(words) else ""
             measure = following == "of"  # "a slice of pizza", "a cup of tea": the thing follows
-            if previous in DETERMINERS and not measure and word not in self.known | NOT_THINGS | DETERMINERS:
+            named = any(tuple(w for _, _, w in words[k : k + n]) in self.phrases for n in (2, 3, 4))
+            if previous in DETERMINERS and not (measure or named) and word not in self.known | NOT_THINGS | DETERMINERS:
                 found.append((start, end, word))
         return found
 
@@ -158,7 +172,7 @@ class IconsReader:
             name, similarity = self.nearest(word)
             if similarity >= MIN_SIMILARITY:
                 before = prompt[last:start]
-                if re.search(r"\b(two|three|2|3)\s+(?:\w+\s+)?$", before.lower()):
+                if re.search(r"\b(two|three|2|3|pair of|couple of)\s+(?:\w+\s+)?$", before.lower()):
                     name = plural(name)
                 else:  # "an automobile" -> "a car": the article agrees with the new name
                     suffix = "n " if name[0] in "aeiou" else " "

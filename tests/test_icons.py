@@ -195,6 +195,16 @@ def test_the_reader_puts_everyday_names_in_the_worlds_words(reader):
         assert reader.read(prompt) == prompt
     assert reader.read("a puppy to the right of a kitten") == "a dog to the right of a cat"
     assert reader.read("a frog next to a slice of pizza") == "a frog next to a slice of pizza"  # a measure word
+    assert reader.read("an apple and a cherry") == "an apple and a cherries"  # the word is inside "cherry blossom"
+    assert reader.read("a pair of kittens") == "a pair of cats"
+
+
+def test_the_reader_leaves_every_caption_of_the_world_as_written(reader):
+    rng = random.Random(5)
+    for _ in range(400):
+        scene = icons_world.sample_split_scene(rng, split="train", kind=rng.choice(icons_world.KINDS))
+        caption = icons_world.caption(scene, rng, template_split=rng.choice(["train", "heldout"]))
+        assert reader.read(caption) == caption
 
 
 def test_style_transfer_and_inpainting_run_on_an_icons_model(tmp_path):
