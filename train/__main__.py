@@ -189,7 +189,8 @@ def _diffusion(args: argparse.Namespace) -> int:
         "encoder": args.encoder,
     }
     options = dict(workers=args.workers, eval_per_category=args.eval_per_category, card=card,
-                   high_noise=args.high_noise, eval_guidance=args.eval_guidance)  # fmt: skip
+                   high_noise=args.high_noise, eval_guidance=args.eval_guidance,
+                   eval_steps=args.eval_steps)  # fmt: skip
     if cfg.layout:  # the icons model: the UNet and its layout stage's encoder (train/icons_diffusion.py)
         from train.icons_diffusion import IconsDiffusionTask
 
@@ -382,6 +383,10 @@ def _diffusion_command(sub) -> None:
     )
     p.add_argument("--eval-per-category", type=int, default=20, help="evaluator items per category, per eval")
     p.add_argument("--eval-guidance", type=float, default=3.0, help="classifier-free guidance of the evaluations")
+    p.add_argument(
+        "--eval-steps", type=int, default=12,
+        help="sampling steps of the evaluations (an icons model keeps these and --eval-guidance as its defaults)",
+    )  # fmt: skip
     p.add_argument("--ema-decay", type=float, default=0.999, help="weight EMA (0.995 suits runs of a few k steps)")
     p.add_argument("--checkpoint-every", type=int, default=250)
     p.add_argument("--eval-every", type=int, default=2000)

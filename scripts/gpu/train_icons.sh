@@ -18,8 +18,8 @@ export TQDM_MININTERVAL=5
 init=()
 [ -f assets/icons-diffusion/wordbrush.json ] && init=(--init assets/icons-diffusion)
 $PY -m train diffusion --size icons --out "$RUNS/icons-diffusion" "${init[@]}" --batch-size "$BATCH" --lr 4e-4 \
-  --workers "$WORKERS" --pool-size "$POOL" --steps 1000000 --threads 2 --checkpoint-every 1000 --eval-guidance 3 \
-  --eval-every 0 --eval-per-category 50 --max-minutes "$MINUTES" >"$OUT/icons-diffusion.log" 2>&1
+  --workers "$WORKERS" --pool-size "$POOL" --steps 1000000 --threads 2 --checkpoint-every 1000 \
+  --eval-steps 6 --eval-guidance 2 --eval-every 0 --eval-per-category 50 --max-minutes "$MINUTES" >"$OUT/icons-diffusion.log" 2>&1
 echo "icons diffusion exit $?" | tee -a "$OUT/host.txt"
 tar cf "$OUT/icons.tar" -C "$RUNS" icons-diffusion/model icons-diffusion/log.jsonl 2>>"$OUT/host.txt"
 split -b 15M "$OUT/icons.tar" "$OUT/icons.tar." && rm "$OUT/icons.tar"
