@@ -91,6 +91,30 @@ FILLER = {"a", "an", "the", "of", "and", "with", "next", "to", "beside", "by", "
           "background", "against", "its", "it", "that", "this", "please", "draw", "show", "me", "make"}  # fmt: skip
 
 
+@functools.cache
+def phrase_table() -> dict[tuple[str, ...], tuple[str, bool]]:
+    """Every way captions name an icon, as a word tuple -> (icon name, plural?)."""
+    table = {}
+    for icon in icons().values():
+        for phrase in (icon.name, *icon.alternates):
+            table.setdefault(tuple(words_of(plural(phrase))), (icon.name, True))
+        for phrase in (icon.name, *icon.alternates):
+            table[tuple(words_of(phrase))] = (icon.name, False)
+    # The last word of a multi-word name, when no icon is called that, stands for the first icon whose name
+    # ends in it: "apples" -> red apples, "a slice" stays unread
+    for icon in icons().values():
+        for phrase in (icon.name, *icon.alternates):
+            head = phrase.split()[-1]
+            if " " in phrase and (head,) not in table:
+                table[(head,)] = (icon.name, False)
+                table.setdefault(tuple(words_of(plural(head))), (icon.name, True))
+    return table
+
+
+def words_of(prompt: str) -> list[str]:
+    return re.findall(r"[a-z]+|[0-9]+", prompt.lower().replace("-", " "))
+
+
 # ----------------------------------------------------------------------------------------------------
 # The prompt reader
 
@@ -111,22 +135,17 @@ class IconsReader:
 
     def __init__(self, encoder):
         self.encoder, self.folder, self.available = encoder, ICONS_DIR, True
-        # The world's names as word tuples: a word that starts one ("cherry blossom") is read with it, while a
-        # word that only appears inside a name ("a cherry") is not a name by itself
-        self.phrases = {
-            tuple(n.split())
-            for icon in icons().values()
-            for n in (icon.name, plural(icon.name), *icon.alternates, *map(plural, icon.alternates))
-        }
+        # The world's names as word tuples (`phrase_table`, as the layout stage reads them): a word that starts a
+        # longer one ("cherry blossom") is read with it, while a word only inside a name ("a cherry") is not a name
+        self.phrases = set(phrase_table())
         # a plural-only name's singular ("a cherry": cherries) is that name whatever MiniLM thinks
         self.singulars = {w: n for n in names() if n.endswith("s") and len(n) > 4
                           for w in (n[:-3] + "y", n[:-1]) if plural(w) == n}  # fmt: skip
-        heads = {p[-1] for p in self.phrases if len(p) > 1}  # "apples": the red apple (the layout stage's rule)
-        heads |= {plural(h) for h in heads}
         # and every word the layout stage reads itself: "to the right of" keeps its "right"
         said = [*COLOUR_WORDS, *SIZE_WORDS, *NUMBER_WORDS, *RELATION_WORDS, *FILLER]
-        self.known = COLOURS | heads | {p[0] for p in self.phrases if len(p) == 1}
+        self.known = COLOURS | {p[0] for p in self.phrases if len(p) == 1}
         self.known |= {w for phrase in said for w in phrase.split()}
+        self.never = self.known | NOT_THINGS | DETERMINERS  # words never rewritten
         self._names: torch.Tensor | None = None  # (N, D) unit vectors of "a NAME"
 
     @property
@@ -160,8 +179,9 @@ class IconsReader:
         for k, (start, end, word) in enumerate(words):
             previous, following = words[k - 1][2] if k else "", words[k + 1][2] if k + 1 < len(words) else ""
             measure = following == "of"  # "a slice of pizza", "a cup of tea": the thing follows
-            named = any(tuple(w for _, _, w in words[k : k + n]) in self.phrases for n in (2, 3, 4))
-            if previous in DETERMINERS and not (measure or named) and word not in self.known | NOT_THINGS | DETERMINERS:
+            ahead = words_of(" ".join(w for _, _, w in words[k : k + 4]))  # hyphens split as the layout stage does
+            named = any(tuple(ahead[:n]) in self.phrases for n in (2, 3, 4))
+            if previous in DETERMINERS and not (measure or named) and word not in self.never:
                 found.append((start, end, word))
         return found
 

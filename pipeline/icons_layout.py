@@ -18,9 +18,7 @@ world has no name for ("a zorb", taught by a LoRA) becomes one object whose phra
 
 from __future__ import annotations
 
-import functools
 import random
-import re
 from dataclasses import dataclass
 
 import torch
@@ -35,7 +33,8 @@ from pipeline.icons import (  # noqa: F401  (BACKGROUNDS: the world's, shared wi
     RELATION_WORDS,
     SIZE_WORDS,
     icons,
-    plural,
+    phrase_table,
+    words_of,
 )
 
 RESOLUTION = 64  # the icons world's image side in pixels
@@ -70,30 +69,6 @@ class Plan:
 
 # ----------------------------------------------------------------------------------------------------
 # 1. Read
-
-
-@functools.cache
-def phrase_table() -> dict[tuple[str, ...], tuple[str, bool]]:
-    """Every way captions name an icon, as a word tuple -> (icon name, plural?)."""
-    table = {}
-    for icon in icons().values():
-        for phrase in (icon.name, *icon.alternates):
-            table.setdefault(tuple(words_of(plural(phrase))), (icon.name, True))
-        for phrase in (icon.name, *icon.alternates):
-            table[tuple(words_of(phrase))] = (icon.name, False)
-    # The last word of a multi-word name, when no icon is called that, stands for the first icon whose name
-    # ends in it: "apples" -> red apples, "a slice" stays unread
-    for icon in icons().values():
-        for phrase in (icon.name, *icon.alternates):
-            head = phrase.split()[-1]
-            if " " in phrase and (head,) not in table:
-                table[(head,)] = (icon.name, False)
-                table.setdefault(tuple(words_of(plural(head))), (icon.name, True))
-    return table
-
-
-def words_of(prompt: str) -> list[str]:
-    return re.findall(r"[a-z]+|[0-9]+", prompt.lower().replace("-", " "))
 
 
 def _match(words: list[str], i: int, phrases: dict) -> tuple[int, object] | None:

@@ -103,11 +103,11 @@ class IconsDiffusionTask(DiffusionTask):
         **kwargs,
     ):  # fmt: skip
         super().__init__(unet, cfg, encoder, pool, **kwargs)
+        self.sketch_states = encoder.encode(names(), cache=False).pooled.float()  # the world's names
         if layout_encoder is None:  # a fresh one: centred on the world's names (a checkpoint's own centre wins)
             layout_encoder = LayoutEncoder(cfg.cond_dim)
-            layout_encoder.center.copy_(encoder.encode(names(), cache=False).pooled.float().mean(0))
+            layout_encoder.center.copy_(self.sketch_states.mean(0))
         # the painter learns each icon's sprite from its name beside the denoiser (`loss`), fitted first if new
-        self.sketch_states = encoder.encode(names(), cache=False).pooled.float()
         self.sketch_targets = sketch_targets()
         with torch.no_grad():
             error = sketch_loss(layout_encoder, self.sketch_states, self.sketch_targets).item()
