@@ -251,7 +251,7 @@ def build_demo(server: Server, *, job: LoraJob | None = None, uploads: Path | No
             paint = inpainting_tab(server, t2i)
             if job is not None and pipe.capabilities.lora_training:
                 uploads, batch = uploads or default_data_dir() / "uploads", pipe.capabilities.lora_batch
-                train_tab(job, library, uploads, t2i.lora, batch=batch)
+                train_tab(job, library, uploads, t2i.lora, batch=batch, world=getattr(pipe, "world", None))
         demo.load(lambda: gr.update(choices=[NO_LORA, *library.names()]), None, t2i.lora, api_name=False)
         for button, source, target, tab in (
             (t2i.to_style, t2i.picked, style.image, "style"),

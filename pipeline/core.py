@@ -78,6 +78,8 @@ class Wordbrush:
             self.understanding = UnderstandingStage(READER_DIR, device=str(encoder.device))
         self._uncond = encoder.encode([""])
         self._lora = LoraSlot(self._load_lora, self._scale_lora, self._unload_lora)
+        self._phrases: tuple[str, ...] = ()  # the things the LoRA in force teaches (icons), as its file names them
+        self._painters: tuple[dict, dict] | None = None  # an icons LoRA's sketch painter: (base, taught) weights
 
     @property
     def capabilities(self) -> Capabilities:
@@ -178,7 +180,7 @@ class Wordbrush:
         regions = layout_lib.regions(plans, self._offsets(seen, length), length) if any(plans) else None
         icon_layout = None
         if self.reads_layout_map:
-            plans, icon_layout = icons_layout.layout_for(self.encoder, seen, batch_seeds)
+            plans, icon_layout = icons_layout.layout_for(self.encoder, seen, batch_seeds, self._phrases)
 
         # 4. Generate
         maps = {} if icon_layout is None else {"layout": icon_layout}  # only an icons UNet reads one
@@ -208,7 +210,9 @@ class Wordbrush:
     def understand(self, prompts: list[str], understand: bool | None = None) -> list[Understood]:
         """How the generator will read each prompt: free phrasing put in the world's own words by the
         prompt reader, or as written (understand=False, or no reader shipped for this model)."""
-        return self.understanding.apply(prompts, self._understands(understand))
+        # an icons LoRA's new things stay as written
+        taught = {"taught": frozenset(w for p in self._phrases for w in p.split())} if self._phrases else {}
+        return self.understanding.apply(prompts, self._understands(understand), **taught)
 
     def _understands(self, understand: bool | None) -> bool:
         """Whether a call reads free phrasing: as asked, or (None) where a prompt reader is shipped."""
@@ -255,15 +259,39 @@ class Wordbrush:
         if not all(adapted_layers(unet, LoraSlot.ADAPTER) for unet in self._unets()):
             self._unload_lora()
             raise ValueError(f"{path.name} matches no layer of {self.model}'s UNet: it was made for another model")
+        if self.reads_layout_map:  # an icons LoRA also draws its new things' sketches (train/icons_lora.py)
+            self._load_painter(path)
+
+    def _load_painter(self, path: Path) -> None:
+        painter = self.generator.layout_encoder.painter
+        taught, phrases = icons_layout.read_lora_painter(path)
+        if taught is None:
+            return
+        base = {k: v.clone() for k, v in painter.state_dict().items()}
+        try:
+            painter.load_state_dict({k: v.to(base[k].dtype) for k, v in taught.items()})
+        except (RuntimeError, KeyError) as err:
+            painter.load_state_dict(base)
+            self._unload_lora()
+            raise ValueError(f"{path.name}'s sketch painter does not fit {self.model}: {type(err).__name__}") from err
+        self._painters = (base, {k: v.to(base[k].dtype) for k, v in taught.items()})
+        self._phrases = tuple(phrases)
 
     def _scale_lora(self, scale: float) -> None:
         for unet in self._unets():
             unet.set_adapters([LoraSlot.ADAPTER], weights=[scale])
+        if self._painters is not None:  # the painter's weights as far from the base's as the scale says
+            base, taught = self._painters
+            self.generator.layout_encoder.painter.load_state_dict({k: base[k] + scale * (taught[k] - base[k])
+                                                                    for k in base})  # fmt: skip
 
     def _unload_lora(self) -> None:
         for unet in self._unets():
             if LoraSlot.ADAPTER in getattr(unet, "peft_config", {}):
                 unet.delete_adapters(LoraSlot.ADAPTER)
+        if self._painters is not None:
+            self.generator.layout_encoder.painter.load_state_dict(self._painters[0])
+        self._painters, self._phrases = None, ()
 
     def style_transfer(
         self,
@@ -359,7 +387,8 @@ class Wordbrush:
         model_mask = images.mask_to_model(area_mask, r)
         icon_layout = None
         if self.reads_layout_map:  # icons: the asked thing planned in the painted region
-            plan = icons_layout.plan_in_mask(icons_layout.read_request(seen), model_mask[0, 0].numpy() > 0.5)
+            request = icons_layout.read_request(seen, self._phrases)
+            plan = icons_layout.plan_in_mask(request, model_mask[0, 0].numpy() > 0.5)
             icon_layout = icons_layout.encode_plans(self.encoder, [plan])
         # 4. Denoise
         x = self.generator.generate(
@@ -381,7 +410,7 @@ class Wordbrush:
         recipe = read_recipe(source)
         if not self.reads_layout_map or recipe is None:
             return None
-        return icons_layout.layout_for(self.encoder, [prompt], [recipe.seed])[1]
+        return icons_layout.layout_for(self.encoder, [prompt], [recipe.seed], self._phrases)[1]
 
     def _recipe(
         self, prompt, seed, steps, guidance, size, truncated, *, task, lora=None, seen=None, understood=None
@@ -415,7 +444,7 @@ def load_generator(folder: Path, meta: dict, *, device: str, precision: str = "a
     precision "auto": bf16 autocast where the hardware computes bf16 natively (CUDA; CPUs with AMX or
     AVX512-BF16), fp32 elsewhere; or "bf16" / "fp32"."""
     if meta["generator"] == "gan":
-        return gan.GANGenerator(gan.load(folder, device=device))
+        return gan.load_generator(folder, device=device)
     unet, cfg, _ = diffusion.load(folder, device=device)
     if precision not in ("auto", "bf16", "fp32"):
         raise ValueError(f"precision must be auto, bf16 or fp32, got {precision!r}")

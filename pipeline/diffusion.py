@@ -19,11 +19,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler, DPMSolverMultistepScheduler, UNet2DConditionModel
-from safetensors.torch import load_file, save_file
 
+from pipeline import icons_layout
 from pipeline.batch_invariance import rowwise_linears
 from pipeline.encoders import EncodedPrompts
-from pipeline.icons_layout import LAYOUT_INPUTS, LayoutBatch, LayoutEncoder
+from pipeline.icons_layout import LAYOUT_INPUTS, LayoutBatch, LayoutEncoder, save_layout_encoder
 from pipeline.layout import Regions, steered_steps
 from pipeline.layout import install as install_attention
 from pipeline.protocol import MAX_STEPS
@@ -387,9 +387,6 @@ def _expand(e: EncodedPrompts, n: int) -> EncodedPrompts:
 INPAINT_FOLDER = "inpaint-unet"  # the inpainting UNet beside the text-to-image one, when there is one
 
 
-LAYOUT_FILE = "layout.safetensors"  # an icons model's layout encoder (pipeline/icons_layout.py), beside unet/
-
-
 def save(
     folder: str | Path, unet: UNet2DConditionModel, cfg: DiffusionConfig, *, encoder: str, card: dict,
     layout_encoder: LayoutEncoder | None = None, defaults: dict | None = None,
@@ -399,7 +396,7 @@ def save(
     folder = Path(folder)
     save_unet(unet, folder / "unet")
     if layout_encoder is not None:
-        save_file({k: v.half().contiguous() for k, v in layout_encoder.state_dict().items()}, folder / LAYOUT_FILE)
+        save_layout_encoder(layout_encoder, folder)
     meta = {"generator": "diffusion", "encoder": encoder, "config": asdict(cfg), "card": card}
     if defaults:
         meta["defaults"] = defaults
@@ -424,11 +421,7 @@ def load_inpainting_unet(folder: str | Path, *, device: str = "cpu", dtype: torc
 
 def load_layout_encoder(folder: str | Path, cfg: DiffusionConfig, *, device: str = "cpu") -> LayoutEncoder | None:
     """The folder's layout encoder (fp32), or None for a model without a layout map."""
-    if not cfg.layout:
-        return None
-    encoder = LayoutEncoder(cfg.cond_dim)
-    encoder.load_state_dict({k: v.float() for k, v in load_file(Path(folder) / LAYOUT_FILE).items()})
-    return encoder.to(device).eval()
+    return icons_layout.load_layout_encoder(folder, cond_dim=cfg.cond_dim, device=device) if cfg.layout else None
 
 
 def read_meta(folder: str | Path) -> dict:

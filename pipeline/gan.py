@@ -19,6 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from pipeline.encoders import EncodedPrompts
+from pipeline.icons_layout import LAYOUT_INPUTS, LayoutEncoder, load_layout_encoder, save_layout_encoder
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,71 @@ class TextToImageGAN(ModelMixin, ConfigMixin):
         return torch.tanh(self.to_rgb(x))
 
 
+class StyledResBlock(nn.Module):
+    """Two 3x3 convs whose group-normalized activations are scaled and shifted by the style w; residual."""
+
+    def __init__(self, c_in: int, c_out: int, w_dim: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1)
+        self.norm1 = nn.GroupNorm(8, c_in, affine=False)
+        self.norm2 = nn.GroupNorm(8, c_out, affine=False)
+        self.style = nn.Linear(w_dim, 2 * (c_in + c_out))
+        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+        self.splits = (c_in, c_in, c_out, c_out)
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        s1, b1, s2, b2 = self.style(w)[:, :, None, None].split(self.splits, dim=1)
+        h = self.conv1(F.silu(self.norm1(x) * (1 + s1) + b1))
+        h = self.conv2(F.silu(self.norm2(h) * (1 + s2) + b2))
+        return self.skip(x) + h
+
+
+class LayoutGAN(ModelMixin, ConfigMixin):
+    """The icons world's one-step GAN: noise and the layout stage's map (pipeline/icons_layout.py: each thing's
+    code and sketch in its box, the background's code) in, a 64 px image out. An image-to-image generator in the
+    manner of pix2pix / SPADE: the map says what goes where, the style vector made from the noise says what the
+    map leaves open (the background when the prompt does not name one). A small UNet over the map's grid: 32 ->
+    16 -> 32 cells, each cell unfolded into `patch` x `patch` pixels at the end."""
+
+    @register_to_config
+    def __init__(
+        self,
+        resolution: int = 64,
+        patch: int = 2,
+        layout_inputs: int = LAYOUT_INPUTS,
+        z_dim: int = 64,
+        w_dim: int = 128,
+        channels: tuple[int, ...] = (64, 128),
+    ):
+        super().__init__()
+        c0, c1 = channels
+        self.mapping = nn.Sequential(nn.Linear(z_dim, w_dim), nn.SiLU(), nn.Linear(w_dim, w_dim), nn.SiLU(),
+                                     nn.Linear(w_dim, w_dim))  # fmt: skip
+        self.conv_in = nn.Conv2d(layout_inputs + 2, c0, 3, padding=1)  # + the cells' x, y
+        self.encode = StyledResBlock(c0, c0, w_dim)
+        self.down = nn.Conv2d(c0, c1, 4, 2, 1)
+        self.middle = nn.ModuleList([StyledResBlock(c1, c1, w_dim), StyledResBlock(c1, c1, w_dim)])
+        self.up = nn.Conv2d(c1, c0, 3, padding=1)
+        self.decode = StyledResBlock(2 * c0, c0, w_dim)
+        self.to_rgb = nn.Conv2d(c0, 3 * patch**2, 3, padding=1)
+
+    def forward(self, z: torch.Tensor, layout_map: torch.Tensor) -> torch.Tensor:
+        """z: (B, z_dim) noise, layout_map: (B, layout_inputs, R / patch, R / patch) -> (B, 3, R, R) in [-1, 1]."""
+        w = self.mapping(z)
+        n = layout_map.shape[-1]
+        line = (torch.arange(n, device=z.device, dtype=z.dtype) + 0.5) / n * 2 - 1
+        y, x = torch.meshgrid(line, line, indexing="ij")
+        coords = torch.stack([x, y]).expand(len(z), -1, -1, -1)
+        h0 = self.encode(self.conv_in(torch.cat([layout_map.to(z.dtype), coords], dim=1)), w)  # (B, C0, n, n)
+        h = self.down(h0)  # (B, C1, n / 2, n / 2)
+        for block in self.middle:
+            h = block(h, w)
+        h = self.up(F.interpolate(h, scale_factor=2, mode="nearest"))  # (B, C0, n, n)
+        h = self.decode(torch.cat([h, h0], dim=1), w)
+        return torch.tanh(F.pixel_shuffle(self.to_rgb(F.silu(h)), self.config.patch))
+
+
 def seeded_z(seeds: list[int], z_dim: int, device) -> torch.Tensor:
     """One noise vector per seed, each from its own generator: an image depends on its seed only."""
     return torch.stack([torch.randn(z_dim, generator=torch.Generator().manual_seed(s)) for s in seeds]).to(device)
@@ -132,22 +198,48 @@ def generate_step(gan: TextToImageGAN, cond: EncodedPrompts, seeds: list[int]) -
     return ((x.float().clamp(-1, 1) + 1) / 2).cpu()
 
 
+@torch.inference_mode()
+def generate_layout_step(gan: LayoutGAN, layout_map: torch.Tensor, seeds: list[int]) -> torch.Tensor:
+    """The icons GAN's one step: images (B, 3, R, R) in [0, 1] for B layout maps and seeds."""
+    device, dtype = gan.device, gan.dtype
+    x = gan(seeded_z(seeds, gan.config.z_dim, device).to(dtype), layout_map.to(device, dtype))
+    return ((x.float().clamp(-1, 1) + 1) / 2).cpu()
+
+
 def build_gan(cfg: GANConfig) -> TextToImageGAN:
     return TextToImageGAN(**asdict(cfg))
 
 
-def save(folder: str | Path, gan: TextToImageGAN, *, encoder: str, card: dict) -> None:
+def save(
+    folder: str | Path, gan: TextToImageGAN | LayoutGAN, *, encoder: str, card: dict,
+    layout_encoder: LayoutEncoder | None = None,
+) -> None:  # fmt: skip
+    """The generator (fp16 safetensors under gan/) and, for the icons GAN, the layout encoder whose map it reads."""
     folder = Path(folder)
     gan.to(torch.float16).save_pretrained(folder / "gan", max_shard_size="9MB")
     gan.to(torch.float32)
     meta = {"generator": "gan", "encoder": encoder, "card": card}
+    if layout_encoder is not None:
+        save_layout_encoder(layout_encoder, folder)
+        meta["world"] = "icons"
     (folder / "wordbrush.json").write_text(json.dumps(meta, indent=2) + "\n")
 
 
-def load(folder: str | Path, *, device: str = "cpu", dtype: torch.dtype = torch.float32) -> TextToImageGAN:
-    gan = TextToImageGAN.from_pretrained(Path(folder) / "gan", use_safetensors=True)
+def load(folder: str | Path, *, device: str = "cpu", dtype: torch.dtype = torch.float32) -> TextToImageGAN | LayoutGAN:
+    meta = json.loads((Path(folder) / "wordbrush.json").read_text())
+    kind = LayoutGAN if meta.get("world") == "icons" else TextToImageGAN
+    gan = kind.from_pretrained(Path(folder) / "gan", use_safetensors=True)
     # channels_last: oneDNN's faster convolutions on the CPU, the same pixels
     return gan.to(device, dtype, memory_format=torch.channels_last).eval()
+
+
+def load_generator(folder: str | Path, *, device: str = "cpu") -> GANGenerator:
+    """The GAN generator a model folder holds: the shapes world's text-to-image GAN, or the icons world's
+    layout GAN with its layout encoder."""
+    model = load(folder, device=device)
+    if isinstance(model, LayoutGAN):
+        return GANGenerator(model, layout_encoder=load_layout_encoder(folder, device=device), world="icons")
+    return GANGenerator(model)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -160,16 +252,18 @@ class GANGenerator:
     kind = "gan"
     default_steps = 1
     default_guidance = 0.0
-    plans_layout = False  # no cross-attention to steer: the layout stage does not apply
-    world = "shapes"  # the embedded world it draws
+    plans_layout = False  # no cross-attention to steer: the shapes layout stage does not apply
 
-    def __init__(self, model: TextToImageGAN):
+    def __init__(self, model: TextToImageGAN | LayoutGAN, *, layout_encoder: LayoutEncoder | None = None,
+                 world: str = "shapes"):  # fmt: skip
         self.model = model
         self.resolution = model.config.resolution
+        self.world = world  # the embedded world it draws
+        self.layout_encoder = layout_encoder  # the icons GAN's: it draws from the layout stage's map alone
 
     def generate(
         self, cond, uncond, *, seeds, steps, guidance, callback=None, init=None, strength=1.0, mask=None, resample=1,
-        regions=None,
+        regions=None, layout=None,
     ) -> torch.Tensor:  # fmt: skip
         if regions is not None:
             raise ValueError("the GAN generator has no cross-attention for a layout; plan layouts for diffusion only")
@@ -180,7 +274,16 @@ class GANGenerator:
         # Image by image: oneDNN picks its convolution by batch size, and kernels round differently, so a batched
         # image differed from the same request alone by ~1e-5. One step is ~6 ms an image on the CPU (16 images:
         # ~110 ms one by one, ~50 ms batched), so a request gets the same bits alone as in any batch for little.
-        x = torch.cat([generate_step(self.model, cond[i : i + 1], [seed]) for i, seed in enumerate(seeds)])
+        if self.layout_encoder is not None:
+            if layout is None:
+                raise ValueError("the icons GAN draws from the layout stage's map; give it the prompts' layout")
+            grid = self.resolution // self.model.config.patch
+            with torch.inference_mode():
+                maps = [self.layout_encoder(layout[i : i + 1].to(self.model.device), grid, self.resolution)
+                        for i in range(len(seeds))]  # fmt: skip
+            x = torch.cat([generate_layout_step(self.model, m, [seed]) for m, seed in zip(maps, seeds)])
+        else:
+            x = torch.cat([generate_step(self.model, cond[i : i + 1], [seed]) for i, seed in enumerate(seeds)])
         if callback is not None:
             callback(1, 1, x)
         return x

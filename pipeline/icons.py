@@ -172,8 +172,9 @@ class IconsReader:
         i = int(sims.argmax())
         return names()[i], float(sims[i])
 
-    def candidates(self, prompt: str) -> list[tuple[int, int, str]]:
-        """(start, end, word) of the words in a noun's place that the world's captions never use."""
+    def candidates(self, prompt: str, taught: frozenset[str] = frozenset()) -> list[tuple[int, int, str]]:
+        """(start, end, word) of the words in a noun's place that the world's captions never use (nor a LoRA in
+        force teaches: `taught`, its phrases' words)."""
         words = [(m.start(), m.end(), m.group().lower()) for m in _WORD.finditer(prompt)]
         found = []
         for k, (start, end, word) in enumerate(words):
@@ -181,14 +182,15 @@ class IconsReader:
             measure = following == "of"  # "a slice of pizza", "a cup of tea": the thing follows
             ahead = words_of(" ".join(w for _, _, w in words[k : k + 4]))  # hyphens split as the layout stage does
             named = any(tuple(ahead[:n]) in self.phrases for n in (2, 3, 4))
-            if previous in DETERMINERS and not (measure or named) and word not in self.never:
+            if previous in DETERMINERS and not (measure or named) and word not in self.never | taught:
                 found.append((start, end, word))
         return found
 
-    def read(self, prompt: str) -> str:
-        """`prompt` with each unknown noun replaced by its nearest icon name (plural after two or three)."""
+    def read(self, prompt: str, taught: frozenset[str] = frozenset()) -> str:
+        """`prompt` with each unknown noun replaced by its nearest icon name (plural after two or three); the
+        words in `taught` (a LoRA's new things) stay as written."""
         out, last = "", 0
-        for start, end, word in self.candidates(prompt):
+        for start, end, word in self.candidates(prompt, taught):
             name, similarity = self.nearest(word)
             if similarity >= MIN_SIMILARITY:
                 before = prompt[last:start]
@@ -204,11 +206,11 @@ class IconsReader:
         words = {m.group().lower() for m in _WORD.finditer(prompt)}
         return bool(words & set(names()) or self.candidates(prompt))
 
-    def apply(self, prompts: list[str], understand: bool) -> list[Understood]:
+    def apply(self, prompts: list[str], understand: bool, taught: frozenset[str] = frozenset()) -> list[Understood]:
         if not understand:
             return [Understood(p, p, "off") for p in prompts]
         out = []
         for p in prompts:
-            text = self.read(p)
+            text = self.read(p, taught)
             out.append(Understood(p, text, "rewritten" if text != p else "as written"))
         return out

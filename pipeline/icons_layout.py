@@ -18,10 +18,14 @@ world has no name for ("a zorb", taught by a LoRA) becomes one object whose phra
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn import functional as F
 
@@ -34,6 +38,7 @@ from pipeline.icons import (  # noqa: F401  (BACKGROUNDS: the world's, shared wi
     SIZE_WORDS,
     icons,
     phrase_table,
+    plural,
     words_of,
 )
 
@@ -80,12 +85,16 @@ def _match(words: list[str], i: int, phrases: dict) -> tuple[int, object] | None
     return None
 
 
-def read_request(prompt: str) -> Request:
-    """The things, relation, size and background a prompt asks for (see `Request`)."""
+def read_request(prompt: str, taught: tuple[str, ...] = ()) -> Request:
+    """The things, relation, size and background a prompt asks for (see `Request`). taught: the phrases of
+    things a LoRA in force teaches ("kite"), read as names beside the world's own."""
     words = words_of(prompt)
     colours = {tuple(k.split()): v for k, v in COLOUR_WORDS.items()}
     relations = {tuple(k.split()): v for k, v in RELATION_WORDS.items()}
     table = phrase_table()
+    if taught:
+        table = {**table, **{tuple(words_of(form)): (phrase, form != phrase)
+                             for phrase in taught for form in (plural(phrase), phrase)}}  # fmt: skip
     things: list[tuple[str, int]] = []  # (name, count)
     relation = size = background = None
     relation_after = None  # how many things were named before the relation phrase
@@ -223,9 +232,12 @@ def encode_plans(encoder, plans: list[Plan]) -> LayoutBatch:
     return LayoutBatch(things, present, boxes.float(), background, said)
 
 
-def layout_for(encoder, prompts: list[str], seeds: list[int]) -> tuple[list[Plan], LayoutBatch]:
-    """Steps 1 to 3 for a batch of prompts (as the prompt reader left them) and their images' seeds."""
-    plans = [plan(read_request(p), s) for p, s in zip(prompts, seeds)]
+def layout_for(
+    encoder, prompts: list[str], seeds: list[int], taught: tuple[str, ...] = ()
+) -> tuple[list[Plan], LayoutBatch]:
+    """Steps 1 to 3 for a batch of prompts (as the prompt reader left them) and their images' seeds; `taught`:
+    the phrases a LoRA in force teaches (`read_request`)."""
+    plans = [plan(read_request(p, taught), s) for p, s in zip(prompts, seeds)]
     return plans, encode_plans(encoder, plans)
 
 
@@ -336,3 +348,30 @@ class LayoutEncoder(nn.Module):
         pasted = F.grid_sample(sketches, where, align_corners=False).view(b, g, 4, n, n)
         pasted = (pasted * inside[:, :, None].to(pasted.dtype)).sum(1)  # boxes never overlap
         return F.pixel_unshuffle(pasted, SKETCH_SUB)
+
+
+LAYOUT_FILE = "layout.safetensors"  # a model folder's layout encoder, beside its generator
+
+
+def save_layout_encoder(encoder: LayoutEncoder, folder: str | Path) -> None:
+    save_file({k: v.half().contiguous() for k, v in encoder.state_dict().items()}, Path(folder) / LAYOUT_FILE)
+
+
+def load_layout_encoder(folder: str | Path, *, cond_dim: int = 384, device: str = "cpu") -> LayoutEncoder:
+    """The folder's layout encoder, fp32, for inference."""
+    encoder = LayoutEncoder(cond_dim)
+    encoder.load_state_dict({k: v.float() for k, v in load_file(Path(folder) / LAYOUT_FILE).items()})
+    return encoder.to(device).eval()
+
+
+LORA_PHRASES = "wordbrush_phrases"  # an icons LoRA file's metadata: the phrases it teaches, as a JSON list
+LORA_PAINTER = "painter."  # and the prefix of its sketch painter's tensors
+
+
+def read_lora_painter(path: str | Path) -> tuple[dict[str, torch.Tensor] | None, list[str]]:
+    """An icons LoRA file's sketch painter weights (None when it has none) and the phrases it teaches."""
+    with safe_open(str(path), "pt") as f:
+        phrases = json.loads((f.metadata() or {}).get(LORA_PHRASES, "[]"))
+        keys = [k for k in f.keys() if k.startswith(LORA_PAINTER)]
+        weights = {k[len(LORA_PAINTER) :]: f.get_tensor(k).float() for k in keys}
+    return weights or None, [p for p in phrases if isinstance(p, str)]

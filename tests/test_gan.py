@@ -80,3 +80,28 @@ def test_with_generator_shares_the_encoder(tmp_path, monkeypatch):
     other = wb.with_generator("gan")
     assert other.encoder is wb.encoder and other.generator.kind == "gan" and wb.generator.kind == "diffusion"
     assert presets.available_generators("test-preset") == ["diffusion", "gan"]
+
+
+def test_the_icons_gan_trains_resumes_and_draws_the_planned_things(tmp_path):
+    from pipeline import load_pipeline
+    from tests.tiny import make_tiny_icons
+    from train.__main__ import main as train_main
+
+    layout_from, out = make_tiny_icons(tmp_path / "icons"), tmp_path / "run"
+    common = ["gan", "--size", "icons", "--layout-from", str(layout_from), "--out", str(out), "--pool-size", "32",
+              "--batch-size", "4", "--eval-per-category", "1", "--checkpoint-every", "1",
+              "--eval-every", "0"]  # fmt: skip
+    assert train_main([*common, "--steps", "1"]) == 0
+    assert train_main([*common, "--steps", "2"]) == 0  # resumes at step 1, its discriminator with it
+    log = (out / "log.jsonl").read_text()
+    assert '"step": 2' in log and "synonym" in log  # the icons evaluator scored it, per category
+    pipe = load_pipeline(str(out / "model"))
+    assert pipe.world == "icons" and pipe.generator.kind == "gan"
+    result = pipe.text_to_image(["a puppy next to a pizza", "a frog"], seed=[5, 6])
+    assert result.images[0].size == (64, 64)
+    assert result.recipes[0].encoded_prompt == "a dog next to a pizza"  # the icons reader, then the layout stage
+    assert result.recipes[0].layout.startswith("dog at (") and "; pizza at (" in result.recipes[0].layout
+    alone = pipe.text_to_image("a frog", seed=6).images[0]
+    assert np.array_equal(np.asarray(alone), np.asarray(result.images[1]))  # the same bits alone as in a batch
+    with pytest.raises(ValueError, match="use the diffusion generator"):
+        pipe.inpaint(alone, alone.convert("L"), prompt="a cat", seed=0)

@@ -1,5 +1,6 @@
 """The icons world (train/icons_world.py) and its evaluator (train/icons_eval.py)."""
 
+import json
 import random
 import re
 
@@ -248,13 +249,46 @@ def test_the_shipped_icons_preset_loads_and_draws_the_asked_background():
     assert result.recipes[0].layout.startswith("frog at (") and result.recipes[0].layout.endswith("background pink")
 
 
-def test_lora_training_on_an_icons_model_says_it_is_not_supported(tmp_path, capsys):
+def test_an_icons_lora_teaches_a_new_thing_its_sketch_and_its_name(tmp_path, monkeypatch):
+    from pipeline import Wordbrush
+    from pipeline.icons_layout import read_lora_painter
     from tests.tiny import make_tiny_icons
-    from train.__main__ import main as train_main
+    from train import icons_lora
+    from train.lora import train_lora
 
+    monkeypatch.setattr(icons_lora, "PRIOR_CAPTIONS", 16)  # the prior's path, on a small pool
     model = make_tiny_icons(tmp_path / "icons")
-    (tmp_path / "data").mkdir()
-    assert (
-        train_main(["lora", "--model", str(model), "--data", str(tmp_path / "data"), "--out", str(tmp_path / "o")]) == 2
-    )
-    assert "does not support" in capsys.readouterr().err
+    data = icons_lora.write_kite_demo(tmp_path / "kite", n=6)
+    lora = train_lora(model=str(model), data=data, out=tmp_path / "out", steps=2, batch_size=2, checkpoint_every=1,
+                      prior_weight=1.0, validation_prompts=["a kite"])  # fmt: skip
+    taught, phrases = read_lora_painter(lora)
+    assert phrases == ["kite"] and taught
+    assert json.loads(lora.with_name("lora.json").read_text())["targets"] == "convolutions"
+
+    wb = Wordbrush.load(str(model))
+    painter = wb.generator.layout_encoder.painter
+    base = {k: v.clone() for k, v in painter.state_dict().items()}
+    assert wb.text_to_image("a kite", seed=0, steps=2).recipes[0].encoded_prompt == "a balloon"  # nearest icon
+    result = wb.text_to_image("a kite next to a frog", seed=0, steps=2, lora=f"{lora}:1")
+    assert result.recipes[0].encoded_prompt == "a kite next to a frog"  # the taught word stays as written
+    assert result.recipes[0].layout.startswith("kite at (") and "; frog at (" in result.recipes[0].layout
+    assert all(torch.allclose(v, taught[k], atol=1e-3) for k, v in painter.state_dict().items())
+    wb.text_to_image("a kite", seed=0, steps=2, lora=f"{lora}:0.5")
+    halfway = {k: (base[k] + taught[k]) / 2 for k in base}
+    assert all(torch.allclose(v, halfway[k], atol=1e-3) for k, v in painter.state_dict().items())
+    assert wb.text_to_image("a kite", seed=0, steps=2).recipes[0].encoded_prompt == "a balloon"  # LoRA gone
+    assert all(torch.equal(v, base[k]) for k, v in painter.state_dict().items())
+
+
+def test_a_taught_thing_is_found_in_its_pictures_and_never_in_the_worlds(tmp_path):
+    from train.icons_lora import kite_sprite, thing_boxes, thing_found, write_kite_demo
+
+    data = write_kite_demo(tmp_path / "kite", n=12)
+    sprite = kite_sprite()
+    pictures = [Image.open(p) for p in sorted(data.glob("*.png"))]
+    assert all(thing_found(p, sprite) for p in pictures)
+    assert all(len(thing_boxes(p, 1)) == 1 and thing_boxes(p, 2) is None for p in pictures)
+    rng = random.Random(3)
+    for _ in range(60):
+        example = icons_world.sample_example(rng, combo_split="heldout")
+        assert not thing_found(icons_world.render_scene(example.scene, example.seed)[0], sprite)

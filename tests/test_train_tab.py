@@ -104,3 +104,11 @@ class _Request:
 
     def __init__(self, session_hash):
         self.session_hash = session_hash
+
+
+def test_the_demo_set_is_the_worlds_own(tmp_path):
+    icons = tab.gather_upload(None, True, tmp_path, "icons")
+    shapes = tab.gather_upload(None, True, tmp_path, "shapes")
+    assert "kite" in (icons / "metadata.jsonl").read_text() and "star" in (shapes / "metadata.jsonl").read_text()
+    assert len(list(icons.glob("*.png"))) == 40 and tab.demo_set("icons").name == "kite"
+    assert tab.demo_set(None) is tab.demo_set("shapes")  # a diffusers checkpoint: the stars

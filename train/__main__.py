@@ -232,17 +232,27 @@ def _gan(args: argparse.Namespace) -> int:
     from train.gan import GANTask
     from train.loop import run_training
 
+    icons = args.size == "icons"  # the icons world's layout GAN (train/icons_gan.py)
+    args.world = "icons" if icons else "shapes"
     _, encoder, pool = _encoder_and_pool(args)
-    cfg = dataclasses.replace(gan.GAN_SIZES[args.size], cond_dim=encoder.hidden_size)
-    generator = gan.build_gan(cfg)
+    if icons:
+        generator = gan.LayoutGAN()
+    else:
+        generator = gan.build_gan(dataclasses.replace(gan.GAN_SIZES[args.size], cond_dim=encoder.hidden_size))
     if args.init and not (Path(args.out) / "checkpoint" / "state.pt").exists():
         generator = gan.load(args.init, device="cpu").float().train()  # the discriminator starts afresh
         print(f"generator initialised from {args.init}")
     print(f"GAN generator: {sum(p.numel() for p in generator.parameters()) / 1e6:.1f}M params, encoder {args.encoder}")
     card = {"command": "python -m train " + " ".join(args.argv), "encoder": args.encoder}
-    task = GANTask(
-        generator, encoder, pool, lr=args.lr, workers=args.workers, eval_per_category=args.eval_per_category, card=card
-    )
+    options = dict(lr=args.lr, workers=args.workers, eval_per_category=args.eval_per_category, card=card)
+    if icons:
+        from pipeline.icons_layout import load_layout_encoder
+        from train.icons_gan import IconsGANTask
+
+        card["layout_from"] = args.layout_from
+        task = IconsGANTask(generator, load_layout_encoder(args.layout_from), encoder, pool, **options)
+    else:
+        task = GANTask(generator, encoder, pool, **options)
     run_training(task, _train_config(args, warmup=0, betas=(0.0, 0.99), ema_decay=0.999, mixed_precision="no"))
     return 0
 
@@ -292,6 +302,12 @@ def _lora(args: argparse.Namespace) -> int:
 
 
 def _lora_demo_data(args: argparse.Namespace) -> int:
+    if args.world == "icons":
+        from train.icons_lora import write_kite_demo
+
+        write_kite_demo(Path(args.out), n=args.n, seed=args.seed)
+        print(f"wrote {args.n} captioned kite pictures to {args.out}")
+        return 0
     from train.lora import write_star_demo
 
     write_star_demo(Path(args.out), n=args.n, seed=args.seed)
@@ -427,7 +443,14 @@ def _gan_command(sub) -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--encoder", default="minilm")
-    p.add_argument("--size", choices=["small", "tiny"], default="small", help="pipeline/gan.py GAN_SIZES")
+    p.add_argument(
+        "--size", choices=["small", "tiny", "icons"], default="small",
+        help="pipeline/gan.py GAN_SIZES (shapes world), or icons: the icons world's layout GAN",
+    )  # fmt: skip
+    p.add_argument(
+        "--layout-from", default="assets/icons-diffusion",
+        help="icons: the model folder whose trained layout encoder makes the map the GAN reads (kept frozen)",
+    )  # fmt: skip
     p.add_argument("--init", help="GAN model folder whose generator starts a run that has no checkpoint yet")
     p.add_argument("--pool-size", type=int, default=20000)
     p.add_argument("--workers", type=int, default=0)
@@ -496,8 +519,9 @@ def _lora_command(sub) -> None:
 
 
 def _lora_demo_data_command(sub) -> None:
-    p = sub.add_parser("lora-demo-data", help="write the LoRA demo's folder of captioned star images")
+    p = sub.add_parser("lora-demo-data", help="write a LoRA demo folder: stars (shapes world) or a kite (icons)")
     p.add_argument("--out", default="data/stars")
+    p.add_argument("--world", choices=["shapes", "icons"], default="shapes", help="which model the demo teaches")
     p.add_argument("--n", type=int, default=40)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(fn=_lora_demo_data)

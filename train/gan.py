@@ -82,7 +82,7 @@ class GANTask:
 
     def prepare(self, accel) -> None:
         """The discriminator on the accelerator's device; its backward goes through the accelerator, and its
-        gradients are averaged over the processes before each of its steps (`_discriminator_step`)."""
+        gradients are averaged over the processes before each of its steps (`_step_discriminator`)."""
         self.accel = accel
         self.discriminator.to(accel.device)
 
@@ -115,25 +115,31 @@ class GANTask:
         wrong = self._cond(idx.roll(1), device)  # each image with another image's prompt
         z = torch.randn(len(idx), g.config.z_dim, device=device)
 
-        # Discriminator: real high; generated low; real with the wrong prompt low.
-        d.requires_grad_(True)
         with torch.no_grad():
             fake = g(z, cond)
-        real.requires_grad_(self._step % self.r1_every == 0)
-        d_real = d(real, cond)
-        d_loss = F.relu(1 - d_real).mean() + F.relu(1 + d(fake, cond)).mean()
-        d_loss = d_loss + self.mismatch_weight * F.relu(1 + d(real, wrong)).mean()
-        if real.requires_grad:  # lazy R1: gradient penalty on real images every r1_every steps
-            (grad,) = torch.autograd.grad(d_real.sum(), real, create_graph=True)
-            d_loss = d_loss + self.r1_every * self.r1_gamma / 2 * grad.square().sum(dim=(1, 2, 3)).mean()
-        self._discriminator_step(d_loss)
+        self.discriminator_step(real, fake, cond, wrong)
 
         # Generator: fool the discriminator (its weights frozen, so the loop steps only the generator).
         d.requires_grad_(False)
         self._step += 1
         return -d(model(z, cond), cond).mean()
 
-    def _discriminator_step(self, d_loss: torch.Tensor) -> None:
+    def discriminator_step(self, real: torch.Tensor, fake: torch.Tensor, cond, wrong) -> None:
+        """The GAN's discriminator step: hinge loss, real images high under their condition (`cond`, as the
+        discriminator reads it), generated ones low, real ones under another image's condition (`wrong`) low;
+        lazy R1 on the real images every r1_every steps."""
+        d = self.discriminator
+        d.requires_grad_(True)
+        real.requires_grad_(self._step % self.r1_every == 0)
+        d_real = d(real, cond)
+        d_loss = F.relu(1 - d_real).mean() + F.relu(1 + d(fake, cond)).mean()
+        d_loss = d_loss + self.mismatch_weight * F.relu(1 + d(real, wrong)).mean()
+        if real.requires_grad:
+            (grad,) = torch.autograd.grad(d_real.sum(), real, create_graph=True)
+            d_loss = d_loss + self.r1_every * self.r1_gamma / 2 * grad.square().sum(dim=(1, 2, 3)).mean()
+        self._step_discriminator(d_loss)
+
+    def _step_discriminator(self, d_loss: torch.Tensor) -> None:
         self.d_opt.zero_grad(set_to_none=True)
         if self.accel is None:
             d_loss.backward()

@@ -45,6 +45,7 @@ PRIOR_CAPTIONS = 4096  # prior preservation from the base's own training world (
 TARGETS = {
     "attention": ["to_q", "to_k", "to_v", "to_out.0"],
     "cross-kv": ["attn2.to_k", "attn2.to_v"],
+    "convolutions": ["conv1", "conv2"],  # the residual blocks' convolutions: the icons UNet has no attention
 }
 
 
@@ -291,15 +292,20 @@ def embedded_lora_task(model: str, data, *, rank: int, targets: str, device: str
     from pipeline.presets import resolve_model
 
     source, _ = resolve_model(model, "diffusion")
-    unet, cfg, meta = diffusion.load(local_folder(source))
-    if cfg.layout:  # its UNet has no attention to adapt, and a new thing needs a sketch from the layout stage
-        raise ValueError(f"LoRA training does not support {model!r} (an icons-world model) yet: train on the shapes "
-                         "model or a diffusers checkpoint")  # fmt: skip
+    folder = local_folder(source)
+    unet, cfg, meta = diffusion.load(folder)
     unet = unet.float()
+    if cfg.layout:  # the icons UNet has no attention: its adapters go on the convolutions
+        targets = card["targets"] = "convolutions"
     torch.manual_seed(seed)  # the adapter's initial weights: the same run gives the same LoRA
     add_lora(unet, rank=rank, targets=targets)
     encoder = load_encoder(meta["encoder"], device=device)
     images = load_folder(data, resolution=cfg.resolution, allow_empty_captions=allow_empty_captions)
+    if cfg.layout:  # and a new thing needs a sketch from the layout stage (train/icons_lora.py)
+        from train.icons_lora import icons_lora_task
+
+        return icons_lora_task(unet, cfg, meta, folder, encoder, images, validation_prompts=validation_prompts,
+                               card=card, seed=seed, prior_weight=prior_weight)  # fmt: skip
     prior, prior_images = None, None
     if prior_weight > 0 and prior_data == "base":  # captions of what the base learned, its own drawings of them
         prior = build_pool(encoder, size=PRIOR_IMAGES, seed=seed + 1)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import shutil
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
@@ -12,14 +14,37 @@ import pandas as pd
 
 from pipeline.serve import LIMITS, LoraLibrary, real, whole
 from pipeline.ui import reports_errors
+from train.icons_lora import write_kite_demo
 from train.job import LoraJob
 from train.lora import write_star_demo
 
 NO_LORA = "none"
 
 
-def gather_upload(files, use_demo: bool, uploads: Path) -> Path:
-    """A fresh folder under `uploads` with the uploaded images and captions (or the demo set), within limits."""
+@dataclass(frozen=True)
+class DemoSet:
+    write: Callable[[Path], Path]  # writes the captioned pictures into a folder
+    label: str
+    name: str
+    prompts: str  # validation prompts, ;-separated
+
+
+# The demo set the tab offers, by the model's world: something it never saw (other models: the stars)
+DEMOS = {
+    "icons": DemoSet(write_kite_demo, "Use the demo set instead: 40 pictures of a kite, a thing the model never saw",
+                     "kite", "a kite; a kite on a pink background; a small kite; a kite to the left of a cat"),
+    "shapes": DemoSet(write_star_demo, "Use the demo set instead: 40 stars, a shape the model never saw", "stars",
+                      "a red star; a blue star; two green stars"),
+}  # fmt: skip
+
+
+def demo_set(world: str | None) -> DemoSet:
+    return DEMOS.get(world or "shapes", DEMOS["shapes"])
+
+
+def gather_upload(files, use_demo: bool, uploads: Path, world: str | None = None) -> Path:
+    """A fresh folder under `uploads` with the uploaded images and captions (or the world's demo set), within
+    limits."""
     if not use_demo:
         if not files:
             raise ValueError(
@@ -32,7 +57,7 @@ def gather_upload(files, use_demo: bool, uploads: Path) -> Path:
             raise ValueError(f"{total / 2**20:.0f} MB uploaded; at most {LIMITS.train_upload_mb} MB per training")
     folder = Path(uploads) / uuid.uuid4().hex
     if use_demo:
-        write_star_demo(folder)
+        demo_set(world).write(folder)
     else:
         folder.mkdir(parents=True)
         for f in files:
@@ -40,7 +65,7 @@ def gather_upload(files, use_demo: bool, uploads: Path) -> Path:
     return folder
 
 
-def start_training_handler(job: LoraJob, uploads: Path, library: LoraLibrary | None = None):
+def start_training_handler(job: LoraJob, uploads: Path, library: LoraLibrary | None = None, world: str | None = None):
     """The Train button: gather the uploaded images and captions (or the demo set) and start a fresh run."""
 
     @reports_errors
@@ -51,7 +76,7 @@ def start_training_handler(job: LoraJob, uploads: Path, library: LoraLibrary | N
                  "batch_size": whole(batch_size, "batch size", 1, 64)}  # fmt: skip
         if job.running:
             raise ValueError("a training is already running on this server; try again when it ends")
-        folder = gather_upload(files, use_demo, uploads)
+        folder = gather_upload(files, use_demo, uploads, world)
         if library is not None:
             library.prune()
         validation = [p.strip() for p in (prompts or "").split(";") if p.strip()]
@@ -90,9 +115,12 @@ def training_status(job: LoraJob, library: LoraLibrary):
     return handler
 
 
-def train_tab(job: LoraJob, library: LoraLibrary, uploads: Path, lora: gr.Dropdown, *, batch: int = 16) -> None:
+def train_tab(
+    job: LoraJob, library: LoraLibrary, uploads: Path, lora: gr.Dropdown, *, batch: int = 16, world: str | None = None
+) -> None:
     """The tab's layout and events, inside the app's gr.Tabs; `lora` is the Text to image tab's LoRA list,
-    `batch` the model's default images per step."""
+    `batch` the model's default images per step, `world` the embedded world it draws (its demo set)."""
+    demo = demo_set(world)
     with gr.Tab("Train", id="train"):
         gr.Markdown("Teach the diffusion generator something new from a few captioned images (LoRA). One training "
                     "at a time; generating keeps working meanwhile; the result appears in the LoRA list.")  # fmt: skip
@@ -100,19 +128,15 @@ def train_tab(job: LoraJob, library: LoraLibrary, uploads: Path, lora: gr.Dropdo
             with gr.Column():
                 files = gr.File(label="Images with captions: a .txt beside each image, or a metadata.jsonl",
                                 file_count="multiple", file_types=["image", ".txt", ".jsonl"])  # fmt: skip
-                use_demo = gr.Checkbox(
-                    value=False, label="Use the demo set instead: 40 stars, a shape the model never saw"
-                )
-                name = gr.Textbox(value="stars", label="Name")
+                use_demo = gr.Checkbox(value=False, label=demo.label)
+                name = gr.Textbox(value=demo.name, label="Name")
                 with gr.Row():
                     rank = gr.Slider(2, 32, value=8, step=2, label="Rank")
                     steps = gr.Slider(20, 2000, value=300, step=10, label="Steps")
                 with gr.Row():
                     lr = gr.Number(value=1e-3, label="Learning rate")
                     batch_size = gr.Slider(1, 32, value=batch, step=1, label="Batch size")
-                prompts = gr.Textbox(
-                    value="a red star; a blue star; two green stars", label="Validation prompts (;-separated)"
-                )
+                prompts = gr.Textbox(value=demo.prompts, label="Validation prompts (;-separated)")
                 with gr.Row():
                     start = gr.Button("Train", variant="primary")
                     cancel = gr.Button("Cancel (keeps the last checkpoint)", variant="stop")
@@ -122,6 +146,6 @@ def train_tab(job: LoraJob, library: LoraLibrary, uploads: Path, lora: gr.Dropdo
                 validation = gr.Image(label="Validation images", type="filepath", interactive=False)
         timer = gr.Timer(1.0)  # created inside the tab: a Tabs' children are its tabs
     form = [files, use_demo, name, rank, steps, lr, batch_size, prompts]
-    start.click(start_training_handler(job, uploads, library), form, status, api_name="train_lora")
+    start.click(start_training_handler(job, uploads, library, world), form, status, api_name="train_lora")
     cancel.click(cancel_training_handler(job), None, status, api_name="cancel_training")
     timer.tick(training_status(job, library), lora, [status, loss_plot, validation, lora], api_name=False)
