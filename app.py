@@ -1,8 +1,7 @@
-"""Wordbrush web app: the page and its handlers. Each handler calls a typed method of `pipeline.serve.Server`,
-which checks the form's values and runs the pipeline; batching, the main-thread runner, model loading, the
-LoRA library and the command-line options live in pipeline/serve.py, the Train tab in train/tab.py.
+"""Wordbrush web app: the page and its handlers. Each handler calls a typed method of `pipeline.serve.Server`, which
+checks the form's values and runs the pipeline (batching, model loads, options: pipeline/serve.py; train/tab.py).
 
-    python app.py [--model shapes] [--device auto] [--port 7860] [--share [--auth user:password]]
+    python app.py [--model icons] [--device auto] [--port 7860] [--share [--auth user:password]]
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ import gradio as gr
 
 from pipeline.batcher import MainThreadRunner
 from pipeline.memory import limit_arenas
-from pipeline.presets import PRESETS
+from pipeline.presets import FREE_PHRASING, PRESETS
 from pipeline.protocol import MAX_IMAGES
 from pipeline.recipe import with_recipe
 from pipeline.serve import (
@@ -40,7 +39,7 @@ from train.tab import NO_LORA, train_tab
 
 log = logging.getLogger("wordbrush.app")
 LAYOUT_LABEL = "Plan where two named objects go (layout stage, diffusion)"
-UNDERSTAND = dict(label="Understand free phrasing (language model)", info="'a crimson disc over a navy cube' works")
+UNDERSTAND = "Understand free phrasing (language model)"
 PIXEL_ART_CSS = "#t2i-gallery img, #style-out img, #inpaint-out img { image-rendering: pixelated; }"
 
 
@@ -160,7 +159,8 @@ def text_to_image_tab(server: Server) -> SimpleNamespace:
                 t.lora = gr.Dropdown([NO_LORA], value=NO_LORA, label="LoRA (every tab)", allow_custom_value=True)
                 t.lora_scale = gr.Slider(0, 1.5, value=1.0, step=0.05, label="LoRA scale")
             t.expand = gr.Checkbox(value=pipe.expansion.default, label="Expand the prompt with the language model")
-            t.understand = gr.Checkbox(caps.understanding, interactive=caps.understanding, **UNDERSTAND)
+            t.understand = gr.Checkbox(caps.understanding, interactive=caps.understanding, label=UNDERSTAND,
+                                       info=FREE_PHRASING.get(getattr(pipe, "world", ""), ""))  # fmt: skip
             layout = gr.Checkbox(caps.layout, label=LAYOUT_LABEL, info="each object's words steer only its own box")
             gr.Examples([[p] for p in pipe.example_prompts], inputs=[t.prompt])
             recipe_file = gr.File(label="Drop a Wordbrush PNG to restore its settings", file_types=[".png"])
@@ -197,7 +197,7 @@ def style_transfer_tab(server: Server, t2i: SimpleNamespace) -> SimpleNamespace:
             presets = list(pipe.style_presets)
             s.preset = gr.Radio(presets, value=presets[min(1, len(presets) - 1)], label="Style preset")
             text = gr.Textbox(label="Describe the content or a style (optional)", placeholder="a red circle")
-            strength = gr.Slider(0, 1, value=0.6, step=0.05, label="Strength (0 keeps the input)")
+            strength = gr.Slider(0, 1, value=pipe.default_strength, step=0.05, label="Strength (0 keeps the input)")
             seed, randomize = seed_row()
             run = gr.Button("Apply style", variant="primary")
         with gr.Column():

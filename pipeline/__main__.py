@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("style", help="style transfer: redraw an image under a style prompt")
     p.add_argument("--image", required=True)
     p.add_argument("--prompt", required=True, help='e.g. "in outline style" or a full description')
-    p.add_argument("--strength", type=float, default=0.6, help="0 keeps the input, 1 ignores it")
+    p.add_argument("--strength", type=float, help="0 keeps the input, 1 ignores it (default: the model's, 0.6 or 1)")
     p.add_argument("--out", default="out.png")
     _common(p)
     p.set_defaults(fn=_edit)

@@ -2,8 +2,8 @@
 the three typed calls of `pipeline.protocol.ImagePipeline`.
 
 from pipeline import Wordbrush
-wb = Wordbrush.load()                                   # the embedded default, offline
-result = wb.text_to_image("a red circle above a blue square", seed=0)
+wb = Wordbrush.load()                                   # the embedded default (icons), offline
+result = wb.text_to_image("a frog next to a slice of pizza", seed=0)
 result.images[0].save("out.png")                        # result.recipes[0] says how it was made
 
 `pipeline.load_pipeline` opens any model (this one, or a diffusers checkpoint) by name.
@@ -99,6 +99,13 @@ class Wordbrush:
     @property
     def default_guidance(self) -> float:
         return self.generator.default_guidance
+
+    @property
+    def default_strength(self) -> float:
+        """Style transfer's: the icons world's styles are its backgrounds, and the layout map keeps each thing where
+        it is (`_restyle_layout`), so a restyle starts from pure noise (at 0.6 a pink background came out
+        lavender, not dark blue); elsewhere the picture's noise keeps the content."""
+        return 1.0 if self.reads_layout_map else 0.6
 
     @property
     def encoder_name(self) -> str:
@@ -231,8 +238,11 @@ class Wordbrush:
         recipe = read_recipe(image)
         if recipe is not None:
             description = without_style(recipe.encoded_prompt or recipe.prompt)
-        else:  # the shapes world's parser reads its own pictures only
-            description = describe_image(image) if self.world == "shapes" else ""
+        elif self.world == "icons":  # the icons the evaluator's finder sees in the picture
+            scene = icons_layout.scene_of(images.to_pil(images.to_model(image, self.generator.resolution))[0])
+            description = scene[0] if scene else ""
+        else:  # the shapes world's parser
+            description = describe_image(image)
         return f"{description} {style_prompt}" if description else style_prompt
 
     # LoRA: the one adapter slot of the diffusion UNets, set by each call's `lora=`
@@ -298,7 +308,7 @@ class Wordbrush:
         image,
         *,
         style_prompt: str,
-        strength: float = 0.6,
+        strength: float | None = None,
         seed: int = 0,
         steps: int | None = None,
         guidance: float | None = None,
@@ -308,7 +318,8 @@ class Wordbrush:
         callback=None,
     ) -> Result:
         """Redraw `image` (path or PIL, any mode and size) under `style_prompt`: noise it to `strength`
-        (0 keeps it, 1 ignores it) and denoise with the prompt. Returned at the input's aspect ratio.
+        (0 keeps it, 1 ignores it; None: `default_strength`) and denoise with the prompt. Returned at the input's
+        aspect ratio.
         A style prompt that names no content ("in outline style") is completed with a description of the
         image (its recipe's prompt, or what the scene parser finds in it), so restyling keeps the content."""
         # 1. Check inputs
@@ -316,6 +327,7 @@ class Wordbrush:
         steps = self.generator.default_steps if steps is None else steps
         guidance = self.generator.default_guidance if guidance is None else guidance
         check_request([style_prompt], [seed], steps=steps, guidance=guidance, num_images=1)
+        strength = self.default_strength if strength is None else strength
         if not 0.0 <= strength <= 1.0:
             raise ValueError(f"strength must be between 0 and 1, got {strength!r}")
         self.capabilities.check("style_transfer")
@@ -405,12 +417,17 @@ class Wordbrush:
         return Result([out], [recipe])
 
     def _restyle_layout(self, prompt: str, source: Image.Image):
-        """Icons: a restyled picture keeps its things where they are when it carries its recipe (its seed plans
-        the same boxes); other pictures are restyled without a layout map."""
-        recipe = read_recipe(source)
-        if not self.reads_layout_map or recipe is None:
+        """Icons: a restyled picture keeps its things where they are: planned from its recipe's seed (the same
+        boxes), or found in it (`icons_layout.scene_of`) when it carries none; None when neither works."""
+        if not self.reads_layout_map:
             return None
-        return icons_layout.layout_for(self.encoder, [prompt], [recipe.seed], self._phrases)[1]
+        recipe = read_recipe(source)
+        if recipe is not None:
+            return icons_layout.layout_for(self.encoder, [prompt], [recipe.seed], self._phrases)[1]
+        background = icons_layout.read_request(prompt, self._phrases).background
+        scene = icons_layout.scene_of(images.to_pil(images.to_model(source, self.generator.resolution))[0],
+                                      background)  # fmt: skip
+        return None if scene is None else icons_layout.encode_plans(self.encoder, [scene[1]])
 
     def _recipe(
         self, prompt, seed, steps, guidance, size, truncated, *, task, lora=None, seen=None, understood=None

@@ -116,6 +116,8 @@ class HubPipeline:
     def default_guidance(self) -> float:
         return self.generator.default_guidance
 
+    default_strength = 0.6  # style transfer's, when a call gives none
+
     # The three tasks
 
     def text_to_image(
@@ -152,7 +154,7 @@ class HubPipeline:
         return Result(out, recipes)
 
     def style_transfer(
-        self, image, *, style_prompt: str, strength: float = 0.6, seed: int = 0, steps: int | None = None,
+        self, image, *, style_prompt: str, strength: float | None = None, seed: int = 0, steps: int | None = None,
         guidance: float | None = None, lora: str | None = None, expand: bool | None = None,
         understand: bool | None = None, callback=None,
     ) -> Result:  # fmt: skip
@@ -162,6 +164,7 @@ class HubPipeline:
         steps, guidance = self._defaults(steps, guidance)
         check_request([style_prompt], [seed], steps=steps, guidance=guidance, num_images=1)
         refuse_understanding(understand)
+        strength = self.default_strength if strength is None else strength
         if not 0.0 < strength <= 1.0:
             raise ValueError(f"strength must be above 0 and at most 1, got {strength!r}")
         self.capabilities.check("style_transfer")

@@ -197,6 +197,40 @@ def snapped(box: tuple[float, float, float, float]) -> tuple[int, int, int, int]
     return x0, y0, x0 + side, y0 + side
 
 
+def scene_of(image, background: str | None = None) -> tuple[str, Plan] | None:
+    """What an icons picture (RGB, the model's 64 px) shows, for restyling a picture that carries no recipe: a
+    caption ("a cat to the left of a pizza") and a plan with each thing's box where it is, found by the
+    evaluator's icon finder (train/icons_eval.py: blobs on the border's colour, named by its classifier). None
+    when it finds no icon or more than MAX_ICONS. `background`: the plan's (the restyle's), not the picture's."""
+    from train.icons_eval import find_icons  # the world's evaluator (deferred: train builds on pipeline)
+
+    found = sorted(find_icons(image)[1], key=lambda f: f.box[0])
+    if not found or len(found) > MAX_ICONS:
+        return None
+    things = tuple(f.name for f in found)
+    boxes = []
+    for f in found:  # the square box the world would draw the sprite in, around the blob
+        side, (cx, cy) = f.side / 0.92, f.center
+        boxes.append((cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2))
+    relation = None
+    if len(found) == 2 and things[0] != things[1]:
+        (ax, ay), (bx, by) = found[0].center, found[1].center
+        relation = ("left of" if ax < bx else "right of") if abs(bx - ax) >= abs(by - ay) else (
+            "above" if ay < by else "below")  # fmt: skip
+    if len(set(things)) == 1 and len(things) > 1:
+        caption = f"{'two' if len(things) == 2 else 'three'} {plural(things[0])}"
+    elif relation is not None:
+        said = {"left of": "to the left of", "right of": "to the right of"}.get(relation, relation)
+        caption = f"{_a(things[0])} {said} {_a(things[1])}"
+    else:
+        caption = " and ".join(_a(t) for t in things)
+    return caption, Plan(Request(things, relation, None, background), tuple(boxes))
+
+
+def _a(name: str) -> str:
+    return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
+
+
 # ----------------------------------------------------------------------------------------------------
 # 3. Encode and 4. map
 

@@ -42,6 +42,11 @@ ICONS_EXAMPLES = (
     "a rocket above a moon on a dark blue background",
     "a puppy",
 )
+# A free phrasing each embedded world's prompt reader understands, as the page's hint
+FREE_PHRASING = {
+    "shapes": "'a crimson disc over a navy cube' works",
+    "icons": "'two kittens beside an automobile' works",
+}
 # What the page offers for each embedded world: (style presets, example prompts)
 WORLD_UI = {"shapes": (SHAPES_STYLES, SHAPES_EXAMPLES), "icons": (ICONS_STYLES, ICONS_EXAMPLES)}
 ART_EXAMPLES = (
@@ -129,7 +134,7 @@ PRESETS: dict[str, ModelSpec] = {
         guidance=4.5,
     ),
 }
-DEFAULT_MODEL = "shapes"
+DEFAULT_MODEL = "icons"  # the embedded icons world (docs/icons-world.md); "shapes" stays a preset
 
 
 def available_generators(model: str) -> list[str]:

@@ -71,7 +71,7 @@ class ImagePipeline(Protocol):
     ) -> Result: ...  # fmt: skip
 
     def style_transfer(
-        self, image, *, style_prompt: str, strength: float = 0.6, seed: int = 0, steps: int | None = None,
+        self, image, *, style_prompt: str, strength: float | None = None, seed: int = 0, steps: int | None = None,
         guidance: float | None = None, lora: str | None = None, expand: bool | None = None,
         understand: bool | None = None, callback: StepCallback | None = None,
     ) -> Result: ...  # fmt: skip

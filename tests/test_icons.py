@@ -215,7 +215,7 @@ def test_style_transfer_and_inpainting_run_on_an_icons_model(tmp_path):
     pipe = load_pipeline(str(make_tiny_icons(tmp_path)))
     picture = pipe.text_to_image("a frog", seed=0, steps=2).images[0]
     styled = pipe.style_transfer(picture, style_prompt=pipe.style_presets["pink"], seed=0, steps=2)
-    assert styled.images[0].size == (64, 64) and styled.recipes[0].encoded_prompt == "on a pink background"
+    assert styled.images[0].size == (64, 64) and styled.recipes[0].encoded_prompt.endswith("on a pink background")
     mask = Image.new("L", (64, 64), 0)
     mask.paste(255, (10, 10, 40, 40))
     painted = pipe.inpaint(picture, mask, prompt="a puppy", seed=0, steps=2)
@@ -292,3 +292,25 @@ def test_a_taught_thing_is_found_in_its_pictures_and_never_in_the_worlds(tmp_pat
     for _ in range(60):
         example = icons_world.sample_example(rng, combo_split="heldout")
         assert not thing_found(icons_world.render_scene(example.scene, example.seed)[0], sprite)
+
+
+def test_a_picture_without_a_recipe_is_restyled_with_the_things_found_in_it(tmp_path):
+    from pipeline import load_pipeline
+    from pipeline.icons_layout import scene_of
+    from tests.tiny import make_tiny_icons
+
+    rng = random.Random(8)
+    for _ in range(30):  # the world's own pictures: the same things found, each box around its sprite
+        example = icons_world.sample_example(rng, combo_split="heldout")
+        image, layout = icons_world.render_scene(example.scene, example.seed)
+        caption, plan = scene_of(image, "pink")
+        assert sorted(plan.request.things) == sorted(example.scene.icons) and plan.request.background == "pink"
+        for box in plan.boxes:
+            assert any(abs(box[0] - b[0]) <= 3 and abs(box[2] - b[2]) <= 3 for b in layout.boxes), (caption, box)
+    pipe = load_pipeline(str(make_tiny_icons(tmp_path)))
+    picture = icons_world.render(Scene("relation", ("cat", "pizza"), "pink", "left of"),
+                                 icons_world.Layout(((4, 8, 30, 34), (36, 30, 60, 54))))  # fmt: skip
+    result = pipe.style_transfer(picture.resize((256, 256)), style_prompt=pipe.style_presets["dark blue"], seed=0,
+                                 steps=2)  # fmt: skip
+    assert result.recipes[0].encoded_prompt == "a cat to the left of a pizza on a dark blue background"
+    assert result.recipes[0].strength == 1.0  # the icons model's default: the map keeps the things

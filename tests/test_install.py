@@ -20,10 +20,12 @@ def test_pip_install_gives_a_working_generate_command(tmp_path):
     work.mkdir()
     pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", str(target)]
     subprocess.run([*pip, str(ROOT)], check=True, capture_output=True)  # dependencies: this venv's
-    assert (target / "assets" / "shapes-diffusion" / "wordbrush.json").is_file()
+    for model in ("icons-diffusion", "shapes-diffusion"):
+        assert (target / "assets" / model / "wordbrush.json").is_file()
     assert not (target / "assets" / "screenshots").exists()
     env = {**os.environ, "PYTHONPATH": str(target)}
-    command = [sys.executable, str(target / "bin" / "wordbrush-generate"), "a red circle", "--out", "x.png"]
+    command = [sys.executable, str(target / "bin" / "wordbrush-generate"), "a frog", "--out", "x.png"]  # icons
     done = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert read_recipe(Image.open(work / "x.png")).prompt == "a red circle"
+    recipe = read_recipe(Image.open(work / "x.png"))
+    assert recipe.prompt == "a frog" and recipe.layout.startswith("frog at (")  # the default: the icons model
