@@ -15,9 +15,12 @@ identical" = every pixel outside the mask is bit-identical to the input. Variant
 image redrawn) or `zoom` (the mask's square on the model's whole canvas), `-repaintK` for RePaint
 resampling, and a `base-` prefix to use blended diffusion with the text-to-image UNet even when the
 model folder has a trained inpainting UNet (inpaint-unet/).
-Icons models (`--model` of the icons world): one icon of a held-out scene is painted over (its box and 3 px
-more) and another icon asked for there (train/icons_eval.py inpaint_cases); "present" = that icon is found
-with its centre in the mask.
+Icons models (`--model` of the icons world): style transfer puts a held-out scene (a picture without a
+recipe) on another of the world's backgrounds with the style preset alone; "content kept" = the icons
+evaluator finds the same icons (with their relation and count), "target style recognized" = the background
+is the preset's. Inpainting: one icon of a held-out scene is painted over (its box and 3 px more) and another
+icon asked for there (train/icons_eval.py inpaint_cases); "present" = that icon is found with its centre in
+the mask.
 A LoRA's concept: `--lora runs/lora-star/model/lora.safetensors --shape star --skip-style` asks for a star
 (the LoRA demo's new shape) in every box, with the LoRA applied (it reaches the inpainting UNet too).
 """
@@ -34,7 +37,7 @@ from PIL import Image
 
 from bench.lora_demo import WithLora
 from pipeline import Wordbrush
-from train import evaluate, icons_eval, inpaint, world
+from train import evaluate, icons_eval, icons_world, inpaint, world
 
 CATEGORY_OF_KIND = {"single": "single_object", "pair": "color_attribution", "relation": "position", "count": "counting"}
 
@@ -53,6 +56,24 @@ def style_transfer_scores(wb: Wordbrush, n: int, strength: float, describe: bool
         out = wb.style_transfer(image, style_prompt=prompt, strength=strength, seed=i).images[0]
         kept.append(evaluate.judge(evaluate.EvalItem(CATEGORY_OF_KIND[scene.kind], target_scene, prompt, 0), out))
         styled.append(evaluate.judge(evaluate.EvalItem("style", target_scene, prompt, 0), out))
+    return float(np.mean(kept)), float(np.mean(styled))
+
+
+def icons_style_scores(wb: Wordbrush, n: int, strength: float | None, seed: int = 0) -> tuple[float, float]:
+    """(content kept, target background) over n held-out icons scenes restyled with a background preset."""
+    rng = random.Random(seed)
+    kept, styled = [], []
+    presets = {text.split(" a ", 1)[1].removesuffix(" background"): text for text in wb.style_presets.values()}
+    for i in range(n):
+        scene = icons_world.sample_split_scene(rng, split="heldout", kind=rng.choice(icons_world.KINDS))
+        image, _ = icons_world.render_scene(scene, rng.getrandbits(31))
+        targets = [b for b in presets if b != scene.background and all(icons_world.visible_on(t, b)
+                                                                         for t in scene.icons)]  # fmt: skip
+        target = dataclasses.replace(scene, background=rng.choice(targets))
+        out = wb.style_transfer(image, style_prompt=presets[target.background], strength=strength, seed=i).images[0]
+        verdict = icons_eval.judge(target, out)
+        kept.append(verdict["icons"])
+        styled.append(verdict["background"])
     return float(np.mean(kept)), float(np.mean(styled))
 
 
@@ -89,7 +110,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default="shapes")
     parser.add_argument("--n", type=int, default=100)
-    parser.add_argument("--strength", type=float, nargs="+", default=[0.6], help="style-transfer strengths to compare")
+    parser.add_argument(
+        "--strength", type=float, nargs="+", help="style-transfer strengths to compare (default: the model's)"
+    )
     parser.add_argument(
         "--inpaint", nargs="+", default=["whole", "zoom", "zoom-repaint3"],
         help="inpainting variants: [base-]whole or [base-]zoom, -repaintK for RePaint (module docstring)",
@@ -110,8 +133,15 @@ def main() -> None:
     print(f"model {args.model}, LoRA {args.lora}, {args.n} held-out scenes each{asking}\n")
     print("| task | variant | measure | score |")
     print("|---|---|---|---:|")
-    icons = wb.generator.world == "icons"  # its inpainting cases replace an icon; no style classifier there yet
-    for strength in [] if args.skip_style or icons else args.strength:
+    icons = wb.generator.world == "icons"  # its styles are backgrounds; its inpainting cases replace an icon
+    for strength in [] if args.skip_style or not icons else args.strength or [None]:
+        t0 = time.perf_counter()
+        kept, styled = icons_style_scores(wb, args.n, strength)
+        label = f"background preset, strength {strength or wb.default_strength} "
+        label += f"({(time.perf_counter() - t0) / args.n:.2f} s/image)"
+        print(f"| style transfer | {label} | content kept | {kept:.3f} |")
+        print(f"| style transfer | {label} | target background | {styled:.3f} |")
+    for strength in [] if args.skip_style or icons else args.strength or [wb.default_strength]:
         for describe in (False, True):
             kept, styled = style_transfer_scores(wb, args.n, strength, describe)
             label = f"{'content + style' if describe else 'style preset only'} prompt, strength {strength}"

@@ -5,8 +5,8 @@
 Rows: batch 1 at the model's defaults (the bar: at most 0.5 s per image), the same without classifier-free
 guidance (one UNet pass a step instead of two; guidance 3 for a model that samples unguided), batch 16 in
 one call against the same 16 requests one by one, and what the layout stage itself costs (reading, planning,
-encoding the things' names) against the whole call. Each pair of rows takes turns call by call, so the
-machine's drift hits both alike.
+encoding the things' names) against the whole call, and the model's GAN (one step) when it has one. Each
+pair of rows takes turns call by call, so the machine's drift hits both alike.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import time
 import torch
 
 from pipeline import Wordbrush, icons_layout
-from pipeline.presets import ICONS_EXAMPLES
+from pipeline.presets import ICONS_EXAMPLES, available_generators
 
 PROMPTS = list(ICONS_EXAMPLES) * 4  # 16 prompts
 
@@ -45,14 +45,15 @@ def main() -> None:
     steps, g, n = wb.default_steps, wb.default_guidance, len(PROMPTS)
     seeds = list(range(n))
     other = 1.0 if g != 1.0 else 3.0  # guided (two UNet passes a step) against unguided (one)
-    one = alternating(
-        {
-            "default": lambda: wb.text_to_image(PROMPTS[0], seed=0),
-            "other": lambda: wb.text_to_image(PROMPTS[0], seed=0, guidance=other),
-            "layout": lambda: icons_layout.layout_for(wb.encoder, [PROMPTS[0]], [0]),
-        },
-        2 * args.repeats,
-    )
+    calls = {
+        "default": lambda: wb.text_to_image(PROMPTS[0], seed=0),
+        "other": lambda: wb.text_to_image(PROMPTS[0], seed=0, guidance=other),
+        "layout": lambda: icons_layout.layout_for(wb.encoder, [PROMPTS[0]], [0]),
+    }
+    if "gan" in available_generators(args.model):
+        gan = wb.with_generator("gan")
+        calls["gan"] = lambda: gan.text_to_image(PROMPTS[0], seed=0)
+    one = alternating(calls, 2 * args.repeats)
     many = alternating(
         {
             "batch": lambda: wb.text_to_image(PROMPTS, seed=seeds),
@@ -70,6 +71,9 @@ def main() -> None:
           f"{one['other']:.3f} | {one['other'] / one['default']:.2f}x the default's time |")  # fmt: skip
     print(f"| the layout stage alone (read, plan, encode, no map yet) | {one['layout']:.4f} | "
           f"{one['layout'] / one['default']:.1%} of the default's time |")  # fmt: skip
+    if "gan" in one:
+        print(f"| batch 1, the GAN (one step) | {one['gan']:.4f} | "
+              f"diffusion {one['default'] / one['gan']:.0f}x slower |")  # fmt: skip
     print(f"| batch 16 in one call | {many['batch'] / n:.3f} | "
           f"{one['default'] / (many['batch'] / n):.2f}x faster than batch 1 |")  # fmt: skip
     print(f"| the same 16 one by one | {many['one by one'] / n:.3f} | "
