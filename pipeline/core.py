@@ -187,7 +187,9 @@ class Wordbrush:
         regions = layout_lib.regions(plans, self._offsets(seen, length), length) if any(plans) else None
         icon_layout = None
         if self.reads_layout_map:
-            plans, icon_layout = icons_layout.layout_for(self.encoder, seen, batch_seeds, self._phrases)
+            backgrounds = getattr(self.generator, "plans_background", False)  # the icons GAN's
+            plans, icon_layout = icons_layout.layout_for(self.encoder, seen, batch_seeds, self._phrases,
+                                                         backgrounds=backgrounds)  # fmt: skip
 
         # 4. Generate
         maps = {} if icon_layout is None else {"layout": icon_layout}  # only an icons UNet reads one

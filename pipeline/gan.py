@@ -260,6 +260,7 @@ class GANGenerator:
         self.resolution = model.config.resolution
         self.world = world  # the embedded world it draws
         self.layout_encoder = layout_encoder  # the icons GAN's: it draws from the layout stage's map alone
+        self.plans_background = layout_encoder is not None  # and the layout stage picks an unsaid background
 
     def generate(
         self, cond, uncond, *, seeds, steps, guidance, callback=None, init=None, strength=1.0, mask=None, resample=1,

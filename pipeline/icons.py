@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -89,6 +90,18 @@ RELATION_WORDS = {"to the left of": "left of", "on the left of": "left of", "lef
 FILLER = {"a", "an", "the", "of", "and", "with", "next", "to", "beside", "by", "near", "there", "is", "are",
           "picture", "photo", "image", "icon", "emoji", "drawing", "group", "row", "in", "placed", "on", "some",
           "background", "against", "its", "it", "that", "this", "please", "draw", "show", "me", "make"}  # fmt: skip
+
+
+VISIBLE = 0.6  # an icon is drawn on a background only if at least this share of its pixels stands out there
+
+
+@functools.cache
+def visible_on(name: str, background: str) -> bool:
+    """Does the icon stand out from `background`: enough of its opaque pixels differ from it in colour?"""
+    rgba = np.asarray(icons()[name].sprite, np.float32)
+    opaque = rgba[..., 3] > 128
+    dist = np.linalg.norm(rgba[..., :3][opaque] - np.float32(BACKGROUNDS[background]), axis=1)
+    return bool((dist > 60).mean() >= VISIBLE)
 
 
 @functools.cache

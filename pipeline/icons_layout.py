@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -39,6 +39,7 @@ from pipeline.icons import (  # noqa: F401  (BACKGROUNDS: the world's, shared wi
     icons,
     phrase_table,
     plural,
+    visible_on,
     words_of,
 )
 
@@ -180,6 +181,17 @@ def plan(request: Request, seed: int) -> Plan:
     return Plan(request, boxes)
 
 
+def with_background(request: Request, seed: int) -> Request:
+    """The request with a background drawn from the image's seed when it names none: one of the world's on which
+    all its things stand out, as the world draws its scenes. For a generator that does not choose one itself
+    (the icons GAN: left to its noise, its unsaid backgrounds came out blotched)."""
+    if request.background is not None:
+        return request
+    known = [t for t in request.things if t in icons()]
+    fits = [b for b in BACKGROUNDS if all(visible_on(t, b) for t in known)] or list(BACKGROUNDS)
+    return replace(request, background=random.Random(f"{seed}-background").choice(fits))
+
+
 def plan_in_mask(request: Request, mask) -> Plan:
     """Inpainting: the thing to draw (the last one named: "replace the cat with a dog") in the largest square
     that fits the painted mask's bounding box, 2 px inside it. mask: (H, W) bool at the model's resolution."""
@@ -267,11 +279,14 @@ def encode_plans(encoder, plans: list[Plan]) -> LayoutBatch:
 
 
 def layout_for(
-    encoder, prompts: list[str], seeds: list[int], taught: tuple[str, ...] = ()
+    encoder, prompts: list[str], seeds: list[int], taught: tuple[str, ...] = (), *, backgrounds: bool = False
 ) -> tuple[list[Plan], LayoutBatch]:
     """Steps 1 to 3 for a batch of prompts (as the prompt reader left them) and their images' seeds; `taught`:
-    the phrases a LoRA in force teaches (`read_request`)."""
-    plans = [plan(read_request(p, taught), s) for p, s in zip(prompts, seeds)]
+    the phrases a LoRA in force teaches (`read_request`); `backgrounds`: plan the unsaid ones (`with_background`)."""
+    requests = [read_request(p, taught) for p in prompts]
+    if backgrounds:
+        requests = [with_background(r, s) for r, s in zip(requests, seeds)]
+    plans = [plan(r, s) for r, s in zip(requests, seeds)]
     return plans, encode_plans(encoder, plans)
 
 

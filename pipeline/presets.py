@@ -89,7 +89,7 @@ PRESETS: dict[str, ModelSpec] = {
         style_presets=dict(SHAPES_STYLES),
     ),
     "icons": ModelSpec(
-        generators={"diffusion": str(ASSETS / "icons-diffusion")},
+        generators={"diffusion": str(ASSETS / "icons-diffusion"), "gan": str(ASSETS / "icons-gan")},
         description="Embedded: 64 px icons world (151 colour emoji), trained by this project, prompt read by "
         "all-MiniLM-L6-v2, things placed by its layout stage",
         style_presets=dict(ICONS_STYLES),

@@ -114,7 +114,7 @@ class IconsGANTask(GANTask):
         resolution = generator.config.resolution
 
         def draw(cond, seeds, prompts):
-            _, layout = layout_for(self.encoder, prompts, seeds)
+            _, layout = layout_for(self.encoder, prompts, seeds, backgrounds=True)  # as the pipeline plans them
             with torch.no_grad():
                 layout_map = self.layout(layout.to(generator.device), resolution // generator.config.patch, resolution)
             return gan.generate_layout_step(generator, layout_map, seeds)

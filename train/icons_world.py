@@ -15,15 +15,13 @@ Everything is deterministic given a seed.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import random
 from dataclasses import dataclass
 
-import numpy as np
 from PIL import Image
 
-from pipeline.icons import Icon, icons, names, plural  # noqa: F401  (the catalogue, shared with the pipeline)
+from pipeline.icons import Icon, icons, names, plural, visible_on  # noqa: F401  (the catalogue, shared with the pipeline)
 from pipeline.icons_layout import BACKGROUNDS, RESOLUTION, SIDE, apart, relation_holds, sample_boxes  # noqa: F401
 from train.world import Example  # (scene, caption, layout seed): the same triple in both worlds
 
@@ -31,21 +29,11 @@ KINDS = ("single", "pair", "relation", "count")
 RELATIONS = ("left of", "right of", "above", "below")
 SIZES = ("small", "big")  # said of a single icon; unsaid means medium
 NUMBERS = {2: "two", 3: "three"}
-VISIBLE = 0.6  # an icon is drawn on a background only if at least this share of its pixels stands out there
 
 
 # Names that are already plural or uncountable are left out of count scenes ("three grapes" is ambiguous).
 UNCOUNTABLE = {"grapes", "cherries", "french fries", "books", "glasses", "scissors", "popcorn", "corn", "bread",
                "cheese", "broccoli", "fire", "wave", "rainbow", "coffee", "glass of milk"}  # fmt: skip
-
-
-@functools.cache
-def visible_on(name: str, background: str) -> bool:
-    """Does the icon stand out from `background`: enough of its opaque pixels differ from it in colour?"""
-    rgba = np.asarray(icons()[name].sprite, np.float32)
-    opaque = rgba[..., 3] > 128
-    dist = np.linalg.norm(rgba[..., :3][opaque] - np.float32(BACKGROUNDS[background]), axis=1)
-    return bool((dist > 60).mean() >= VISIBLE)
 
 
 @dataclass(frozen=True)
