@@ -196,7 +196,7 @@ def style_transfer_tab(server: Server, t2i: SimpleNamespace) -> SimpleNamespace:
             )
             presets = list(pipe.style_presets)
             s.preset = gr.Radio(presets, value=presets[min(1, len(presets) - 1)], label="Style preset")
-            text = gr.Textbox(label="Describe the content or a style (optional)", placeholder="a red circle")
+            text = gr.Textbox(label="Describe the content or a style (optional)", placeholder=pipe.example_prompts[0])
             strength = gr.Slider(0, 1, value=pipe.default_strength, step=0.05, label="Strength (0 keeps the input)")
             seed, randomize = seed_row()
             run = gr.Button("Apply style", variant="primary")

@@ -27,10 +27,10 @@ def shapes_inputs(tmp: Path) -> tuple[Path, str, str, tuple[int, int, int, int]]
 
 
 def icons_inputs(tmp: Path) -> tuple[Path, str, str, tuple[int, int, int, int]]:
-    """The icons world's: a cat left of a pizza on pink; the cat is painted over and a puppy asked for."""
+    """The icons world's: a cat left of a pizza on light blue (restyled to pink); the cat is replaced by a puppy."""
     from train import icons_world
 
-    scene = icons_world.Scene("relation", ("cat", "pizza"), "pink", "left of")
+    scene = icons_world.Scene("relation", ("cat", "pizza"), "light blue", "left of")
     image, layout = icons_world.render_scene(scene, 3)
     image.resize((SHOWN, SHOWN), 0).save(tmp / "scene.png")
     scale = SHOWN / image.width
