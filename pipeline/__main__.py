@@ -13,6 +13,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from pipeline.presets import DEFAULT_MODEL
+
 
 def _load(args: argparse.Namespace):
     """The model the options name."""
@@ -112,7 +114,9 @@ def _edit(args: argparse.Namespace) -> int:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="shapes", help="preset name, model folder or hub id (default: shapes)")
+    p.add_argument(
+        "--model", default=DEFAULT_MODEL, help=f"preset name, model folder or hub id (default: {DEFAULT_MODEL})"
+    )
     p.add_argument(
         "--generator", choices=["diffusion", "gan", "diffusers"], default=None, help="default: the model's own"
     )

@@ -27,5 +27,6 @@ def test_pip_install_gives_a_working_generate_command(tmp_path):
     command = [sys.executable, str(target / "bin" / "wordbrush-generate"), "a frog", "--out", "x.png"]  # icons
     done = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
-    recipe = read_recipe(Image.open(work / "x.png"))
-    assert recipe.prompt == "a frog" and recipe.layout.startswith("frog at (")  # the default: the icons model
+    image = Image.open(work / "x.png")
+    recipe = read_recipe(image)
+    assert recipe.prompt == "a frog" and recipe.model == "icons" and image.size == (64, 64)  # the default model

@@ -58,7 +58,9 @@ def trained_lora(tmp_path_factory):
     base = make_tiny_diffusion(tmp_path_factory.mktemp("tiny") / "model")
     data = tmp_path_factory.mktemp("stars")
     subprocess.run(
-        [sys.executable, "-m", "train", "lora-demo-data", "--out", str(data), "--n", "8"], cwd=ROOT, check=True
+        [sys.executable, "-m", "train", "lora-demo-data", "--world", "shapes", "--out", str(data), "--n", "8"],
+        cwd=ROOT,
+        check=True,
     )
     out = tmp_path_factory.mktemp("lora")
     cmd = [sys.executable, "-m", "train", "lora", "--model", str(base), "--data", str(data), "--out", str(out),

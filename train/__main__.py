@@ -14,6 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from pipeline.presets import DEFAULT_MODEL
+
 
 def _evaluate(args: argparse.Namespace) -> int:
     from PIL import Image
@@ -302,6 +304,7 @@ def _lora(args: argparse.Namespace) -> int:
 
 
 def _lora_demo_data(args: argparse.Namespace) -> int:
+    args.out = args.out or ("data/kite" if args.world == "icons" else "data/stars")
     if args.world == "icons":
         from train.icons_lora import write_kite_demo
 
@@ -480,7 +483,7 @@ def _understanding_command(sub) -> None:
 
 def _lora_command(sub) -> None:
     p = sub.add_parser("lora", help="LoRA fine-tuning of a diffusion model on a folder of captioned images")
-    p.add_argument("--model", default="shapes", help="preset, model folder or hub id")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"preset, model folder or hub id (default: {DEFAULT_MODEL})")
     p.add_argument("--data", required=True, help="images + metadata.jsonl, or images with .txt captions")
     p.add_argument("--out", required=True, help="run folder; the LoRA lands in OUT/model/lora.safetensors")
     p.add_argument("--rank", type=int, default=8)
@@ -520,8 +523,8 @@ def _lora_command(sub) -> None:
 
 def _lora_demo_data_command(sub) -> None:
     p = sub.add_parser("lora-demo-data", help="write a LoRA demo folder: stars (shapes world) or a kite (icons)")
-    p.add_argument("--out", default="data/stars")
-    p.add_argument("--world", choices=["shapes", "icons"], default="shapes", help="which model the demo teaches")
+    p.add_argument("--out", help="default: data/kite (icons) or data/stars (shapes)")
+    p.add_argument("--world", choices=["shapes", "icons"], default="icons", help="which model the demo teaches")
     p.add_argument("--n", type=int, default=40)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(fn=_lora_demo_data)
