@@ -17,21 +17,25 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import gradio as gr
+import numpy as np
 
 from pipeline.batcher import MainThreadRunner
 from pipeline.memory import limit_arenas
 from pipeline.presets import FREE_PHRASING, PRESETS
 from pipeline.protocol import MAX_IMAGES
 from pipeline.recipe import with_recipe
+from pipeline.requests import InpaintRequest, StyleTransferRequest, TextToImageRequest
 from pipeline.serve import (
     LIMITS,
     LoraLibrary,
     Server,
     app_arguments,
     default_data_dir,
+    editor_mask,
     open_models,
     read_as,
     recipe_in_file,
+    seed_of,
 )
 from pipeline.ui import pick_image, progress_bar, reports_errors, seed_row, selected_index, show_tab
 from train.job import LoraJob
@@ -48,15 +52,44 @@ PIXEL_ART_CSS = "#t2i-gallery img, #style-out img, #inpaint-out img { image-rend
 
 def text_to_image_handler(server: Server):
     @reports_errors
-    def text_to_image(prompt, generator, steps, guidance, seed, randomize, num_images, lora=NO_LORA, lora_scale=1.0,
-                      expand=None, layout=True, understand=True, progress=gr.Progress()):  # noqa: B008  # fmt: skip
-        form = (prompt, generator, steps, guidance, seed, randomize, num_images, lora, lora_scale, expand, layout)
-        result = server.text_to_image(*form, understand, callback=progress_bar(progress))
+    def text_to_image(
+        prompt,
+        generator,
+        steps,
+        guidance,
+        seed,
+        randomize,
+        num_images,
+        lora=NO_LORA,
+        lora_scale=1.0,
+        expand=None,
+        layout=True,
+        understand=True,
+        progress=gr.Progress(),
+    ):
+        request = TextToImageRequest(
+            prompt=prompt,
+            generator=generator,
+            steps=steps,
+            guidance=guidance,
+            seed=seed_of(seed, randomize),
+            num_images=num_images,
+            lora=lora_choice(lora, lora_scale),
+            expand=expand,
+            layout=None if layout else False,  # on wherever the generator can follow a layout
+            understand=None if understand else False,  # on wherever a prompt reader is shipped
+        )
+        result = server.text_to_image(request, callback=progress_bar(progress))
         gallery = [(with_recipe(im, r), f"seed {r.seed}") for im, r in zip(result.images, result.recipes)]
         first = result.recipes[0]
         return gallery, read_as(first), first.to_a1111(), first.seed
 
     return text_to_image
+
+
+def lora_choice(name: str | None, scale) -> str | None:
+    """The LoRA a form picked, as a request names it: "name:scale" (None for none)."""
+    return None if not name or name == NO_LORA else f"{name}:{scale}"
 
 
 def live_preview_handler(server: Server):
@@ -67,8 +100,9 @@ def live_preview_handler(server: Server):
         live = generator in server.batchers and server.pipe(generator).capabilities.live_preview
         if not live or not (prompt or "").strip():
             return gr.skip()
-        form = (prompt, generator, 1, 0.0, seed, False, num_images, NO_LORA, 1.0, False)
-        return t2i(*form, progress=lambda *a, **k: None)
+        return t2i(
+            prompt, generator, 1, 0.0, seed, False, num_images, NO_LORA, 1.0, False, progress=lambda *a, **k: None
+        )
 
     return live_preview
 
@@ -86,10 +120,28 @@ def generator_settings(server: Server):
 
 def style_transfer_handler(server: Server):
     @reports_errors
-    def style_transfer(image, preset, text, strength, seed, randomize, understand=True, lora=NO_LORA, lora_scale=1.0,
-                       progress=gr.Progress()):  # noqa: B008  # fmt: skip
-        form = (image, preset, text, strength, seed, randomize, understand, lora, lora_scale)
-        result = server.style_transfer(*form, callback=progress_bar(progress))
+    def style_transfer(
+        image,
+        preset,
+        text,
+        strength,
+        seed,
+        randomize,
+        understand=True,
+        lora=NO_LORA,
+        lora_scale=1.0,
+        progress=gr.Progress(),
+    ):
+        request = StyleTransferRequest(
+            image=image,
+            style_prompt=(text or "").strip(),
+            preset=preset,
+            strength=strength,
+            seed=seed_of(seed, randomize),
+            lora=lora_choice(lora, lora_scale),
+            understand=None if understand else False,
+        )
+        result = server.style_transfer(request, callback=progress_bar(progress))
         return with_recipe(result.images[0], result.recipes[0]), result.recipes[0].to_a1111()
 
     return style_transfer
@@ -97,10 +149,30 @@ def style_transfer_handler(server: Server):
 
 def inpaint_handler(server: Server):
     @reports_errors
-    def inpaint(editor, prompt, seed, randomize, zoom=True, understand=True, lora=NO_LORA, lora_scale=1.0,
-                progress=gr.Progress()):  # noqa: B008  # fmt: skip
-        form = (editor, prompt, seed, randomize, zoom, understand, lora, lora_scale)
-        result = server.inpaint(*form, callback=progress_bar(progress), warn=gr.Warning)
+    def inpaint(
+        editor,
+        prompt,
+        seed,
+        randomize,
+        zoom=True,
+        understand=True,
+        lora=NO_LORA,
+        lora_scale=1.0,
+        progress=gr.Progress(),
+    ):
+        image, mask = editor_mask(editor)
+        if not np.asarray(mask).any():
+            gr.Warning("nothing is painted: paint over the part to regenerate (the image is returned unchanged)")
+        request = InpaintRequest(
+            image=image,
+            mask=mask,
+            prompt=prompt,
+            seed=seed_of(seed, randomize),
+            zoom=zoom,
+            lora=lora_choice(lora, lora_scale),
+            understand=None if understand else False,
+        )
+        result = server.inpaint(request, callback=progress_bar(progress))
         return with_recipe(result.images[0], result.recipes[0]), result.recipes[0].to_a1111()
 
     return inpaint
@@ -159,8 +231,12 @@ def text_to_image_tab(server: Server) -> SimpleNamespace:
                 t.lora = gr.Dropdown([NO_LORA], value=NO_LORA, label="LoRA (every tab)", allow_custom_value=True)
                 t.lora_scale = gr.Slider(0, 1.5, value=1.0, step=0.05, label="LoRA scale")
             t.expand = gr.Checkbox(value=pipe.expansion.default, label="Expand the prompt with the language model")
-            t.understand = gr.Checkbox(caps.understanding, interactive=caps.understanding, label=UNDERSTAND,
-                                       info=FREE_PHRASING.get(getattr(pipe, "world", ""), ""))  # fmt: skip
+            t.understand = gr.Checkbox(
+                caps.understanding,
+                interactive=caps.understanding,
+                label=UNDERSTAND,
+                info=FREE_PHRASING.get(getattr(pipe, "world", ""), ""),
+            )
             layout = gr.Checkbox(caps.layout, label=LAYOUT_LABEL, info="each object's words steer only its own box")
             gr.Examples([[p] for p in pipe.example_prompts], inputs=[t.prompt])
             recipe_file = gr.File(label="Drop a Wordbrush PNG to restore its settings", file_types=[".png"])

@@ -19,7 +19,7 @@ Icons models (`--model` of the icons world): style transfer puts a held-out scen
 recipe) on another of the world's backgrounds with the style preset alone; "content kept" = the icons
 evaluator finds the same icons (with their relation and count), "target style recognized" = the background
 is the preset's. Inpainting: one icon of a held-out scene is painted over (its box and 3 px more) and another
-icon asked for there (train/icons_eval.py inpaint_cases); "present" = that icon is found with its centre in
+icon asked for there (pipeline/worlds/icons/judge.py inpaint_cases); "present" = that icon is found with its centre in
 the mask.
 A LoRA's concept: `--lora runs/lora-star/model/lora.safetensors --shape star --skip-style` asks for a star
 (the LoRA demo's new shape) in every box, with the LoRA applied (it reaches the inpainting UNet too).
@@ -37,7 +37,12 @@ from PIL import Image
 
 from bench.lora_demo import WithLora
 from pipeline import Wordbrush
-from train import evaluate, icons_eval, icons_world, inpaint, world
+from pipeline.worlds.icons import ICONS
+from pipeline.worlds.icons import judge as icons_eval
+from pipeline.worlds.icons import scenes as icons_world
+from pipeline.worlds.shapes import judge as evaluate
+from pipeline.worlds.shapes import scenes as world
+from train import inpaint
 
 CATEGORY_OF_KIND = {"single": "single_object", "pair": "color_attribution", "relation": "position", "count": "counting"}
 
@@ -67,8 +72,9 @@ def icons_style_scores(wb: Wordbrush, n: int, strength: float | None, seed: int 
     for i in range(n):
         scene = icons_world.sample_split_scene(rng, split="heldout", kind=rng.choice(icons_world.KINDS))
         image, _ = icons_world.render_scene(scene, rng.getrandbits(31))
-        targets = [b for b in presets if b != scene.background and all(icons_world.visible_on(t, b)
-                                                                         for t in scene.icons)]  # fmt: skip
+        targets = [
+            b for b in presets if b != scene.background and all(icons_world.visible_on(t, b) for t in scene.icons)
+        ]
         target = dataclasses.replace(scene, background=rng.choice(targets))
         out = wb.style_transfer(image, style_prompt=presets[target.background], strength=strength, seed=i).images[0]
         verdict = icons_eval.judge(target, out)
@@ -83,14 +89,16 @@ def inpaint_scores(
     """shape: ask for this shape in every box instead of the case's own (e.g. "star", a LoRA's concept)."""
     cases = inpaint.inpaint_cases(n, seed, clear=clear)
     if shape:
-        cases = [dataclasses.replace(c, want=world.Obj(c.want.color, shape), prompt=f"a {c.want.color} {shape}")
-                 for c in cases]  # fmt: skip
+        cases = [
+            dataclasses.replace(c, want=world.Obj(c.want.color, shape), prompt=f"a {c.want.color} {shape}")
+            for c in cases
+        ]
     return scored_inpainting(wb, cases, inpaint.object_present, resample, zoom)
 
 
 def icons_inpaint_scores(wb: Wordbrush, n: int, seed: int = 0, resample: int = 1, zoom: bool = True):
     """The icons world: one icon of a held-out scene painted over, another asked for there
-    (train/icons_eval.py inpaint_cases). Present = the asked icon found with its centre in the mask."""
+    (pipeline/worlds/icons/judge.py inpaint_cases). Present = the asked icon found with its centre in the mask."""
     return scored_inpainting(wb, icons_eval.inpaint_cases(n, seed), icons_eval.icon_in_mask, resample, zoom)
 
 
@@ -114,9 +122,11 @@ def main() -> None:
         "--strength", type=float, nargs="+", help="style-transfer strengths to compare (default: the model's)"
     )
     parser.add_argument(
-        "--inpaint", nargs="+", default=["whole", "zoom", "zoom-repaint3"],
+        "--inpaint",
+        nargs="+",
+        default=["whole", "zoom", "zoom-repaint3"],
         help="inpainting variants: [base-]whole or [base-]zoom, -repaintK for RePaint (module docstring)",
-    )  # fmt: skip
+    )
     parser.add_argument(
         "--cases",
         nargs="+",
@@ -133,7 +143,7 @@ def main() -> None:
     print(f"model {args.model}, LoRA {args.lora}, {args.n} held-out scenes each{asking}\n")
     print("| task | variant | measure | score |")
     print("|---|---|---|---:|")
-    icons = wb.generator.world == "icons"  # its styles are backgrounds; its inpainting cases replace an icon
+    icons = wb.world is ICONS  # its styles are backgrounds; its inpainting cases replace an icon
     for strength in [] if args.skip_style or not icons else args.strength or [None]:
         t0 = time.perf_counter()
         kept, styled = icons_style_scores(wb, args.n, strength)

@@ -12,7 +12,7 @@ import time
 import torch
 
 from pipeline.encoders import load_encoder
-from train import world
+from pipeline.worlds.shapes import scenes as world
 
 
 def main() -> None:

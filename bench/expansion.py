@@ -25,15 +25,49 @@ from pipeline.expand import (
 )
 
 SCENES = (
-    "a cat sleeping on a sofa", "a lighthouse on a cliff at dusk", "a bowl of ramen", "a red fox in fresh snow",
-    "a child flying a kite on a beach", "a mountain lake at sunrise", "an old bicycle leaning against a wall",
-    "a cup of coffee on a desk", "a sailboat on a calm sea", "a busy street market at night",
-    "a castle on a hill", "a dog running through a field", "a library full of books", "a rainy city street",
-    "a vase of sunflowers", "an astronaut on the moon", "a cabin in the woods", "a bakery window",
-    "a train crossing a bridge", "a garden with a stone path",
-)  # fmt: skip
-THINGS = ("apple", "cat", "dog", "car", "balloon", "candle", "chair", "bird", "umbrella", "book", "cup",
-          "flower", "boat", "house", "lamp", "hat", "kite", "bottle", "tree", "ball")  # fmt: skip
+    "a cat sleeping on a sofa",
+    "a lighthouse on a cliff at dusk",
+    "a bowl of ramen",
+    "a red fox in fresh snow",
+    "a child flying a kite on a beach",
+    "a mountain lake at sunrise",
+    "an old bicycle leaning against a wall",
+    "a cup of coffee on a desk",
+    "a sailboat on a calm sea",
+    "a busy street market at night",
+    "a castle on a hill",
+    "a dog running through a field",
+    "a library full of books",
+    "a rainy city street",
+    "a vase of sunflowers",
+    "an astronaut on the moon",
+    "a cabin in the woods",
+    "a bakery window",
+    "a train crossing a bridge",
+    "a garden with a stone path",
+)
+THINGS = (
+    "apple",
+    "cat",
+    "dog",
+    "car",
+    "balloon",
+    "candle",
+    "chair",
+    "bird",
+    "umbrella",
+    "book",
+    "cup",
+    "flower",
+    "boat",
+    "house",
+    "lamp",
+    "hat",
+    "kite",
+    "bottle",
+    "tree",
+    "ball",
+)
 COLORS = ("red", "blue", "green", "yellow", "white", "black", "orange", "purple", "pink", "brown")
 COUNTS = ("two", "three", "four", "five")
 RELATIONS = ("to the left of", "to the right of", "above", "below", "on top of", "under", "next to", "behind")
@@ -83,8 +117,12 @@ def main() -> None:
     for start in range(0, len(texts), args.batch):
         chunk = texts[start : start + args.batch]
         batch = expander.tokenizer([expander._chat(p) for p in chunk], padding=True, return_tensors="pt")
-        out = expander.model.generate(**batch.to(expander.model.device), do_sample=False, max_new_tokens=32,
-                                      pad_token_id=expander.tokenizer.pad_token_id)  # fmt: skip
+        out = expander.model.generate(
+            **batch.to(expander.model.device),
+            do_sample=False,
+            max_new_tokens=32,
+            pad_token_id=expander.tokenizer.pad_token_id,
+        )
         additions = expander.tokenizer.batch_decode(out[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
         lm_alone += [finish(p, a, clip_length, 77) for p, a in zip(chunk, additions)]
     raw_pass = sum(not faithfulness_problems(p, t, length_fn=clip_length) and t != p for p, t in zip(texts, lm_alone))
@@ -116,8 +154,10 @@ def main() -> None:
         "|---|---:|---:|---:|",
     ]
     for kind, rows in by_kind.items():
-        lines.append(f"| {kind} | {len(rows)} | {statistics.mean(r[0] for r in rows):.2f} | "
-                     f"{statistics.mean(r[1] for r in rows):.2f} |")  # fmt: skip
+        lines.append(
+            f"| {kind} | {len(rows)} | {statistics.mean(r[0] for r in rows):.2f} | "
+            f"{statistics.mean(r[1] for r in rows):.2f} |"
+        )
     lines += ["", "Examples:", ""]
     for (kind, p), e in list(zip(prompts, found))[:: max(1, len(found) // 12)]:
         lines.append(f"- {kind}: `{p}` -> `{e.text}`" + ("" if e.expanded else f" (as written: {e.problems[0]})"))

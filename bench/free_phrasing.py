@@ -23,7 +23,9 @@ from pathlib import Path
 import torch
 
 from pipeline import Wordbrush
-from train import evaluate, phrasing, world
+from pipeline.worlds.shapes import judge as evaluate
+from pipeline.worlds.shapes import scenes as world
+from train import phrasing
 from train.understanding import EVAL_SPLITS, eval_examples
 
 CATEGORIES = ("single_object", "position", "color_attribution", "counting")  # the kinds a prompt can name
@@ -60,7 +62,7 @@ def reading_table(wb: Wordbrush, n: int) -> str:
 
 def drawing_items(per_category: int, words: str | None, templates: str) -> list[evaluate.EvalItem]:
     """Held-out-combination scenes of each category (the same scenes and seeds for every phrasing), phrased in
-    the world's own words (words=None: train/world.py captions) or freely from the given splits."""
+    the world's own words (words=None: pipeline/worlds/shapes/scenes.py captions) or freely from the given splits."""
     items = []
     for cat in CATEGORIES:
         rng = random.Random(f"free-phrasing-{cat}")

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from pipeline import Wordbrush
-from train import evaluate
+from pipeline.worlds.shapes import judge as evaluate
 
 DIVERSITY_PROMPTS = [
     "a red circle",
@@ -80,8 +80,10 @@ def main() -> None:
         b64 = seconds_per_image(wb, 64, 3, cached=False)
         results[kind] = (scores, b1, b64, diversity(wb), b1_cached)
     gen = diffusion.generator
-    print(f"model {args.model}; diffusion at {gen.default_steps} steps, guidance {gen.default_guidance}; "
-          f"CPU, {torch.get_num_threads()} threads; {len(items)} held-out prompts\n")  # fmt: skip
+    print(
+        f"model {args.model}; diffusion at {gen.default_steps} steps, guidance {gen.default_guidance}; "
+        f"CPU, {torch.get_num_threads()} threads; {len(items)} held-out prompts\n"
+    )
     print(evaluate.format_table({k: v[0] for k, v in results.items()}))
     d, g = results["diffusion"], results["gan"]
     print("\n| | diffusion | gan | gan vs diffusion |")

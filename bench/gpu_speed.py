@@ -40,26 +40,45 @@ def build_sd15(folder: Path, *, tiny: bool) -> Path:
     width = 16 if tiny else 768
     text = CLIPTextModel(
         CLIPTextConfig(
-            vocab_size=49408, hidden_size=width, intermediate_size=4 * width, num_hidden_layers=2 if tiny else 12,
-            num_attention_heads=2 if tiny else 12, max_position_embeddings=77, bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+            vocab_size=49408,
+            hidden_size=width,
+            intermediate_size=4 * width,
+            num_hidden_layers=2 if tiny else 12,
+            num_attention_heads=2 if tiny else 12,
+            max_position_embeddings=77,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
         )
-    )  # fmt: skip
+    )
     blocks = (8, 16, 16, 16) if tiny else (320, 640, 1280, 1280)
     unet = UNet2DConditionModel(
-        sample_size=8 if tiny else 64, cross_attention_dim=width, block_out_channels=blocks, layers_per_block=2,
-        attention_head_dim=2 if tiny else 8, norm_num_groups=4 if tiny else 32,
-    )  # fmt: skip
+        sample_size=8 if tiny else 64,
+        cross_attention_dim=width,
+        block_out_channels=blocks,
+        layers_per_block=2,
+        attention_head_dim=2 if tiny else 8,
+        norm_num_groups=4 if tiny else 32,
+    )
     vae = AutoencoderKL(
-        block_out_channels=(8, 8, 16, 16) if tiny else (128, 256, 512, 512), layers_per_block=2, latent_channels=4,
-        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-        norm_num_groups=4 if tiny else 32, sample_size=64 if tiny else 512,
-    )  # fmt: skip
+        block_out_channels=(8, 8, 16, 16) if tiny else (128, 256, 512, 512),
+        layers_per_block=2,
+        latent_channels=4,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        norm_num_groups=4 if tiny else 32,
+        sample_size=64 if tiny else 512,
+    )
     pipe = StableDiffusionPipeline(
-        vae=vae, text_encoder=text, tokenizer=tokenizer, unet=unet,
-        scheduler=DPMSolverMultistepScheduler(steps_offset=1), safety_checker=None, feature_extractor=None,
+        vae=vae,
+        text_encoder=text,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=DPMSolverMultistepScheduler(steps_offset=1),
+        safety_checker=None,
+        feature_extractor=None,
         requires_safety_checker=False,
-    )  # fmt: skip
+    )
     pipe.save_pretrained(folder)
     return folder
 

@@ -17,8 +17,9 @@ import time
 
 import torch
 
-from pipeline import Wordbrush, icons_layout
+from pipeline import Wordbrush
 from pipeline.presets import ICONS_EXAMPLES, available_generators
+from pipeline.worlds.icons import layout as icons_layout
 
 PROMPTS = list(ICONS_EXAMPLES) * 4  # 16 prompts
 
@@ -62,22 +63,33 @@ def main() -> None:
         max(1, args.repeats // 2),
     )
     params = sum(p.numel() for p in wb.generator.unet.parameters()) / 1e6
-    print(f"model {args.model} ({params:.1f}M-param UNet), defaults {steps} steps, guidance {g}, "
-          f"CPU, {torch.get_num_threads()} threads\n")  # fmt: skip
+    print(
+        f"model {args.model} ({params:.1f}M-param UNet), defaults {steps} steps, guidance {g}, "
+        f"CPU, {torch.get_num_threads()} threads\n"
+    )
     print("| run | seconds per image | ratio |")
     print("|---|---:|---:|")
     print(f"| batch 1, the model's defaults ({steps} steps, guidance {g}) | {one['default']:.3f} | 1.00x |")
-    print(f"| batch 1, guidance {other:g} ({'one UNet pass' if other == 1 else 'two UNet passes'} a step) | "
-          f"{one['other']:.3f} | {one['other'] / one['default']:.2f}x the default's time |")  # fmt: skip
-    print(f"| the layout stage alone (read, plan, encode, no map yet) | {one['layout']:.4f} | "
-          f"{one['layout'] / one['default']:.1%} of the default's time |")  # fmt: skip
+    print(
+        f"| batch 1, guidance {other:g} ({'one UNet pass' if other == 1 else 'two UNet passes'} a step) | "
+        f"{one['other']:.3f} | {one['other'] / one['default']:.2f}x the default's time |"
+    )
+    print(
+        f"| the layout stage alone (read, plan, encode, no map yet) | {one['layout']:.4f} | "
+        f"{one['layout'] / one['default']:.1%} of the default's time |"
+    )
     if "gan" in one:
-        print(f"| batch 1, the GAN (one step) | {one['gan']:.4f} | "
-              f"diffusion {one['default'] / one['gan']:.0f}x slower |")  # fmt: skip
-    print(f"| batch 16 in one call | {many['batch'] / n:.3f} | "
-          f"{one['default'] / (many['batch'] / n):.2f}x faster than batch 1 |")  # fmt: skip
-    print(f"| the same 16 one by one | {many['one by one'] / n:.3f} | "
-          f"batch 16 is {many['one by one'] / many['batch']:.2f}x faster |")  # fmt: skip
+        print(
+            f"| batch 1, the GAN (one step) | {one['gan']:.4f} | diffusion {one['default'] / one['gan']:.0f}x slower |"
+        )
+    print(
+        f"| batch 16 in one call | {many['batch'] / n:.3f} | "
+        f"{one['default'] / (many['batch'] / n):.2f}x faster than batch 1 |"
+    )
+    print(
+        f"| the same 16 one by one | {many['one by one'] / n:.3f} | "
+        f"batch 16 is {many['one by one'] / many['batch']:.2f}x faster |"
+    )
 
 
 if __name__ == "__main__":

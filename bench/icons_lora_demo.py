@@ -6,7 +6,7 @@ pictures drawn by code, then measure the kite and the old categories with and wi
 Kite: prompts in phrasings the demo's captions never used ("a big kite against a teal background", "a kite to the
 left of a frog"), each judged by `thing_found` (train/icons_lora.py: a blob nearer the kite than any of the 151
 icons). In the pair prompts the other icon must be found by the evaluator's classifier too. Old categories: the
-held-out combinations evaluation set (train/icons_eval.py), base against base + LoRA, same prompts and seeds,
+held-out combinations evaluation set (pipeline/worlds/icons/judge.py), base against base + LoRA, same prompts and seeds,
 with the 95% interval of the mean paired difference.
 """
 
@@ -23,10 +23,12 @@ import numpy as np
 
 from bench.lora_demo import WithLora, paired_change
 from pipeline import Wordbrush
-from train import icons_eval
-from train import icons_world as world
-from train.icons_lora import kite_sprite, thing_found, write_kite_demo
-from train.lora import LORA_FILE, PRIOR_WEIGHT, train_lora
+from pipeline.worlds.icons import judge as icons_eval
+from pipeline.worlds.icons import scenes as world
+from pipeline.worlds.icons.scenes import kite_sprite, write_kite_demo
+from train.adapters import LORA_FILE
+from train.icons_lora import thing_found
+from train.lora import PRIOR_WEIGHT, train_lora
 
 PHRASINGS = ("{a} kite against a {bg} background", "{a} kite with a {bg} background", "{a} kite, {bg} background")
 
@@ -67,8 +69,10 @@ def kite_passes(wb, prompts: list[tuple[str, str | None]]) -> list[bool]:
 
 def old_passes(wb, items: list[icons_eval.EvalItem]) -> list[bool]:
     images = draw(wb, [it.prompt for it in items], [it.seed for it in items])
-    return [icons_eval.judge(it.scene, im)["background" if it.category == "background" else "icons"]
-            for it, im in zip(items, images)]  # fmt: skip
+    return [
+        icons_eval.judge(it.scene, im)["background" if it.category == "background" else "icons"]
+        for it, im in zip(items, images)
+    ]
 
 
 def main() -> None:
@@ -94,8 +98,15 @@ def main() -> None:
         data = write_kite_demo(Path(args.data))
         shutil.rmtree(args.out, ignore_errors=True)
         t0 = time.time()
-        lora = train_lora(model=args.model, data=data, out=args.out, rank=args.rank, steps=args.steps,
-                          prior_weight=args.prior_weight, validation_prompts=["a kite", "a small kite"])  # fmt: skip
+        lora = train_lora(
+            model=args.model,
+            data=data,
+            out=args.out,
+            rank=args.rank,
+            steps=args.steps,
+            prior_weight=args.prior_weight,
+            validation_prompts=["a kite", "a small kite"],
+        )
         trained = f"trained in {(time.time() - t0) / 60:.1f} min on this machine's CPU"
 
     wb = Wordbrush.load(args.model, device="cpu")

@@ -23,8 +23,11 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import Wordbrush
-from train import evaluate, world
-from train.lora import LORA_FILE, PRIOR_WEIGHT, train_lora, write_star_demo
+from pipeline.worlds.shapes import judge as evaluate
+from pipeline.worlds.shapes import scenes as world
+from pipeline.worlds.shapes.scenes import write_star_demo
+from train.adapters import LORA_FILE
+from train.lora import PRIOR_WEIGHT, train_lora
 
 
 class WithLora:
@@ -96,10 +99,19 @@ def main() -> None:
         shutil.rmtree(args.out, ignore_errors=True)  # a fresh run: the time below is the whole training
         t0 = time.time()
         lora = train_lora(
-            model=args.model, data=data, out=args.out, rank=args.rank, targets=args.targets, steps=args.steps,
-            lr=args.lr, mixed_precision="bf16", prior_weight=args.prior_weight, prior_data=args.prior_data,
-            validation_prompts=["a red star", "a blue star", "a green star", "a yellow star"], seed=args.seed,
-        )  # fmt: skip
+            model=args.model,
+            data=data,
+            out=args.out,
+            rank=args.rank,
+            targets=args.targets,
+            steps=args.steps,
+            lr=args.lr,
+            mixed_precision="bf16",
+            prior_weight=args.prior_weight,
+            prior_data=args.prior_data,
+            validation_prompts=["a red star", "a blue star", "a green star", "a yellow star"],
+            seed=args.seed,
+        )
         trained = f"trained in {(time.time() - t0) / 60:.1f} min on this machine's CPU (bf16 autocast)"
         print(f"{lora}: {trained}", flush=True)
 

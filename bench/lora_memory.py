@@ -30,19 +30,27 @@ GB = 1024**3
 # frozen text encoders and VAE that share the GPU (parameter counts of the released checkpoints).
 UNETS = {
     "SD 1.5": dict(
-        sample_size=64, cross_attention_dim=768, attention_head_dim=8, block_out_channels=(320, 640, 1280, 1280),
+        sample_size=64,
+        cross_attention_dim=768,
+        attention_head_dim=8,
+        block_out_channels=(320, 640, 1280, 1280),
         down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
         up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
     ),
     "SDXL": dict(
-        sample_size=128, cross_attention_dim=2048, attention_head_dim=(5, 10, 20), block_out_channels=(320, 640, 1280),
+        sample_size=128,
+        cross_attention_dim=2048,
+        attention_head_dim=(5, 10, 20),
+        block_out_channels=(320, 640, 1280),
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-        transformer_layers_per_block=(1, 2, 10), use_linear_projection=True, addition_embed_type="text_time",
+        transformer_layers_per_block=(1, 2, 10),
+        use_linear_projection=True,
+        addition_embed_type="text_time",
         addition_time_embed_dim=256,
         projection_class_embeddings_input_dim=2816,
     ),
-}  # fmt: skip
+}
 OTHER_PARAMS = {"SD 1.5": 123e6 + 84e6, "SDXL": 123e6 + 695e6 + 84e6}  # text encoder(s) + VAE
 TEXT = {"SD 1.5": (77, 768), "SDXL": (77, 2048)}  # prompt states: tokens, width
 
@@ -95,8 +103,10 @@ def measure(name: str, batch: int, checkpointing: bool) -> dict[str, float]:
         states = torch.randn(batch, *TEXT[name], dtype=torch.bfloat16)
         extra = {}
         if name == "SDXL":
-            extra["added_cond_kwargs"] = {"text_embeds": torch.randn(batch, 1280, dtype=torch.bfloat16),
-                                          "time_ids": torch.randn(batch, 6, dtype=torch.bfloat16)}  # fmt: skip
+            extra["added_cond_kwargs"] = {
+                "text_embeds": torch.randn(batch, 1280, dtype=torch.bfloat16),
+                "time_ids": torch.randn(batch, 6, dtype=torch.bfloat16),
+            }
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
             unet(z, t, encoder_hidden_states=states, **extra)
     for h in handles:

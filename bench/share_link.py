@@ -87,8 +87,14 @@ def crowd(url: str, *, poisoned: bool, clients: int = 20, per_client: int = 5) -
     for t in threads:
         t.join()
     q = statistics.quantiles(latencies, n=20)
-    return {"good": good, "bad_with_message": bad_messages, "wrong": wrong, "p50": statistics.median(latencies),
-            "p95": q[18], "images": images}  # fmt: skip
+    return {
+        "good": good,
+        "bad_with_message": bad_messages,
+        "wrong": wrong,
+        "p50": statistics.median(latencies),
+        "p95": q[18],
+        "images": images,
+    }
 
 
 def same_alone(url: str, images: dict, n: int = 10) -> int:
@@ -119,8 +125,12 @@ def swaps(url: str, model: str) -> dict:
             leaks += r.status_code == 200
     outputs, _ = call_http_api(url, "text_to_image", t2i("a red circle", 0))
     changed += f"Model: {model}" not in outputs[2]
-    return {"attempts": attempts, "answers_that_differ_or_serve_a_file": leaks, "model_changed": changed,
-            "load_button_in_page": "Load model" in json.dumps(config)}  # fmt: skip
+    return {
+        "attempts": attempts,
+        "answers_that_differ_or_serve_a_file": leaks,
+        "model_changed": changed,
+        "load_button_in_page": "Load model" in json.dumps(config),
+    }
 
 
 def api_bad_inputs(url: str, folder: Path) -> list[tuple[str, str]]:
@@ -136,13 +146,19 @@ def api_bad_inputs(url: str, folder: Path) -> list[tuple[str, str]]:
     other = folder / "other.png"
     Image.new("RGBA", (16, 16)).save(other)
     cases = [
-        ("lone surrogate", t2i("a red \ud800 circle", 0)), ("NaN guidance", t2i("a red circle", 0, {3: float("nan")})),
-        ("empty prompt", t2i("", 0)), ("fractional seed", t2i("a red circle", 2.5)),
-        ("negative seed", t2i("a red circle", -5)), ("unknown LoRA", t2i("a red circle", 0, {7: "nobody"})),
-        ("LoRA scale 1e30", t2i("a red circle", 0, {8: 1e30})), ("steps 0", t2i("a red circle", 0, {2: 0})),
-        ("steps NaN", t2i("a red circle", 0, {2: float("nan")})), ("images 99", t2i("a red circle", 0, {6: 99})),
-        ("unknown generator", t2i("a red circle", 0, {1: "vae"})), ("too few inputs", ["a red circle"]),
-    ]  # fmt: skip
+        ("lone surrogate", t2i("a red \ud800 circle", 0)),
+        ("NaN guidance", t2i("a red circle", 0, {3: float("nan")})),
+        ("empty prompt", t2i("", 0)),
+        ("fractional seed", t2i("a red circle", 2.5)),
+        ("negative seed", t2i("a red circle", -5)),
+        ("unknown LoRA", t2i("a red circle", 0, {7: "nobody"})),
+        ("LoRA scale 1e30", t2i("a red circle", 0, {8: 1e30})),
+        ("steps 0", t2i("a red circle", 0, {2: 0})),
+        ("steps NaN", t2i("a red circle", 0, {2: float("nan")})),
+        ("images 99", t2i("a red circle", 0, {6: 99})),
+        ("unknown generator", t2i("a red circle", 0, {1: "vae"})),
+        ("too few inputs", ["a red circle"]),
+    ]
     got = []
     for name, data in cases:
         try:
@@ -152,23 +168,47 @@ def api_bad_inputs(url: str, folder: Path) -> list[tuple[str, str]]:
             got.append((f"API {name}", str(err)))
     client = Client(url, verbose=False)
     files = [
-        ("style: not an image", lambda: client.predict(handle_file(str(text)), "outline", "", 0.6, 0, False,
-                                                        api_name="/style_transfer")),
-        ("style: decompression bomb", lambda: client.predict(handle_file(str(bomb)), "outline", "", 0.6, 0, False,
-                                                              api_name="/style_transfer")),
+        (
+            "style: not an image",
+            lambda: client.predict(handle_file(str(text)), "outline", "", 0.6, 0, False, api_name="/style_transfer"),
+        ),
+        (
+            "style: decompression bomb",
+            lambda: client.predict(handle_file(str(bomb)), "outline", "", 0.6, 0, False, api_name="/style_transfer"),
+        ),
         ("style: no image", lambda: client.predict(None, "outline", "", 0.6, 0, False, api_name="/style_transfer")),
-        ("style: strength NaN", lambda: client.predict(handle_file(str(small)), "outline", "", float("nan"), 0, False,
-                                                        api_name="/style_transfer")),
-        ("inpaint: layer of another size", lambda: client.predict(
-            {"background": handle_file(str(small)), "layers": [handle_file(str(other))], "composite": None},
-            "a red circle", 0, False, api_name="/inpaint")),
-        ("inpaint: non-image layer", lambda: client.predict(
-            {"background": handle_file(str(small)), "layers": [handle_file(str(text))], "composite": None},
-            "a red circle", 0, False, api_name="/inpaint")),
-        ("train: NaN learning rate", lambda: client.predict(None, True, "x", 4, 30, float("nan"), 4, "",
-                                                             api_name="/train_lora")),
+        (
+            "style: strength NaN",
+            lambda: client.predict(
+                handle_file(str(small)), "outline", "", float("nan"), 0, False, api_name="/style_transfer"
+            ),
+        ),
+        (
+            "inpaint: layer of another size",
+            lambda: client.predict(
+                {"background": handle_file(str(small)), "layers": [handle_file(str(other))], "composite": None},
+                "a red circle",
+                0,
+                False,
+                api_name="/inpaint",
+            ),
+        ),
+        (
+            "inpaint: non-image layer",
+            lambda: client.predict(
+                {"background": handle_file(str(small)), "layers": [handle_file(str(text))], "composite": None},
+                "a red circle",
+                0,
+                False,
+                api_name="/inpaint",
+            ),
+        ),
+        (
+            "train: NaN learning rate",
+            lambda: client.predict(None, True, "x", 4, 30, float("nan"), 4, "", api_name="/train_lora"),
+        ),
         ("train: no data", lambda: client.predict(None, False, "x", 4, 30, 1e-3, 4, "", api_name="/train_lora")),
-    ]  # fmt: skip
+    ]
     for name, call in files:
         try:
             call()
@@ -189,16 +229,22 @@ def cli_bad_inputs(folder: Path) -> list[tuple[str, str]]:
         ("non-UTF-8 prompts file", ["generate", "--prompts", str(folder / "latin1.txt"), "--out-dir", str(folder)]),
         ("empty prompts file", ["generate", "--prompts", str(folder / "empty.txt"), "--out-dir", str(folder)]),
         ("missing prompts file", ["generate", "--prompts", str(folder / "none.txt"), "--out-dir", str(folder)]),
-        ("folder that is not a model", ["generate", "a red circle", "--model", str(folder / "not-a-model"),
-                                        "--out", out]),
+        (
+            "folder that is not a model",
+            ["generate", "a red circle", "--model", str(folder / "not-a-model"), "--out", out],
+        ),
         ("corrupt LoRA", ["generate", "a red circle", "--lora", str(folder / "corrupt.safetensors"), "--out", out]),
-        ("LoRA scale NaN", ["generate", "a red circle", "--lora", f"{folder / 'corrupt.safetensors'}:nan", "--out",
-                            out]),
-        ("decompression bomb", ["style", "--image", str(folder / "bomb.png"), "--prompt", "in outline style",
-                                "--out", out]),
+        (
+            "LoRA scale NaN",
+            ["generate", "a red circle", "--lora", f"{folder / 'corrupt.safetensors'}:nan", "--out", out],
+        ),
+        (
+            "decompression bomb",
+            ["style", "--image", str(folder / "bomb.png"), "--prompt", "in outline style", "--out", out],
+        ),
         ("non-image input", ["style", "--image", str(folder / "text.png"), "--prompt", "x", "--out", out]),
         ("steps 0", ["generate", "a red circle", "--steps", "0", "--out", out]),
-    ]  # fmt: skip
+    ]
     got = []
     for name, argv in cases:
         r = subprocess.run([sys.executable, "-m", "pipeline", *argv], cwd=ROOT, capture_output=True, text=True)
@@ -279,31 +325,44 @@ def main() -> None:
     bad += cli_bad_inputs(folder)
     mem = memory(args.model)
     lines = [
-        f"# Share link under strangers (`python -m bench.share_link --model {args.model}`)", "",
-        "## 20 clients x 5 requests", "",
+        f"# Share link under strangers (`python -m bench.share_link --model {args.model}`)",
+        "",
+        "## 20 clients x 5 requests",
+        "",
         "| run | good requests served right | bad requests with their message | p50 (s) | p95 (s) |",
         "|---|---:|---:|---:|---:|",
         f"| clean | {clean['good']}/100 | - | {clean['p50']:.2f} | {clean['p95']:.2f} |",
         f"| 10% poisoned | {poisoned['good']}/90 | {poisoned['bad_with_message']}/10 | {poisoned['p50']:.2f} | "
-        f"{poisoned['p95']:.2f} |", "",
+        f"{poisoned['p95']:.2f} |",
+        "",
         f"p95 poisoned / clean: **{poisoned['p95'] / clean['p95']:.2f}x**. Wrong answers: "
         f"{len(clean['wrong']) + len(poisoned['wrong'])}. Largest pixel difference between a crowd image and the same "
-        f"request made alone (10 samples): {worst} of 255.", "",
-        "## Changing the model or probing paths without the host's permission", "",
+        f"request made alone (10 samples): {worst} of 255.",
+        "",
+        "## Changing the model or probing paths without the host's permission",
+        "",
         f"{swap['attempts']} attempts (every event through `/gradio_api/queue/join` with an existing and a missing "
         "path, and file routes outside the app): answers that differ between an existing and a missing path or "
         f"serve a file: **{swap['answers_that_differ_or_serve_a_file']}**; model changed: **{swap['model_changed']}**;"
-        f" Load button in the page: {swap['load_button_in_page']}.", "",
-        f"## {len(bad)} distinct bad inputs", "", "| input | what it got |", "|---|---|",
-        *[f"| {name} | {answer[:160].replace('|', '/')} |" for name, answer in bad], "",
+        f" Load button in the page: {swap['load_button_in_page']}.",
+        "",
+        f"## {len(bad)} distinct bad inputs",
+        "",
+        "| input | what it got |",
+        "|---|---|",
+        *[f"| {name} | {answer[:160].replace('|', '/')} |" for name, answer in bad],
+        "",
         f"Tracebacks: **{sum('Traceback' in a for _, a in bad)}**; bare errors (no message): "
         f"**{sum(a.strip() in ('', 'Error', 'exit 2: ') or 'error: null' in a for _, a in bad)}**; accepted: "
-        f"{sum(a == 'accepted' for _, a in bad)}.", "",
-        "## Memory", "",
+        f"{sum(a == 'accepted' for _, a in bad)}.",
+        "",
+        "## Memory",
+        "",
         "Server RSS at rest (idle, freed memory handed back to the system) after the first 100 requests: "
         f"{mem['after_100_mb']:.0f} MB; after 20 model loads by the host and 500 requests: "
-        f"{mem['after_20_loads_and_500_mb']:.0f} MB (**{mem['ratio']:.2f}x**).", "",
-    ]  # fmt: skip
+        f"{mem['after_20_loads_and_500_mb']:.0f} MB (**{mem['ratio']:.2f}x**).",
+        "",
+    ]
     Path(args.out).write_text("\n".join(lines))
     print("\n".join(lines))
 

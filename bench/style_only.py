@@ -20,8 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import Wordbrush
-from pipeline.understand import describe_image, parse_canonical
-from train import evaluate, world
+from pipeline.worlds.shapes import judge as evaluate
+from pipeline.worlds.shapes import scenes as world
+from pipeline.worlds.shapes.reader import describe_image, parse_canonical
 
 CATEGORY_OF_KIND = {"single": "single_object", "pair": "color_attribution", "relation": "position", "count": "counting"}
 

@@ -21,9 +21,13 @@ def _load(args: argparse.Namespace):
     from pipeline import load_pipeline
 
     return load_pipeline(
-        args.model, generator=args.generator, device=args.device, offload=args.offload, compile=args.compile,
+        args.model,
+        generator=args.generator,
+        device=args.device,
+        offload=args.offload,
+        compile=args.compile,
         precision=args.precision,
-    )  # fmt: skip
+    )
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -58,17 +62,30 @@ def _generate(args: argparse.Namespace) -> int:
             # Line i of the file gets seed + i, whatever batch it lands in.
             seeds = [args.seed + start + i for i in range(len(chunk))] if args.seed != -1 else [-1] * len(chunk)
             result = wb.text_to_image(
-                chunk, seed=seeds, steps=args.steps, guidance=args.guidance, lora=args.lora, expand=args.expand,
-                layout=args.layout, understand=args.understand,
-            )  # fmt: skip
+                chunk,
+                seed=seeds,
+                steps=args.steps,
+                guidance=args.guidance,
+                lora=args.lora,
+                expand=args.expand,
+                layout=args.layout,
+                understand=args.understand,
+            )
             for i, (image, recipe) in enumerate(zip(result.images, result.recipes)):
                 save_png(image, recipe, out_dir / f"{start + i:04d}.png")
         print(f"wrote {len(prompts)} images to {out_dir}", file=sys.stderr)
     else:
         result = wb.text_to_image(
-            prompts[0], seed=args.seed, steps=args.steps, guidance=args.guidance, num_images=args.num_images,
-            lora=args.lora, expand=args.expand, layout=args.layout, understand=args.understand,
-        )  # fmt: skip
+            prompts[0],
+            seed=args.seed,
+            steps=args.steps,
+            guidance=args.guidance,
+            num_images=args.num_images,
+            lora=args.lora,
+            expand=args.expand,
+            layout=args.layout,
+            understand=args.understand,
+        )
         out = Path(args.out)
         for j, (image, recipe) in enumerate(zip(result.images, result.recipes)):
             path = out if args.num_images == 1 else out.with_name(f"{out.stem}-{j:02d}{out.suffix}")
@@ -98,9 +115,13 @@ def _edit(args: argparse.Namespace) -> int:
     _check_out(Path(args.out))
     wb = _load(args)
     knobs = {
-        "seed": args.seed, "steps": args.steps, "guidance": args.guidance, "lora": args.lora,
-        "expand": args.expand, "understand": args.understand,
-    }  # fmt: skip
+        "seed": args.seed,
+        "steps": args.steps,
+        "guidance": args.guidance,
+        "lora": args.lora,
+        "expand": args.expand,
+        "understand": args.understand,
+    }
     if args.command == "style":
         result = wb.style_transfer(args.image, style_prompt=args.prompt, strength=args.strength, **knobs)
     else:
@@ -132,18 +153,22 @@ def _common(p: argparse.ArgumentParser) -> None:
     expand.add_argument("--no-expand", dest="expand", action="store_false", help="do not expand the prompt")
     understand = p.add_mutually_exclusive_group()
     understand.add_argument(
-        "--understand", action="store_true", default=None,
+        "--understand",
+        action="store_true",
+        default=None,
         help="read free phrasing into the world's own words with the prompt reader (default where one is shipped)",
-    )  # fmt: skip
+    )
     understand.add_argument(
         "--no-understand", dest="understand", action="store_false", help="use the prompt exactly as written"
     )
     p.add_argument("--offload", action="store_true", help="diffusers models: model CPU offload for small GPUs")
     p.add_argument("--compile", action="store_true", help="diffusers models: torch.compile the denoiser")
     p.add_argument(
-        "--precision", choices=["auto", "bf16", "fp32"], default="auto",
+        "--precision",
+        choices=["auto", "bf16", "fp32"],
+        default="auto",
         help="embedded diffusion: bf16 autocast where the hardware has it natively (auto), or force one",
-    )  # fmt: skip
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -159,9 +184,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--num-images", type=int, default=1, help="images for a single prompt (seed, seed+1, ...)")
     p.add_argument("--batch-size", type=int, default=16, help="prompts per forward pass with --prompts")
     p.add_argument(
-        "--no-layout", dest="layout", action="store_const", const=False, default=None,
+        "--no-layout",
+        dest="layout",
+        action="store_const",
+        const=False,
+        default=None,
         help="sample two-object prompts without the layout stage's planned boxes (pipeline/layout.py)",
-    )  # fmt: skip
+    )
     _common(p)
     p.set_defaults(fn=_generate)
 
@@ -179,9 +208,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--prompt", required=True)
     p.add_argument("--out", default="out.png")
     p.add_argument(
-        "--whole-image", action="store_true",
+        "--whole-image",
+        action="store_true",
         help="redraw the whole image (default: a small mask's square on the model's whole canvas)",
-    )  # fmt: skip
+    )
     _common(p)
     p.set_defaults(fn=_edit)
     args = parser.parse_args(argv)

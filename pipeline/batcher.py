@@ -2,9 +2,10 @@
 
 Each server thread calls `batcher.text_to_image(request, callback=...)` and blocks for its own result.
 One worker thread takes the first waiting request, gathers the compatible ones that arrive within
-`window_s` (same steps, guidance, LoRA and prompt expansion; up to `max_images` images in all), runs them
-as one batch and hands each caller its own images. Requests that arrive while a batch runs wait in the
-queue and make up the next batch, so the window can stay short (2 ms, extended by each arrival up to
+`window_s` (an equal `TextToImageRequest.batch_key`: same steps, guidance, LoRA and options; up to
+`max_images` images in all), runs them as one batch and hands each caller its own images. Requests that arrive
+while a batch runs wait in the queue and make up the next batch, so the window can stay short (2 ms, extended
+by each arrival up to
 20 ms: a lone request barely waits, a burst rides together). Clients of a burst rarely land within one
 window, so a batch still in its first REGROUP_STEPS denoising steps starts over with the compatible
 requests that arrived meanwhile (each image depends on its seed only, so nothing changes but the batch
@@ -15,6 +16,7 @@ calls themselves run on the app's main thread.
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import threading
 import time
@@ -24,24 +26,7 @@ from dataclasses import dataclass, field
 
 from pipeline.memory import release_memory
 from pipeline.protocol import ImagePipeline, Result, check_request, resolve_seed
-
-
-@dataclass(frozen=True)
-class T2IRequest:
-    prompt: str
-    seed: int
-    steps: int
-    guidance: float
-    num_images: int = 1
-    lora: str | None = None  # "path:scale", applied to the diffusion generator for this request
-    expand: bool | None = None  # rewrite the prompt with the LM expander (None: the model's default)
-    layout: bool | None = None  # plan two-object prompts' layouts (pipeline/layout.py; None: the generator's default)
-    understand: bool | None = None  # read free phrasing into the world's words (pipeline/understand.py; None: on)
-
-    def batch_key(self) -> tuple:
-        """Requests with equal keys can share one pipeline call."""
-        return (self.steps, self.guidance, self.lora, self.expand, self.layout, self.understand)
-
+from pipeline.requests import TextToImageRequest
 
 REGROUP_STEPS = 2  # a batch in its first this-many steps starts over to take in compatible arrivals
 MAX_REGROUPS = 3  # ... at most this many times, so a steady stream cannot keep it from finishing
@@ -53,7 +38,7 @@ class _Regroup(Exception):
 
 @dataclass
 class _Pending:
-    request: T2IRequest
+    request: TextToImageRequest
     callback: object
     future: Future = field(default_factory=Future)
 
@@ -124,7 +109,7 @@ class Batcher:
         self._thread = threading.Thread(target=self._worker, name="wordbrush-batcher", daemon=True)
         self._thread.start()
 
-    def text_to_image(self, request: T2IRequest, *, callback=None, timeout: float | None = None) -> Result:
+    def text_to_image(self, request: TextToImageRequest, *, callback=None, timeout: float | None = None) -> Result:
         """Block until this request's images are ready; errors of this request are raised here."""
         pending = _Pending(request, callback)
         with self._arrived:
@@ -199,8 +184,10 @@ class Batcher:
         valid = []
         for p in batch:  # a bad request fails alone, not its whole batch
             r = p.request
+            steps = self.wb.default_steps if r.steps is None else r.steps
+            guidance = self.wb.default_guidance if r.guidance is None else r.guidance
             try:
-                check_request([r.prompt], [r.seed], steps=r.steps, guidance=r.guidance, num_images=r.num_images)
+                check_request([r.prompt], [r.seed], steps=steps, guidance=guidance, num_images=r.num_images)
                 valid.append(p)
             except ValueError as err:
                 p.future.set_exception(err)
@@ -224,11 +211,8 @@ class Batcher:
         first = valid[0].request
         try:
             with self._lock:  # the batch shares one LoRA and settings: they are part of the batching key
-                result = self._run_call(
-                    self.wb.text_to_image,
-                    prompts, seed=flat_seeds, steps=first.steps, guidance=first.guidance, lora=first.lora,
-                    expand=first.expand, layout=first.layout, understand=first.understand, callback=fan_out,
-                )  # fmt: skip
+                batched = dataclasses.replace(first, prompt=prompts, seed=flat_seeds, num_images=1)
+                result = self._run_call(self.wb.text_to_image, batched, callback=fan_out)
         except _Regroup:  # not an error: _run gathers the arrivals and starts again
             raise
         except Exception as err:  # e.g. a prompt the tokenizer rejects, or out of memory

@@ -15,15 +15,12 @@ import dataclasses
 from pathlib import Path
 
 import torch
-from PIL import Image
 
-from pipeline import diffusion, gan, icons_layout, images
-from pipeline import layout as layout_lib
+from pipeline import diffusion, gan, images
 from pipeline.encoders import PromptEncoder, load_encoder
 from pipeline.expand import ExpansionStage
-from pipeline.icons import IconsReader
 from pipeline.images import to_pil
-from pipeline.presets import DEFAULT_MODEL, WORLD_UI, resolve_model
+from pipeline.presets import DEFAULT_MODEL, resolve_model
 from pipeline.protocol import (
     Capabilities,
     LoraSlot,
@@ -35,7 +32,9 @@ from pipeline.protocol import (
     resolve_seed,
 )
 from pipeline.recipe import Recipe, read_recipe
-from pipeline.understand import READER_DIR, UnderstandingStage, Understood, describe_image, without_style
+from pipeline.requests import InpaintRequest, StyleTransferRequest, TextToImageRequest, as_request, style_prompt_of
+from pipeline.worlds import world_named
+from pipeline.worlds.base import Taught, Understood
 
 INPAINT_RESAMPLE = 1  # RePaint resampling rounds per step for inpainting (1: blended diffusion alone)
 Generator = diffusion.DiffusionGenerator | gan.GANGenerator
@@ -58,28 +57,26 @@ def local_folder(source: str) -> Path:
 
 
 class Wordbrush:
-    """A prompt encoder and a generator, loaded once and shared by the UI, the CLI and scripts."""
+    """A prompt encoder and a generator, loaded once and shared by the UI, the CLI and scripts. What the pictures
+    can show (the reader, the layout stage, the finder, the styles) is its world's (pipeline/worlds)."""
 
     def __init__(self, encoder: PromptEncoder, generator: Generator, *, model: str, precision: str = "auto"):
         self.encoder, self.generator, self.model = encoder, generator, model
-        self.world = generator.world  # which embedded world it draws: "shapes" or "icons"
-        self.style_presets, self.example_prompts = WORLD_UI[self.world]
+        self.world = world_named(generator.world)
+        self.style_presets, self.example_prompts = self.world.styles, self.world.examples
         self.precision = precision  # what load_generator was asked for (with_generator asks the same)
-        # Off by default: the shapes model reads the world's own words best. Expansions stay within what the
+        # Off by default: the models read their world's own words best. Expansions stay within what the
         # prompt encoder reads.
         self.expansion = ExpansionStage(
-            default=False, device=str(encoder.device), max_tokens=encoder.max_tokens,
+            default=False,
+            device=str(encoder.device),
+            max_tokens=encoder.max_tokens,
             length_fn=lambda text: len(encoder.tokenizer(text)["input_ids"]),
-        )  # fmt: skip
-        # Free phrasing -> the world's own words, by the prompt reader (pipeline/understand.py): each world's own
-        if self.world == "icons":  # nearest icon name by the encoder's own states (pipeline/icons.py)
-            self.understanding = IconsReader(encoder)
-        else:
-            self.understanding = UnderstandingStage(READER_DIR, device=str(encoder.device))
+        )
+        self.understanding = self.world.reader(encoder)  # free phrasing -> the world's own words
         self._uncond = encoder.encode([""])
         self._lora = LoraSlot(self._load_lora, self._scale_lora, self._unload_lora)
-        self._phrases: tuple[str, ...] = ()  # the things the LoRA in force teaches (icons), as its file names them
-        self._painters: tuple[dict, dict] | None = None  # an icons LoRA's sketch painter: (base, taught) weights
+        self._taught: Taught | None = None  # what the LoRA in force teaches beyond its adapters (icons: a painter)
 
     @property
     def capabilities(self) -> Capabilities:
@@ -87,10 +84,14 @@ class Wordbrush:
         editing = "the GAN draws from text alone; use the diffusion generator"
         return Capabilities(
             refused={} if diffusion_model else {"style_transfer": editing, "inpaint": editing},
-            layout=self.generator.plans_layout, lora=diffusion_model, lora_training=diffusion_model,
-            live_preview=not diffusion_model, understanding=self.understanding.available,
-            tunable_steps=diffusion_model, pixel_art=True,
-        )  # fmt: skip
+            layout=self.generator.plans_layout,
+            lora=diffusion_model,
+            lora_training=diffusion_model,
+            live_preview=not diffusion_model,
+            understanding=self.understanding.available,
+            tunable_steps=diffusion_model,
+            pixel_art=True,
+        )
 
     @property
     def default_steps(self) -> int:
@@ -102,10 +103,8 @@ class Wordbrush:
 
     @property
     def default_strength(self) -> float:
-        """Style transfer's: the icons world's styles are its backgrounds, and the layout map keeps each thing where
-        it is (`_restyle_layout`), so a restyle starts from pure noise (at 0.6 a pink background came out
-        lavender, not dark blue); elsewhere the picture's noise keeps the content."""
-        return 1.0 if self.reads_layout_map else 0.6
+        """Style transfer's, when a call gives none: the world's."""
+        return self.world.default_strength
 
     @property
     def encoder_name(self) -> str:
@@ -142,84 +141,58 @@ class Wordbrush:
         other.understanding = self.understanding  # one prompt reader, loaded once
         return other
 
-    def text_to_image(
-        self,
-        prompt: str | list[str],
-        *,
-        seed: int | list[int] = 0,
-        steps: int | None = None,
-        guidance: float | None = None,
-        num_images: int = 1,
-        lora: str | None = None,
-        expand: bool | None = None,
-        layout: bool | None = None,
-        understand: bool | None = None,
-        callback=None,
-    ) -> Result:
-        """`num_images` images per prompt; image j of a prompt uses seed + j. All run as one batch.
-        seed=-1 picks a random seed (the recipe records it). understand (None: on where a prompt reader is
-        shipped): free phrasing is read into the world's own words first (pipeline/understand.py).
-        expand=True rewrites each prompt with the LM expander (pipeline/expand.py). layout (None: on where
-        the generator reads it): a prompt that names two different objects gets a planned layout, one box
-        per object (pipeline/layout.py)."""
+    def text_to_image(self, request: TextToImageRequest | str | list[str], *, callback=None, **options) -> Result:
+        """`request.num_images` images per prompt; image j of a prompt uses seed + j. All run as one batch.
+        A prompt (or a list) with keyword options builds the request (pipeline/requests.py)."""
         # 1. Check inputs
-        prompts, seeds = batch_of(prompt, seed)
-        steps = self.generator.default_steps if steps is None else steps
-        guidance = self.generator.default_guidance if guidance is None else guidance
-        check_request(prompts, seeds, steps=steps, guidance=guidance, num_images=num_images)
-        if layout and not self.generator.plans_layout:
+        r = as_request(TextToImageRequest, request, options)
+        prompts, seeds = batch_of(r.prompt, r.seed)
+        steps = self.generator.default_steps if r.steps is None else r.steps
+        guidance = self.generator.default_guidance if r.guidance is None else r.guidance
+        check_request(prompts, seeds, steps=steps, guidance=guidance, num_images=r.num_images)
+        if r.layout and not self.generator.plans_layout:
             raise ValueError(f"the {self.generator.kind} generator cannot follow a layout; turn layout off")
-        layout = self.generator.plans_layout if layout is None else layout
+        layout = self.generator.plans_layout if r.layout is None else r.layout
         seeds = [resolve_seed(s) for s in seeds]
-        batch_prompts = [p for p in prompts for _ in range(num_images)]
-        batch_seeds = [s + j for s in seeds for j in range(num_images)]
-        lora = self._use_lora(lora)
+        batch_prompts = [p for p in prompts for _ in range(r.num_images)]
+        batch_seeds = [s + j for s in seeds for j in range(r.num_images)]
+        lora = self._use_lora(r.lora)
 
         # 2. The language-model stage: understanding, optional expansion, then the prompt encoder
-        understood = [u for u in self.understand(prompts, understand) for _ in range(num_images)]
-        seen = self.expansion.apply([u.text for u in understood], batch_seeds, expand)
+        understood = [u for u in self.understand(prompts, r.understand) for _ in range(r.num_images)]
+        seen = self.expansion.apply([u.text for u in understood], batch_seeds, r.expand)
         cond = self.encoder.encode(seen)
 
-        # 3. The layout stage: shapes, a box per object for prompts that name two (pipeline/layout.py); icons,
-        # a box per thing and the map the UNet reads (pipeline/icons_layout.py)
-        plans = [layout_lib.plan(q, s) if layout else None for q, s in zip(seen, batch_seeds)]
-        length = cond.states.shape[1]
-        regions = layout_lib.regions(plans, self._offsets(seen, length), length) if any(plans) else None
-        icon_layout = None
-        if self.reads_layout_map:
-            backgrounds = getattr(self.generator, "plans_background", False)  # the icons GAN's
-            plans, icon_layout = icons_layout.layout_for(self.encoder, seen, batch_seeds, self._phrases,
-                                                         backgrounds=backgrounds)  # fmt: skip
+        # 3. The world's layout stage: where each named thing goes, as the generator reads it
+        staged = self.world.text_to_image(
+            self.encoder, self.generator, seen, batch_seeds, cond=cond, layout=layout, taught=self._phrases
+        )
 
         # 4. Generate
-        maps = {} if icon_layout is None else {"layout": icon_layout}  # only an icons UNet reads one
         x = self.generator.generate(
-            cond, self._uncond, seeds=batch_seeds, steps=steps, guidance=guidance, callback=callback, regions=regions,
-            **maps,
-        )  # fmt: skip
+            cond, self._uncond, seeds=batch_seeds, steps=steps, guidance=guidance, callback=callback, **staged.inputs
+        )
 
         # 5. Images and their recipes
         size = (self.generator.resolution, self.generator.resolution)
         recipes = [
             dataclasses.replace(
-                self._recipe(
-                    p, s, steps, guidance, size, truncated, task="text_to_image", lora=lora, seen=q, understood=u
-                ),
+                self._recipe(p, s, steps, guidance, size, cut, task="text_to_image", lora=lora, seen=q, understood=u),
                 layout=None if plan is None else plan.describe(),
             )
-            for p, s, truncated, q, plan, u in zip(batch_prompts, batch_seeds, cond.truncated, seen, plans, understood)
+            for p, s, cut, q, plan, u in zip(batch_prompts, batch_seeds, cond.truncated, seen, staged.plans, understood)
         ]
         return Result(to_pil(x), recipes)
 
     @property
-    def reads_layout_map(self) -> bool:
-        """Does the generator read the icons layout stage's map (pipeline/icons_layout.py)?"""
-        return getattr(self.generator, "layout_encoder", None) is not None
+    def _phrases(self) -> tuple[str, ...]:
+        """The things the LoRA in force teaches, as its file names them (none without one)."""
+        return () if self._taught is None else self._taught.phrases
 
     def understand(self, prompts: list[str], understand: bool | None = None) -> list[Understood]:
         """How the generator will read each prompt: free phrasing put in the world's own words by the
         prompt reader, or as written (understand=False, or no reader shipped for this model)."""
-        # an icons LoRA's new things stay as written
+        # a LoRA's new things stay as written
         taught = {"taught": frozenset(w for p in self._phrases for w in p.split())} if self._phrases else {}
         return self.understanding.apply(prompts, self._understands(understand), **taught)
 
@@ -232,19 +205,16 @@ class Wordbrush:
             )
         return self.understanding.available if understand is None else understand
 
-    def with_content(self, style_prompt: str, image: Image.Image) -> str:
+    def with_content(self, style_prompt: str, image) -> str:
         """`style_prompt` as it is when it names content; else the image's description before it: the
-        prompt its recipe records, or the scene the world's parser finds in it (`describe_image`)."""
+        prompt its recipe records, or what the world's finder sees in it."""
         if self.understanding.names_content(style_prompt):
             return style_prompt
         recipe = read_recipe(image)
         if recipe is not None:
-            description = without_style(recipe.encoded_prompt or recipe.prompt)
-        elif self.world == "icons":  # the icons the evaluator's finder sees in the picture
-            scene = icons_layout.scene_of(images.to_pil(images.to_model(image, self.generator.resolution))[0])
-            description = scene[0] if scene else ""
-        else:  # the shapes world's parser
-            description = describe_image(image)
+            description = self.world.without_style(recipe.encoded_prompt or recipe.prompt)
+        else:
+            description = self.world.describe(image, self.generator.resolution)
         return f"{description} {style_prompt}" if description else style_prompt
 
     # LoRA: the one adapter slot of the diffusion UNets, set by each call's `lora=`
@@ -271,165 +241,147 @@ class Wordbrush:
         if not all(adapted_layers(unet, LoraSlot.ADAPTER) for unet in self._unets()):
             self._unload_lora()
             raise ValueError(f"{path.name} matches no layer of {self.model}'s UNet: it was made for another model")
-        if self.reads_layout_map:  # an icons LoRA also draws its new things' sketches (train/icons_lora.py)
-            self._load_painter(path)
-
-    def _load_painter(self, path: Path) -> None:
-        painter = self.generator.layout_encoder.painter
-        taught, phrases = icons_layout.read_lora_painter(path)
-        if taught is None:
-            return
-        base = {k: v.clone() for k, v in painter.state_dict().items()}
         try:
-            painter.load_state_dict({k: v.to(base[k].dtype) for k, v in taught.items()})
-        except (RuntimeError, KeyError) as err:
-            painter.load_state_dict(base)
+            self._taught = self.world.load_taught(self.generator, path, model=self.model)
+        except ValueError:
             self._unload_lora()
-            raise ValueError(f"{path.name}'s sketch painter does not fit {self.model}: {type(err).__name__}") from err
-        self._painters = (base, {k: v.to(base[k].dtype) for k, v in taught.items()})
-        self._phrases = tuple(phrases)
+            raise
 
     def _scale_lora(self, scale: float) -> None:
         for unet in self._unets():
             unet.set_adapters([LoraSlot.ADAPTER], weights=[scale])
-        if self._painters is not None:  # the painter's weights as far from the base's as the scale says
-            base, taught = self._painters
-            self.generator.layout_encoder.painter.load_state_dict({k: base[k] + scale * (taught[k] - base[k])
-                                                                    for k in base})  # fmt: skip
+        if self._taught is not None:
+            self._taught.scale(scale)
 
     def _unload_lora(self) -> None:
         for unet in self._unets():
             if LoraSlot.ADAPTER in getattr(unet, "peft_config", {}):
                 unet.delete_adapters(LoraSlot.ADAPTER)
-        if self._painters is not None:
-            self.generator.layout_encoder.painter.load_state_dict(self._painters[0])
-        self._painters, self._phrases = None, ()
+        if self._taught is not None:
+            self._taught.restore()
+        self._taught = None
 
-    def style_transfer(
-        self,
-        image,
-        *,
-        style_prompt: str,
-        strength: float | None = None,
-        seed: int = 0,
-        steps: int | None = None,
-        guidance: float | None = None,
-        lora: str | None = None,
-        expand: bool | None = None,
-        understand: bool | None = None,
-        callback=None,
-    ) -> Result:
-        """Redraw `image` (path or PIL, any mode and size) under `style_prompt`: noise it to `strength`
-        (0 keeps it, 1 ignores it; None: `default_strength`) and denoise with the prompt. Returned at the input's
-        aspect ratio.
-        A style prompt that names no content ("in outline style") is completed with a description of the
-        image (its recipe's prompt, or what the scene parser finds in it), so restyling keeps the content."""
+    def style_transfer(self, request: StyleTransferRequest | object, *, callback=None, **options) -> Result:
+        """Redraw `request.image` (path or PIL, any mode and size) under its style prompt (and preset): noise it to
+        `strength` (0 keeps it, 1 ignores it; None: `default_strength`) and denoise with the prompt. Returned at
+        the input's aspect ratio. A style prompt that names no content ("in outline style") is completed with a
+        description of the image (its recipe's prompt, or what the world's finder sees), so restyling keeps it.
+        An image with keyword options builds the request (pipeline/requests.py)."""
         # 1. Check inputs
-        source = images.open_image(image)
-        steps = self.generator.default_steps if steps is None else steps
-        guidance = self.generator.default_guidance if guidance is None else guidance
-        check_request([style_prompt], [seed], steps=steps, guidance=guidance, num_images=1)
-        strength = self.default_strength if strength is None else strength
+        r = as_request(StyleTransferRequest, request, options)
+        source = images.open_image(r.image)
+        style_prompt = style_prompt_of(r, self.style_presets)
+        steps = self.generator.default_steps if r.steps is None else r.steps
+        guidance = self.generator.default_guidance if r.guidance is None else r.guidance
+        check_request([style_prompt], [r.seed], steps=steps, guidance=guidance, num_images=1)
+        strength = self.default_strength if r.strength is None else r.strength
         if not 0.0 <= strength <= 1.0:
             raise ValueError(f"strength must be between 0 and 1, got {strength!r}")
         self.capabilities.check("style_transfer")
-        seed = resolve_seed(seed)
-        lora = self._use_lora(lora)
+        seed = resolve_seed(r.seed)
+        lora = self._use_lora(r.lora)
 
         # 2. Describe the content when the prompt does not, understand, expand, encode
-        described = self.with_content(style_prompt, source) if self._understands(understand) else style_prompt
-        understood = self.understand([described], understand)[0]
-        seen = self.expansion.apply([understood.text], [seed], expand)[0]
+        described = self.with_content(style_prompt, source) if self._understands(r.understand) else style_prompt
+        understood = self.understand([described], r.understand)[0]
+        seen = self.expansion.apply([understood.text], [seed], r.expand)[0]
         cond = self.encoder.encode([seen])
-        # 3. prepare the start image, 4. denoise from it
+        # 3. Prepare the start image and the world's layout, 4. denoise from it
         init = images.to_model(source, self.generator.resolution)
+        staged = self.world.restyle(
+            self.encoder, self.generator, seen, source, recipe=read_recipe(source), taught=self._phrases
+        )
         x = self.generator.generate(
-            cond, self._uncond, seeds=[seed], steps=steps, guidance=guidance, callback=callback,
-            init=init, strength=strength, layout=self._restyle_layout(seen, source),
-        )  # fmt: skip
+            cond,
+            self._uncond,
+            seeds=[seed],
+            steps=steps,
+            guidance=guidance,
+            callback=callback,
+            init=init,
+            strength=strength,
+            **staged.inputs,
+        )
 
         # 5. Back to the input's aspect ratio
         out = images.from_model(to_pil(x)[0], images.output_size(source.size, self.generator.resolution))
         recipe = self._recipe(
-            style_prompt, seed, steps, guidance, out.size, cond.truncated[0], task="style_transfer", lora=lora,
-            seen=seen, understood=understood,
-        )  # fmt: skip
+            style_prompt,
+            seed,
+            steps,
+            guidance,
+            out.size,
+            cond.truncated[0],
+            task="style_transfer",
+            lora=lora,
+            seen=seen,
+            understood=understood,
+        )
         return Result([out], [dataclasses.replace(recipe, strength=strength, described=described != style_prompt)])
 
-    def inpaint(
-        self,
-        image,
-        mask,
-        *,
-        prompt: str,
-        seed: int = 0,
-        steps: int | None = None,
-        guidance: float | None = None,
-        lora: str | None = None,
-        expand: bool | None = None,
-        zoom: bool = True,
-        understand: bool | None = None,
-        callback=None,
-        resample: int = INPAINT_RESAMPLE,
-    ) -> Result:
-        """Regenerate the white part of `mask` (same size as `image`) to show `prompt`. Pixels outside
+    def inpaint(self, request: InpaintRequest | object, mask=None, *, callback=None, **options) -> Result:
+        """Regenerate the white part of `request.mask` (same size as the image) to show its prompt. Pixels outside
         the mask are returned unchanged, bit for bit, at the input's own size. zoom: a small mask is
         redrawn on the model's whole canvas (a square crop around it, `images.inpaint_area`), as
-        AUTOMATIC1111's "only masked"; False redraws the whole image. resample > 1: RePaint resampling,
-        each step redone that many times (bench/edit_quality.py measures both)."""
+        AUTOMATIC1111's "only masked"; False redraws the whole image. An image and a mask with keyword options
+        build the request (pipeline/requests.py)."""
         # 1. Check inputs
-        source = images.open_image(image)
-        region = images.open_mask(mask, source.size)
-        steps = self.generator.default_steps if steps is None else steps
-        guidance = self.generator.default_guidance if guidance is None else guidance
-        check_request([prompt], [seed], steps=steps, guidance=guidance, num_images=1)
+        resample = options.pop("resample", INPAINT_RESAMPLE)
+        r = as_request(InpaintRequest, request, options if mask is None else {**options, "mask": mask})
+        source = images.open_image(r.image)
+        region = images.open_mask(r.mask, source.size)
+        steps = self.generator.default_steps if r.steps is None else r.steps
+        guidance = self.generator.default_guidance if r.guidance is None else r.guidance
+        check_request([r.prompt], [r.seed], steps=steps, guidance=guidance, num_images=1)
         self.capabilities.check("inpaint")
-        seed = resolve_seed(seed)
-        lora = self._use_lora(lora)
-        recipe = self._recipe(prompt, seed, steps, guidance, source.size, False, task="inpaint", lora=lora)
+        seed = resolve_seed(r.seed)
+        lora = self._use_lora(r.lora)
+        recipe = self._recipe(r.prompt, seed, steps, guidance, source.size, False, task="inpaint", lora=lora)
         if not region.any():  # nothing to regenerate
             return Result([source.copy()], [recipe])
 
         # 2. Understand, expand and encode the prompt
-        understood = self.understand([prompt], understand)[0]
-        seen = self.expansion.apply([understood.text], [seed], expand)[0]
+        understood = self.understand([r.prompt], r.understand)[0]
+        seen = self.expansion.apply([understood.text], [seed], r.expand)[0]
         cond = self.encoder.encode([seen])
-        # 3. The area to redraw (a square around a small mask, else the whole image), at the model's resolution
-        box = images.inpaint_area(region) if zoom else None
+        # 3. The area to redraw (a square around a small mask, else the whole image), at the model's resolution,
+        # and the world's plan for it
+        box = images.inpaint_area(region) if r.zoom else None
         area, area_mask = images.crop_area(source, region, box)
-        r = self.generator.resolution
-        model_mask = images.mask_to_model(area_mask, r)
-        icon_layout = None
-        if self.reads_layout_map:  # icons: the asked thing planned in the painted region
-            request = icons_layout.read_request(seen, self._phrases)
-            plan = icons_layout.plan_in_mask(request, model_mask[0, 0].numpy() > 0.5)
-            icon_layout = icons_layout.encode_plans(self.encoder, [plan])
+        res = self.generator.resolution
+        model_mask = images.mask_to_model(area_mask, res)
+        staged = self.world.inpaint(
+            self.encoder, self.generator, seen, model_mask[0, 0].numpy() > 0.5, taught=self._phrases
+        )
         # 4. Denoise
         x = self.generator.generate(
-            cond, self._uncond, seeds=[seed], steps=steps, guidance=guidance, callback=callback,
-            init=images.to_model(area, r), mask=model_mask, resample=resample, layout=icon_layout,
-        )  # fmt: skip
+            cond,
+            self._uncond,
+            seeds=[seed],
+            steps=steps,
+            guidance=guidance,
+            callback=callback,
+            init=images.to_model(area, res),
+            mask=model_mask,
+            resample=resample,
+            **staged.inputs,
+        )
 
         # 5. Composite: generated pixels inside the mask, the input's own pixels outside
         out = images.paste_area(source, images.composite(to_pil(x)[0], area, area_mask), box)
         recipe = self._recipe(
-            prompt, seed, steps, guidance, source.size, cond.truncated[0], task="inpaint", lora=lora, seen=seen,
+            r.prompt,
+            seed,
+            steps,
+            guidance,
+            source.size,
+            cond.truncated[0],
+            task="inpaint",
+            lora=lora,
+            seen=seen,
             understood=understood,
-        )  # fmt: skip
+        )
         return Result([out], [recipe])
-
-    def _restyle_layout(self, prompt: str, source: Image.Image):
-        """Icons: a restyled picture keeps its things where they are: planned from its recipe's seed (the same
-        boxes), or found in it (`icons_layout.scene_of`) when it carries none; None when neither works."""
-        if not self.reads_layout_map:
-            return None
-        recipe = read_recipe(source)
-        if recipe is not None:
-            return icons_layout.layout_for(self.encoder, [prompt], [recipe.seed], self._phrases)[1]
-        background = icons_layout.read_request(prompt, self._phrases).background
-        scene = icons_layout.scene_of(images.to_pil(images.to_model(source, self.generator.resolution))[0],
-                                      background)  # fmt: skip
-        return None if scene is None else icons_layout.encode_plans(self.encoder, [scene[1]])
 
     def _recipe(
         self, prompt, seed, steps, guidance, size, truncated, *, task, lora=None, seen=None, understood=None
@@ -437,18 +389,21 @@ class Wordbrush:
         seen = prompt if seen is None else seen
         read = prompt if understood is None else understood.text
         return Recipe(
-            prompt=prompt, seed=seed, steps=steps, guidance=guidance, model=self.model,
-            generator=self.generator.kind, encoder=self.encoder.name, width=size[0], height=size[1],
-            task=task, encoded_prompt=self.encoded_text(seen, truncated), lora=lora_label(lora),
-            expanded=seen != read, understood=None if understood is None else understood.how,
-        )  # fmt: skip
-
-    def _offsets(self, prompts: list[str], length: int) -> list[list[tuple[int, int]]]:
-        """Each prompt's token character spans, aligned with the encoder's `length` padded token states."""
-        tok = self.encoder.tokenizer
-        found = tok(prompts, truncation=True, max_length=self.encoder.max_tokens, return_offsets_mapping=True)
-        spans = [list(o) for o in found["offset_mapping"]]
-        return [[(0, 0)] * (length - len(o)) + o for o in spans] if tok.padding_side == "left" else spans
+            prompt=prompt,
+            seed=seed,
+            steps=steps,
+            guidance=guidance,
+            model=self.model,
+            generator=self.generator.kind,
+            encoder=self.encoder.name,
+            width=size[0],
+            height=size[1],
+            task=task,
+            encoded_prompt=self.encoded_text(seen, truncated),
+            lora=lora_label(lora),
+            expanded=seen != read,
+            understood=None if understood is None else understood.how,
+        )
 
     def encoded_text(self, prompt: str, truncated: bool) -> str:
         """The prompt as the language model saw it: its tokens, cut at the encoder's limit."""
@@ -470,9 +425,13 @@ def load_generator(folder: Path, meta: dict, *, device: str, precision: str = "a
     bf16 = precision == "bf16" or (precision == "auto" and native_bf16(device))
     inpaint_unet = diffusion.load_inpainting_unet(folder, device=device)
     return diffusion.DiffusionGenerator(
-        unet, cfg, autocast=torch.bfloat16 if bf16 else None, inpaint_unet=inpaint_unet,
-        layout_encoder=diffusion.load_layout_encoder(folder, cfg, device=device), defaults=meta.get("defaults"),
-    )  # fmt: skip
+        unet,
+        cfg,
+        autocast=torch.bfloat16 if bf16 else None,
+        inpaint_unet=inpaint_unet,
+        layout_encoder=diffusion.load_layout_encoder(folder, cfg, device=device),
+        defaults=meta.get("defaults"),
+    )
 
 
 def native_bf16(device: str) -> bool:

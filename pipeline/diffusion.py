@@ -20,13 +20,13 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler, DPMSolverMultistepScheduler, UNet2DConditionModel
 
-from pipeline import icons_layout
 from pipeline.batch_invariance import rowwise_linears
 from pipeline.encoders import EncodedPrompts
-from pipeline.icons_layout import LAYOUT_INPUTS, LayoutBatch, LayoutEncoder, save_layout_encoder
 from pipeline.layout import Regions, steered_steps
 from pipeline.layout import install as install_attention
 from pipeline.protocol import MAX_STEPS
+from pipeline.worlds.icons import layout as icons_layout
+from pipeline.worlds.icons.layout import LAYOUT_INPUTS, LayoutBatch, LayoutEncoder, save_layout_encoder
 
 
 @dataclass(frozen=True)
@@ -44,8 +44,8 @@ class DiffusionConfig:
     beta_schedule: str = "squaredcos_cap_v2"  # cosine schedule: suits low-resolution pixel diffusion
     coords: bool = False  # the UNet also reads x and y maps (COORD_INPUTS), so it knows where "above" is
     patch: int = 1  # pixels per side folded into channels before the UNet (2: a 64 px image as 32 x 32 x 12)
-    world: str = "shapes"  # the embedded world it draws: "shapes" (train/world.py), "icons" (train/icons_world.py)
-    layout: bool = False  # the UNet also reads the icons layout stage's map (pipeline/icons_layout.py)
+    world: str = "shapes"  # the embedded world it draws: a name in the world registry (pipeline/worlds)
+    layout: bool = False  # the UNet also reads the icons layout stage's map (pipeline/worlds/icons/layout.py)
 
 
 # Named UNet sizes, read by the training CLI and the tests.
@@ -229,6 +229,7 @@ def denoise_step(
     unet: UNet2DConditionModel,
     x: torch.Tensor,
     t: torch.Tensor,
+    *,
     cond: EncodedPrompts,
     uncond: EncodedPrompts,
     guidance: float,
@@ -240,7 +241,7 @@ def denoise_step(
     classifier-free guidance (Ho & Salimans, 2022). Returns the model output (v) for x.
     image_inputs: an inpainting UNet's extra channels (`inpaint_inputs`), the same for both halves.
     regions: the layout stage's cross-attention masks (pipeline/layout.py), for the conditional half.
-    layout_map: the icons layout map (pipeline/icons_layout.py), for the conditional half (the other: none)."""
+    layout_map: the icons layout map (pipeline/worlds/icons/layout.py), for the conditional half (the other: none)."""
     x_uncond = unet_inputs(unet, x, image_inputs) if guidance != 1.0 and layout_map is not None else None
     x = unet_inputs(unet, x, image_inputs, layout_map)
     if guidance == 1.0:
@@ -297,7 +298,7 @@ def sample(
     strength. `init` and `mask` (B, 1, H, W), 1 = generate: blended diffusion (Avrahami et al., 2022), the
     known region put back after every step; resample > 1 adds RePaint's resampling (Lugmayr et al., 2022); an
     inpainting UNet (`is_inpainting`) also reads the kept pixels and the mask. `regions` (the layout stage,
-    pipeline/layout.py) keeps each planned object's words to its own box; `layout_map`: pipeline/icons_layout.py."""
+    pipeline/layout.py) keeps each planned object's words to its own box; `layout_map`: the icons layout stage's."""
     # 1. Check inputs
     _check_sampling(unet, cond, seeds, steps, init, mask)
     device, dtype = unet.device, unet.dtype
@@ -331,7 +332,17 @@ def sample(
         x_in = scheduler.scale_model_input(x, t)
         steer = regions if i < steered else None  # the layout stage's mask, on the noisy steps only
         t_all = t.expand(len(seeds))
-        model_out = denoise_step(unet, x_in, t_all, cond, uncond, guidance, image_inputs, steer, layout_map)
+        model_out = denoise_step(
+            unet,
+            x_in,
+            t_all,
+            cond=cond,
+            uncond=uncond,
+            guidance=guidance,
+            image_inputs=image_inputs,
+            regions=steer,
+            layout_map=layout_map,
+        )
         x = scheduler.step(model_out, t, x).prev_sample
         if mask is not None:  # keep the known region on the trajectory of the input image
             last = i + 1 == len(timesteps)
@@ -388,9 +399,15 @@ INPAINT_FOLDER = "inpaint-unet"  # the inpainting UNet beside the text-to-image 
 
 
 def save(
-    folder: str | Path, unet: UNet2DConditionModel, cfg: DiffusionConfig, *, encoder: str, card: dict,
-    layout_encoder: LayoutEncoder | None = None, defaults: dict | None = None,
-) -> None:  # fmt: skip
+    folder: str | Path,
+    unet: UNet2DConditionModel,
+    cfg: DiffusionConfig,
+    *,
+    encoder: str,
+    card: dict,
+    layout_encoder: LayoutEncoder | None = None,
+    defaults: dict | None = None,
+) -> None:
     """Write the UNet (fp16 safetensors), the layout encoder if any, and what the pipeline needs to rebuild it.
     defaults: the model's own sampling defaults ({"steps": 12, "guidance": 3.0}) over the generator's."""
     folder = Path(folder)
@@ -461,16 +478,22 @@ class DiffusionGenerator:
     default_guidance = 3.0
 
     def __init__(
-        self, unet, cfg: DiffusionConfig, *, autocast: torch.dtype | None = None, inpaint_unet=None,
-        layout_encoder: LayoutEncoder | None = None, defaults: dict | None = None,
-    ):  # fmt: skip
+        self,
+        unet,
+        cfg: DiffusionConfig,
+        *,
+        autocast: torch.dtype | None = None,
+        inpaint_unet=None,
+        layout_encoder: LayoutEncoder | None = None,
+        defaults: dict | None = None,
+    ):
         self.world = cfg.world
         # the model folder's own defaults (wordbrush.json "defaults": steps, guidance) over the class's
         self.default_steps = (defaults or {}).get("steps", self.default_steps)
         self.default_guidance = (defaults or {}).get("guidance", self.default_guidance)
-        self.layout_encoder = layout_encoder  # the icons layout stage's learnt part (pipeline/icons_layout.py)
-        # reads the layout stage's regions (pipeline/layout.py), which plans the shapes world's objects
-        self.plans_layout = cfg.world == "shapes" and cfg.patch == 1
+        self.layout_encoder = layout_encoder  # the icons layout stage's learnt part (worlds/icons/layout.py)
+        # follows the layout stage's regions (pipeline/layout.py): a pixel-level UNet with cross-attention
+        self.plans_layout = any(cfg.attention) and cfg.patch == 1
         # Channels-last activations: oneDNN's faster bf16 convolutions on the CPU; the weights are unchanged.
         self.unet, self.cfg = batch_invariant(unet.to(memory_format=torch.channels_last)), cfg
         install_attention(self.unet)  # the layout stage's regional cross-attention, `layout.attend`'s products
@@ -484,9 +507,21 @@ class DiffusionGenerator:
         self.autocast = autocast  # run the UNet's matmuls and convolutions in this dtype (None: the weights')
 
     def generate(
-        self, cond, uncond, *, seeds, steps, guidance, callback=None, init=None, strength=1.0, mask=None, resample=1,
-        regions=None, layout: LayoutBatch | None = None,
-    ) -> torch.Tensor:  # fmt: skip
+        self,
+        cond,
+        uncond,
+        *,
+        seeds,
+        steps,
+        guidance,
+        callback=None,
+        init=None,
+        strength=1.0,
+        mask=None,
+        resample=1,
+        regions=None,
+        layout: LayoutBatch | None = None,
+    ) -> torch.Tensor:
         """Images (B, 3, H, W) in [0, 1] (`sample`). layout: the icons layout stage's plans, for a model that reads
         them (`reads_layout`)."""
         device_type = self.unet.device.type
@@ -499,7 +534,18 @@ class DiffusionGenerator:
                 layout_map = torch.cat(maps)
         with torch.autocast(device_type, dtype=self.autocast or torch.bfloat16, enabled=self.autocast is not None):
             return sample(
-                unet, self.cfg, cond, uncond, seeds=seeds, steps=steps, guidance=guidance,
-                callback=callback, init=init, strength=strength, mask=mask, resample=resample, regions=regions,
+                unet,
+                self.cfg,
+                cond,
+                uncond,
+                seeds=seeds,
+                steps=steps,
+                guidance=guidance,
+                callback=callback,
+                init=init,
+                strength=strength,
+                mask=mask,
+                resample=resample,
+                regions=regions,
                 layout_map=layout_map,
-            ).float()  # fmt: skip
+            ).float()

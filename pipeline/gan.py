@@ -19,7 +19,13 @@ from torch import nn
 from torch.nn import functional as F
 
 from pipeline.encoders import EncodedPrompts
-from pipeline.icons_layout import LAYOUT_INPUTS, LayoutEncoder, load_layout_encoder, save_layout_encoder
+from pipeline.worlds.icons.layout import (
+    LAYOUT_FILE,
+    LAYOUT_INPUTS,
+    LayoutEncoder,
+    load_layout_encoder,
+    save_layout_encoder,
+)
 
 
 @dataclass(frozen=True)
@@ -138,7 +144,7 @@ class StyledResBlock(nn.Module):
 
 
 class LayoutGAN(ModelMixin, ConfigMixin):
-    """The icons world's one-step GAN: noise and the layout stage's map (pipeline/icons_layout.py: each thing's
+    """The icons world's one-step GAN: noise and the layout stage's map (pipeline/worlds/icons/layout.py: each thing's
     code and sketch in its box, the background's code) in, a 64 px image out. An image-to-image generator in the
     manner of pix2pix / SPADE: the map says what goes where, the style vector made from the noise says what the
     map leaves open (the background when the prompt does not name one). A small UNet over the map's grid: 32 ->
@@ -156,8 +162,9 @@ class LayoutGAN(ModelMixin, ConfigMixin):
     ):
         super().__init__()
         c0, c1 = channels
-        self.mapping = nn.Sequential(nn.Linear(z_dim, w_dim), nn.SiLU(), nn.Linear(w_dim, w_dim), nn.SiLU(),
-                                     nn.Linear(w_dim, w_dim))  # fmt: skip
+        self.mapping = nn.Sequential(
+            nn.Linear(z_dim, w_dim), nn.SiLU(), nn.Linear(w_dim, w_dim), nn.SiLU(), nn.Linear(w_dim, w_dim)
+        )
         self.conv_in = nn.Conv2d(layout_inputs + 2, c0, 3, padding=1)  # + the cells' x, y
         self.encode = StyledResBlock(c0, c0, w_dim)
         self.down = nn.Conv2d(c0, c1, 4, 2, 1)
@@ -211,9 +218,13 @@ def build_gan(cfg: GANConfig) -> TextToImageGAN:
 
 
 def save(
-    folder: str | Path, gan: TextToImageGAN | LayoutGAN, *, encoder: str, card: dict,
+    folder: str | Path,
+    gan: TextToImageGAN | LayoutGAN,
+    *,
+    encoder: str,
+    card: dict,
     layout_encoder: LayoutEncoder | None = None,
-) -> None:  # fmt: skip
+) -> None:
     """The generator (fp16 safetensors under gan/) and, for the icons GAN, the layout encoder whose map it reads."""
     folder = Path(folder)
     gan.to(torch.float16).save_pretrained(folder / "gan", max_shard_size="9MB")
@@ -226,8 +237,7 @@ def save(
 
 
 def load(folder: str | Path, *, device: str = "cpu", dtype: torch.dtype = torch.float32) -> TextToImageGAN | LayoutGAN:
-    meta = json.loads((Path(folder) / "wordbrush.json").read_text())
-    kind = LayoutGAN if meta.get("world") == "icons" else TextToImageGAN
+    kind = LayoutGAN if (Path(folder) / LAYOUT_FILE).is_file() else TextToImageGAN  # it draws from a layout map
     gan = kind.from_pretrained(Path(folder) / "gan", use_safetensors=True)
     # channels_last: oneDNN's faster convolutions on the CPU, the same pixels
     return gan.to(device, dtype, memory_format=torch.channels_last).eval()
@@ -236,10 +246,10 @@ def load(folder: str | Path, *, device: str = "cpu", dtype: torch.dtype = torch.
 def load_generator(folder: str | Path, *, device: str = "cpu") -> GANGenerator:
     """The GAN generator a model folder holds: the shapes world's text-to-image GAN, or the icons world's
     layout GAN with its layout encoder."""
-    model = load(folder, device=device)
+    model, world = load(folder, device=device), json.loads((Path(folder) / "wordbrush.json").read_text()).get("world")
     if isinstance(model, LayoutGAN):
-        return GANGenerator(model, layout_encoder=load_layout_encoder(folder, device=device), world="icons")
-    return GANGenerator(model)
+        return GANGenerator(model, layout_encoder=load_layout_encoder(folder, device=device), world=world)
+    return GANGenerator(model, world=world or "shapes")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -254,8 +264,9 @@ class GANGenerator:
     default_guidance = 0.0
     plans_layout = False  # no cross-attention to steer: the shapes layout stage does not apply
 
-    def __init__(self, model: TextToImageGAN | LayoutGAN, *, layout_encoder: LayoutEncoder | None = None,
-                 world: str = "shapes"):  # fmt: skip
+    def __init__(
+        self, model: TextToImageGAN | LayoutGAN, *, layout_encoder: LayoutEncoder | None = None, world: str = "shapes"
+    ):
         self.model = model
         self.resolution = model.config.resolution
         self.world = world  # the embedded world it draws
@@ -263,9 +274,21 @@ class GANGenerator:
         self.plans_background = layout_encoder is not None  # and the layout stage picks an unsaid background
 
     def generate(
-        self, cond, uncond, *, seeds, steps, guidance, callback=None, init=None, strength=1.0, mask=None, resample=1,
-        regions=None, layout=None,
-    ) -> torch.Tensor:  # fmt: skip
+        self,
+        cond,
+        uncond,
+        *,
+        seeds,
+        steps,
+        guidance,
+        callback=None,
+        init=None,
+        strength=1.0,
+        mask=None,
+        resample=1,
+        regions=None,
+        layout=None,
+    ) -> torch.Tensor:
         if regions is not None:
             raise ValueError("the GAN generator has no cross-attention for a layout; plan layouts for diffusion only")
         if init is not None:
@@ -280,8 +303,10 @@ class GANGenerator:
                 raise ValueError("the icons GAN draws from the layout stage's map; give it the prompts' layout")
             grid = self.resolution // self.model.config.patch
             with torch.inference_mode():
-                maps = [self.layout_encoder(layout[i : i + 1].to(self.model.device), grid, self.resolution)
-                        for i in range(len(seeds))]  # fmt: skip
+                maps = [
+                    self.layout_encoder(layout[i : i + 1].to(self.model.device), grid, self.resolution)
+                    for i in range(len(seeds))
+                ]
             x = torch.cat([generate_layout_step(self.model, m, [seed]) for m, seed in zip(maps, seeds)])
         else:
             x = torch.cat([generate_step(self.model, cond[i : i + 1], [seed]) for i, seed in enumerate(seeds)])

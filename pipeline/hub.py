@@ -33,6 +33,7 @@ from pipeline.protocol import (
     resolve_seed,
 )
 from pipeline.recipe import Recipe
+from pipeline.requests import InpaintRequest, StyleTransferRequest, TextToImageRequest, as_request, style_prompt_of
 
 
 def refuse_understanding(understand: bool | None) -> None:
@@ -60,10 +61,11 @@ class HubPipeline:
         t2i = generator.base
         tokenizer = getattr(t2i, "tokenizer", None)
         self.expansion = ExpansionStage(
-            default=bool(spec and spec.expand_prompt), device=str(t2i.device),
+            default=bool(spec and spec.expand_prompt),
+            device=str(t2i.device),
             length_fn=None if tokenizer is None else (lambda text: len(tokenizer(text)["input_ids"])),
             max_tokens=_text_limit(tokenizer),
-        )  # fmt: skip
+        )
         self.style_presets = spec.style_presets if spec else dict(ART_STYLES)
         self._lora = LoraSlot(self._load_lora, self._scale_lora, self._unload_lora)
         self.encoder_name = (spec.text_encoder if spec and spec.text_encoder else "") or type(
@@ -72,9 +74,14 @@ class HubPipeline:
 
     @classmethod
     def load(
-        cls, model: str, *, device: str = "auto", dtype: torch.dtype | None = None, offload: bool = False,
+        cls,
+        model: str,
+        *,
+        device: str = "auto",
+        dtype: torch.dtype | None = None,
+        offload: bool = False,
         compile: bool = False,
-    ) -> HubPipeline:  # fmt: skip
+    ) -> HubPipeline:
         """A preset name, diffusers hub id or pipeline folder; CUDA in bf16 when there is a GPU, else CPU fp32.
         offload: model CPU offload (components move to the GPU only while they run) for small GPUs.
         compile: torch.compile the denoiser (slow first call, faster after)."""
@@ -104,9 +111,11 @@ class HubPipeline:
         if trainable:
             refused["lora_training"] = trainable
         return Capabilities(
-            refused=refused, lora="lora" not in refused, lora_training=not trainable,
+            refused=refused,
+            lora="lora" not in refused,
+            lora_training=not trainable,
             lora_batch=LORA_BATCH.get(type(base).__name__, 1),
-        )  # fmt: skip
+        )
 
     @property
     def default_steps(self) -> int:
@@ -120,95 +129,109 @@ class HubPipeline:
 
     # The three tasks
 
-    def text_to_image(
-        self, prompt: str | list[str], *, seed: int | list[int] = 0, steps: int | None = None,
-        guidance: float | None = None, num_images: int = 1, lora: str | None = None, expand: bool | None = None,
-        layout: bool | None = None, understand: bool | None = None, callback=None,
-    ) -> Result:  # fmt: skip
-        """`num_images` images per prompt (image j of a prompt uses seed + j), all in one batch. The layout
-        stage is the embedded model's (pipeline/layout.py): layout=True is refused here."""
+    def text_to_image(self, request: TextToImageRequest | str | list[str], *, callback=None, **options) -> Result:
+        """`request.num_images` images per prompt (image j of a prompt uses seed + j), all in one batch. The layout
+        stage is the embedded model's (pipeline/layout.py): layout=True is refused here. A prompt (or a list) with
+        keyword options builds the request (pipeline/requests.py)."""
         # 1. Check inputs
-        prompts, seeds = batch_of(prompt, seed)
-        steps, guidance = self._defaults(steps, guidance)
-        check_request(prompts, seeds, steps=steps, guidance=guidance, num_images=num_images)
-        if layout:
+        r = as_request(TextToImageRequest, request, options)
+        prompts, seeds = batch_of(r.prompt, r.seed)
+        steps, guidance = self._defaults(r.steps, r.guidance)
+        check_request(prompts, seeds, steps=steps, guidance=guidance, num_images=r.num_images)
+        if r.layout:
             raise ValueError("the layout stage steers the embedded diffusion model only; turn layout off")
-        refuse_understanding(understand)
+        refuse_understanding(r.understand)
         self.capabilities.check("text_to_image")
         seeds = [resolve_seed(s) for s in seeds]
-        lora = self._use_lora(lora)
-        batch_prompts = [p for p in prompts for _ in range(num_images)]
-        batch_seeds = [s + j for s in seeds for j in range(num_images)]
+        lora = self._use_lora(r.lora)
+        batch_prompts = [p for p in prompts for _ in range(r.num_images)]
+        batch_seeds = [s + j for s in seeds for j in range(r.num_images)]
 
         # 2. The language-model stage, 3. the diffusers pipeline
-        seen = self.expansion.apply(batch_prompts, batch_seeds, expand)
+        seen = self.expansion.apply(batch_prompts, batch_seeds, r.expand)
         r = self.generator.resolution
         out = self.generator.generate(
-            "text_to_image", seen, batch_seeds, callback=callback, num_inference_steps=steps,
-            guidance_scale=guidance, height=r, width=r,
-        )  # fmt: skip
+            "text_to_image",
+            seen,
+            batch_seeds,
+            callback=callback,
+            num_inference_steps=steps,
+            guidance_scale=guidance,
+            height=r,
+            width=r,
+        )
         recipes = [
             self._recipe(p, s, steps, guidance, im.size, "text_to_image", seen_p, lora)
             for p, s, im, seen_p in zip(batch_prompts, batch_seeds, out, seen)
         ]
         return Result(out, recipes)
 
-    def style_transfer(
-        self, image, *, style_prompt: str, strength: float | None = None, seed: int = 0, steps: int | None = None,
-        guidance: float | None = None, lora: str | None = None, expand: bool | None = None,
-        understand: bool | None = None, callback=None,
-    ) -> Result:  # fmt: skip
-        """diffusers image-to-image: `image` noised to `strength` and redrawn under `style_prompt`, at the
-        input's aspect ratio."""
-        source = images.open_image(image)
-        steps, guidance = self._defaults(steps, guidance)
+    def style_transfer(self, request: StyleTransferRequest | object, *, callback=None, **options) -> Result:
+        """diffusers image-to-image: the image noised to `strength` and redrawn under the style prompt (and
+        preset), at the input's aspect ratio. An image with keyword options builds the request."""
+        r = as_request(StyleTransferRequest, request, options)
+        source = images.open_image(r.image)
+        style_prompt, seed = style_prompt_of(r, self.style_presets), r.seed
+        steps, guidance = self._defaults(r.steps, r.guidance)
         check_request([style_prompt], [seed], steps=steps, guidance=guidance, num_images=1)
-        refuse_understanding(understand)
-        strength = self.default_strength if strength is None else strength
+        refuse_understanding(r.understand)
+        strength = self.default_strength if r.strength is None else r.strength
         if not 0.0 < strength <= 1.0:
             raise ValueError(f"strength must be above 0 and at most 1, got {strength!r}")
         self.capabilities.check("style_transfer")
         seed = resolve_seed(seed)
-        lora = self._use_lora(lora)
+        lora = self._use_lora(r.lora)
         # Turbo models need steps * strength >= 1 to run any denoising step at all.
         steps = max(steps, int(np.ceil(1 / strength)))
-        seen = self.expansion.apply([style_prompt], [seed], expand)
+        seen = self.expansion.apply([style_prompt], [seed], r.expand)
         w, h = self._fit(source.size)
         out = self.generator.generate(
-            "style_transfer", seen, [seed], callback=callback, image=source.resize((w, h), Image.LANCZOS),
-            strength=strength, num_inference_steps=steps, guidance_scale=guidance,
-        )[0]  # fmt: skip
+            "style_transfer",
+            seen,
+            [seed],
+            callback=callback,
+            image=source.resize((w, h), Image.LANCZOS),
+            strength=strength,
+            num_inference_steps=steps,
+            guidance_scale=guidance,
+        )[0]
         recipe = self._recipe(style_prompt, seed, steps, guidance, out.size, "style_transfer", seen[0], lora)
         return Result([out], [dataclasses.replace(recipe, strength=strength)])
 
-    def inpaint(
-        self, image, mask, *, prompt: str, seed: int = 0, steps: int | None = None, guidance: float | None = None,
-        lora: str | None = None, expand: bool | None = None, zoom: bool = True, understand: bool | None = None,
-        callback=None,
-    ) -> Result:  # fmt: skip
-        """diffusers inpainting on the white part of `mask`; outside it the input's pixels, bit for bit.
-        zoom: a small mask's square is redrawn at the pipeline's full resolution (`images.inpaint_area`)."""
-        source = images.open_image(image)
-        region = images.open_mask(mask, source.size)
-        steps, guidance = self._defaults(steps, guidance)
-        check_request([prompt], [seed], steps=steps, guidance=guidance, num_images=1)
-        refuse_understanding(understand)
+    def inpaint(self, request: InpaintRequest | object, mask=None, *, callback=None, **options) -> Result:
+        """diffusers inpainting on the white part of the mask; outside it the input's pixels, bit for bit.
+        zoom: a small mask's square is redrawn at the pipeline's full resolution (`images.inpaint_area`). An image
+        and a mask with keyword options build the request."""
+        r = as_request(InpaintRequest, request, options if mask is None else {**options, "mask": mask})
+        source, prompt = images.open_image(r.image), r.prompt
+        region = images.open_mask(r.mask, source.size)
+        steps, guidance = self._defaults(r.steps, r.guidance)
+        check_request([prompt], [r.seed], steps=steps, guidance=guidance, num_images=1)
+        refuse_understanding(r.understand)
         self.capabilities.check("inpaint")
-        seed = resolve_seed(seed)
-        lora = self._use_lora(lora)
+        seed = resolve_seed(r.seed)
+        lora = self._use_lora(r.lora)
         recipe = self._recipe(prompt, seed, steps, guidance, source.size, "inpaint", prompt, lora)
         if not region.any():
             return Result([source.copy()], [recipe])
-        seen = self.expansion.apply([prompt], [seed], expand)
-        box = images.inpaint_area(region) if zoom else None
+        seen = self.expansion.apply([prompt], [seed], r.expand)
+        box = images.inpaint_area(region) if r.zoom else None
         area, area_mask = images.crop_area(source, region, box)
         w, h = self._fit(area.size)
         mask_image = Image.fromarray(area_mask.astype(np.uint8) * 255).resize((w, h), Image.BOX)
         generated = self.generator.generate(
-            "inpaint", seen, [seed], callback=callback, image=area.resize((w, h), Image.LANCZOS),
-            mask_image=mask_image.point(lambda v: 255 if v > 0 else 0), height=h, width=w, strength=1.0,
-            num_inference_steps=steps, guidance_scale=guidance,
-        )[0]  # fmt: skip
+            "inpaint",
+            seen,
+            [seed],
+            callback=callback,
+            image=area.resize((w, h), Image.LANCZOS),
+            mask_image=mask_image.point(lambda v: 255 if v > 0 else 0),
+            height=h,
+            width=w,
+            strength=1.0,
+            num_inference_steps=steps,
+            guidance_scale=guidance,
+        )[0]
         out = images.paste_area(source, images.composite(generated, area, area_mask), box)
         return Result([out], [dataclasses.replace(recipe, encoded_prompt=seen[0])])
 
@@ -255,10 +278,20 @@ class HubPipeline:
 
     def _recipe(self, prompt, seed, steps, guidance, size, task, seen, lora) -> Recipe:
         return Recipe(
-            prompt=prompt, seed=seed, steps=steps, guidance=guidance, model=self.model,
-            generator=self.generator.kind, encoder=self.encoder_name, width=size[0], height=size[1], task=task,
-            encoded_prompt=seen, lora=lora_label(lora), expanded=seen != prompt,
-        )  # fmt: skip
+            prompt=prompt,
+            seed=seed,
+            steps=steps,
+            guidance=guidance,
+            model=self.model,
+            generator=self.generator.kind,
+            encoder=self.encoder_name,
+            width=size[0],
+            height=size[1],
+            task=task,
+            encoded_prompt=seen,
+            lora=lora_label(lora),
+            expanded=seen != prompt,
+        )
 
 
 def from_pretrained(model: str, spec: ModelSpec | None, dtype: torch.dtype):

@@ -29,7 +29,7 @@ import torch
 from diffusers.models.attention_processor import AttnProcessor2_0
 
 GROUPS = 2  # objects per plan
-# The embedded shapes model's vocabulary (train/world.py; a test keeps the two in step).
+# The embedded shapes model's vocabulary (pipeline/worlds/shapes/scenes.py; a test keeps the two in step).
 COLORS = ("red", "green", "blue", "yellow", "purple", "orange", "white", "black")
 SHAPES = ("circle", "square", "triangle", "star")
 # Relation phrases (matched longest first) and the direction each means for the object named before it.
@@ -230,10 +230,13 @@ def _plain(attn) -> bool:
     """An attention layer of the kind a UNet's transformer blocks have: tokens in, tokens out, nothing
     around the attention itself (diffusers' processor handles the other kinds)."""
     return (
-        attn.group_norm is None and attn.spatial_norm is None and attn.norm_cross is None
-        and getattr(attn, "norm_q", None) is None and not attn.residual_connection
+        attn.group_norm is None
+        and attn.spatial_norm is None
+        and attn.norm_cross is None
+        and getattr(attn, "norm_q", None) is None
+        and not attn.residual_connection
         and attn.rescale_output_factor == 1.0
-    )  # fmt: skip
+    )
 
 
 def _narrow_bf16_on_cpu(hidden_states: torch.Tensor, heads: int) -> bool:

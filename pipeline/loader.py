@@ -9,9 +9,14 @@ from pipeline.protocol import ImagePipeline
 
 
 def load_pipeline(
-    model: str = DEFAULT_MODEL, *, generator: str | None = None, device: str = "auto", offload: bool = False,
-    compile: bool = False, precision: str = "auto",
-) -> ImagePipeline:  # fmt: skip
+    model: str = DEFAULT_MODEL,
+    *,
+    generator: str | None = None,
+    device: str = "auto",
+    offload: bool = False,
+    compile: bool = False,
+    precision: str = "auto",
+) -> ImagePipeline:
     """A preset name, a Wordbrush model folder, a diffusers pipeline folder or a hub id of either, on CUDA when
     there is one. offload and compile apply to diffusers checkpoints; precision ("auto", "bf16", "fp32") to
     the embedded diffusion generator."""

@@ -72,14 +72,27 @@ class ModelSpec:
     components: dict[str, str] = field(default_factory=dict)
 
 
-def _diffusers(hub_id: str, description: str, text_encoder: str, *, steps: int = 25, guidance: float = 7.5,
-               expand_prompt: bool = False, components: dict[str, str] | None = None) -> ModelSpec:  # fmt: skip
+def _diffusers(
+    hub_id: str,
+    description: str,
+    text_encoder: str,
+    *,
+    steps: int = 25,
+    guidance: float = 7.5,
+    expand_prompt: bool = False,
+    components: dict[str, str] | None = None,
+) -> ModelSpec:
     """A diffusers checkpoint preset (pipeline/hub.py serves it)."""
     return ModelSpec(
-        generators={"diffusers": hub_id}, description=description, default_generator="diffusers",
-        text_encoder=text_encoder, steps=steps, guidance=guidance, expand_prompt=expand_prompt,
+        generators={"diffusers": hub_id},
+        description=description,
+        default_generator="diffusers",
+        text_encoder=text_encoder,
+        steps=steps,
+        guidance=guidance,
+        expand_prompt=expand_prompt,
         components=components or {},
-    )  # fmt: skip
+    )
 
 
 PRESETS: dict[str, ModelSpec] = {

@@ -1,7 +1,8 @@
 """What every Wordbrush pipeline is: three typed calls and the capabilities it declares.
 
 The embedded pipeline (`pipeline/core.py` Wordbrush) and the diffusers-backed one (`pipeline/hub.py`
-HubPipeline) both implement `ImagePipeline`. Each call carries all of its own settings, its LoRA included;
+HubPipeline) both implement `ImagePipeline`. Each call is one typed request (`pipeline/requests.py`; both also
+build it from keyword options), which carries all of the call's settings, its LoRA included;
 nothing persists from one call to the next. The app and the CLI read `capabilities` instead of asking what
 kind of model they hold.
 """
@@ -19,6 +20,7 @@ import torch
 from PIL import Image
 
 from pipeline.recipe import Recipe
+from pipeline.requests import InpaintRequest, StyleTransferRequest, TextToImageRequest
 
 MAX_IMAGES = 16  # per call: more is a batch job for the CLI
 MAX_SEED = 2**63 - 1
@@ -64,23 +66,11 @@ class ImagePipeline(Protocol):
     style_presets: Mapping[str, str]  # style name -> the words that ask for it
     example_prompts: tuple[str, ...]
 
-    def text_to_image(
-        self, prompt: str | list[str], *, seed: int | list[int] = 0, steps: int | None = None,
-        guidance: float | None = None, num_images: int = 1, lora: str | None = None, expand: bool | None = None,
-        layout: bool | None = None, understand: bool | None = None, callback: StepCallback | None = None,
-    ) -> Result: ...  # fmt: skip
+    def text_to_image(self, request: TextToImageRequest, *, callback: StepCallback | None = None) -> Result: ...
 
-    def style_transfer(
-        self, image, *, style_prompt: str, strength: float | None = None, seed: int = 0, steps: int | None = None,
-        guidance: float | None = None, lora: str | None = None, expand: bool | None = None,
-        understand: bool | None = None, callback: StepCallback | None = None,
-    ) -> Result: ...  # fmt: skip
+    def style_transfer(self, request: StyleTransferRequest, *, callback: StepCallback | None = None) -> Result: ...
 
-    def inpaint(
-        self, image, mask, *, prompt: str, seed: int = 0, steps: int | None = None, guidance: float | None = None,
-        lora: str | None = None, expand: bool | None = None, zoom: bool = True, understand: bool | None = None,
-        callback: StepCallback | None = None,
-    ) -> Result: ...  # fmt: skip
+    def inpaint(self, request: InpaintRequest, *, callback: StepCallback | None = None) -> Result: ...
 
 
 def check_request(prompts: list[str], seeds: list[int], *, steps: int, guidance: float, num_images: int) -> None:

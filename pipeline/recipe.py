@@ -29,7 +29,9 @@ class Recipe:
     lora: str | None = None  # "file:scale"
     expanded: bool = False  # encoded_prompt is the LM expander's rewrite of prompt
     layout: str | None = None  # the layout stage's plan (pipeline/layout.py), None: sampled without one
-    understood: str | None = None  # how the prompt was read (pipeline/understand.py): "rewritten", "as written"...
+    understood: str | None = (
+        None  # how the prompt was read (pipeline/worlds/shapes/reader.py): "rewritten", "as written"...
+    )
     described: bool = False  # style transfer: the prompt was completed with a description of the input image
 
     def to_json(self) -> str:

@@ -13,6 +13,7 @@ The app (`app.py`) holds the page; nothing here imports gradio.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import logging
 import math
@@ -24,14 +25,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pipeline.batcher import Batcher, MainThreadRunner, T2IRequest
+from pipeline.batcher import Batcher, MainThreadRunner
 from pipeline.images import open_image
 from pipeline.loader import load_pipeline
 from pipeline.memory import release_memory
 from pipeline.presets import DEFAULT_MODEL, available_generators
 from pipeline.protocol import MAX_IMAGES, MAX_LORA_SCALE, MAX_SEED, MAX_STEPS, ImagePipeline, Result
 from pipeline.recipe import Recipe, read_recipe
-from pipeline.understand import Understood
+from pipeline.requests import InpaintRequest, StyleTransferRequest, TextToImageRequest
+from pipeline.worlds.base import Understood
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +72,11 @@ def app_arguments() -> argparse.ArgumentParser:
     p.add_argument("--lora-dir", default=env("WORDBRUSH_LORA_DIR"), help="list this folder's .safetensors LoRAs")
     p.add_argument("--data-dir", default=str(default_data_dir()), help="where trained LoRAs are kept (WORDBRUSH_DATA)")
     p.add_argument(
-        "--allow-model-load", action="store_true", default=env("WORDBRUSH_ALLOW_MODEL_LOAD") == "1",
+        "--allow-model-load",
+        action="store_true",
+        default=env("WORDBRUSH_ALLOW_MODEL_LOAD") == "1",
         help="show the Model box: anyone who can open the page may then switch the model for everyone",
-    )  # fmt: skip
+    )
     p.add_argument("--offload", action="store_true", help="diffusers models: model CPU offload (small GPUs)")
     p.add_argument("--compile", action="store_true", help="diffusers models: torch.compile the denoiser")
     p.add_argument("--precision", default=env("WORDBRUSH_PRECISION", "auto"), help="auto, bf16 or fp32")
@@ -102,6 +106,11 @@ def real(value, name: str, low: float, high: float) -> float:
 def seed_of(seed, randomize) -> int:
     """The seed a form asks for: -1 (pick one) when "random seed" is ticked."""
     return -1 if randomize else whole(0 if seed is None else seed, "seed", 0, MAX_SEED)
+
+
+def checked_seed(seed) -> int:
+    """A request's seed: -1 (pick one, as `seed_of` writes "random seed") or a whole number in range."""
+    return -1 if seed == -1 and not isinstance(seed, bool) else seed_of(seed, False)
 
 
 def lora_scale(value) -> float:
@@ -152,13 +161,8 @@ class GPURequestRunner:
     def __init__(self, wb: ImagePipeline):
         self.wb = wb
 
-    def text_to_image(self, request: T2IRequest, *, callback=None, timeout: float | None = None) -> Result:
-        r = request
-        return _gpu_call()(
-            self.wb.text_to_image, r.prompt, seed=r.seed, steps=r.steps, guidance=r.guidance,
-            num_images=r.num_images, lora=r.lora, expand=r.expand, layout=r.layout, understand=r.understand,
-            callback=callback,
-        )  # fmt: skip
+    def text_to_image(self, request: TextToImageRequest, *, callback=None, timeout: float | None = None) -> Result:
+        return _gpu_call()(self.wb.text_to_image, request, callback=callback)
 
     def run_alone(self, fn, *args, **kwargs):
         return _gpu_call()(fn, *args, **kwargs)
@@ -200,6 +204,21 @@ class LoraLibrary:
             raise ValueError(f"no LoRA named {name!r} on this server; choose one of: {', '.join(files) or 'none yet'}")
         return f"{files[name]}:{lora_scale(scale):g}"
 
+    def resolve(self, choice: str | None) -> str | None:
+        """A request's LoRA as the page sends it, "name" or "name:scale", as the "path:scale" the pipeline loads."""
+        if not choice or choice == "none":
+            return None
+        name, sep, scale = str(choice).rpartition(":")
+        if not sep:
+            return self.spec(str(choice), 1.0)
+        try:
+            value = float(scale)
+        except ValueError:
+            raise ValueError(
+                f"LoRA scale must be a number from -{MAX_LORA_SCALE:g} to {MAX_LORA_SCALE:g}, got {scale!r}"
+            ) from None
+        return self.spec(name, value)
+
     def prune(self, keep: int = LIMITS.keep_runs) -> None:
         """Delete the oldest run folders beyond the newest `keep` (finished or not)."""
         if self.runs_dir is None or not Path(self.runs_dir).is_dir():
@@ -226,8 +245,10 @@ def editor_mask(value: dict | None) -> tuple[Image.Image, Image.Image]:
             continue
         layer = layer if isinstance(layer, Image.Image) else Image.open(layer)
         if layer.size != background.size:
-            raise ValueError(f"the painted layer is {layer.size[0]}x{layer.size[1]} but the image is "
-                             f"{background.size[0]}x{background.size[1]}; paint on the image itself")  # fmt: skip
+            raise ValueError(
+                f"the painted layer is {layer.size[0]}x{layer.size[1]} but the image is "
+                f"{background.size[0]}x{background.size[1]}; paint on the image itself"
+            )
         try:
             alpha = layer.convert("RGBA").getchannel("A")
         except OSError as err:
@@ -271,48 +292,48 @@ class Server:
             raise ValueError(f"no {generator!r} generator is loaded; choose one of {', '.join(self.batchers)}")
         return self.batchers[generator]
 
-    def text_to_image(
-        self, prompt, generator, steps, guidance, seed, randomize, num_images, lora=None, lora_scale=1.0,
-        expand=None, layout=True, understand=True, *, callback=None,
-    ) -> Result:  # fmt: skip
-        batcher = self._batcher(generator)
-        request = T2IRequest(
-            prompt or "", seed_of(seed, randomize), whole(steps, "steps", 1, MAX_STEPS),
-            real(guidance, "guidance", 0, 30), whole(num_images, "number of images", 1, MAX_IMAGES),
-            lora=self.library.spec(lora, lora_scale), expand=None if expand is None else bool(expand),
-            layout=None if layout else False,  # on wherever the generator can follow a layout
-            understand=None if understand else False,  # on wherever a prompt reader is shipped
-        )  # fmt: skip
-        return batcher.text_to_image(request, callback=callback)
+    def text_to_image(self, request: TextToImageRequest, *, callback=None) -> Result:
+        """`request` as a visitor sent it, each value checked (a bad one gets a message that names its field),
+        run on its generator's batcher. Its `lora` is a library name ("name" or "name:scale")."""
+        checked = dataclasses.replace(
+            request,
+            prompt=request.prompt or "",
+            seed=checked_seed(request.seed),
+            steps=None if request.steps is None else whole(request.steps, "steps", 1, MAX_STEPS),
+            guidance=None if request.guidance is None else real(request.guidance, "guidance", 0, 30),
+            num_images=whole(request.num_images, "number of images", 1, MAX_IMAGES),
+            lora=self.library.resolve(request.lora),
+            expand=None if request.expand is None else bool(request.expand),
+        )
+        return self._batcher(request.generator).text_to_image(checked, callback=callback)
 
-    def style_transfer(
-        self, image, preset, free_text, strength, seed, randomize, understand=True, lora=None, lora_scale=1.0, *,
-        callback=None,
-    ) -> Result:  # fmt: skip
+    def style_transfer(self, request: StyleTransferRequest, *, callback=None) -> Result:
         batcher = self._batcher(None)
-        if image is None:
+        if request.image is None:
             raise ValueError("upload an image first (or send one from the Text to image gallery)")
-        style_prompt = " ".join(t for t in [(free_text or "").strip(), batcher.wb.style_presets.get(preset, "")] if t)
-        if not style_prompt:
+        if not (request.style_prompt or "").strip() and request.preset not in batcher.wb.style_presets:
             raise ValueError("pick a style preset or describe a style")
-        return batcher.run_alone(
-            batcher.wb.style_transfer, open_image(image), style_prompt=style_prompt,
-            strength=real(strength, "strength", 0, 1), seed=seed_of(seed, randomize),
-            lora=self.library.spec(lora, lora_scale), understand=None if understand else False, callback=callback,
-        )  # fmt: skip
+        checked = dataclasses.replace(
+            request,
+            image=open_image(request.image),
+            style_prompt=request.style_prompt or "",
+            preset=request.preset if request.preset in batcher.wb.style_presets else None,
+            strength=None if request.strength is None else real(request.strength, "strength", 0, 1),
+            seed=checked_seed(request.seed),
+            lora=self.library.resolve(request.lora),
+        )
+        return batcher.run_alone(batcher.wb.style_transfer, checked, callback=callback)
 
-    def inpaint(
-        self, editor_value, prompt, seed, randomize, zoom=True, understand=True, lora=None, lora_scale=1.0, *,
-        callback=None, warn=log.warning,
-    ) -> Result:  # fmt: skip
+    def inpaint(self, request: InpaintRequest, *, callback=None) -> Result:
         batcher = self._batcher(None)
-        image, mask = editor_mask(editor_value)
-        if not np.asarray(mask).any():
-            warn("nothing is painted: paint over the part to regenerate (the image is returned unchanged)")
-        return batcher.run_alone(
-            batcher.wb.inpaint, image, mask, prompt=prompt or "", seed=seed_of(seed, randomize), zoom=bool(zoom),
-            lora=self.library.spec(lora, lora_scale), understand=None if understand else False, callback=callback,
-        )  # fmt: skip
+        checked = dataclasses.replace(
+            request,
+            prompt=request.prompt or "",
+            seed=checked_seed(request.seed),
+            zoom=bool(request.zoom),
+            lora=self.library.resolve(request.lora),
+        )
+        return batcher.run_alone(batcher.wb.inpaint, checked, callback=callback)
 
     def content_of(self, path) -> str | None:
         """The content words of the recipe an image carries (its prompt less any style phrase), or None."""
@@ -338,8 +359,10 @@ class Server:
             fresh = self.open_model(name)
         except Exception as err:  # noqa: BLE001 - unknown id, offline, not a model, out of memory...
             log.warning("could not load %r: %s", name, err)
-            raise ValueError(f"could not load {name!r}: it is not a preset, a model folder or a reachable hub id "
-                             "that this server can open (the server log says why)") from None  # fmt: skip
+            raise ValueError(
+                f"could not load {name!r}: it is not a preset, a model folder or a reachable hub id "
+                "that this server can open (the server log says why)"
+            ) from None
         old = list(self.batchers.values())
         self.batchers.clear()
         self.batchers.update(fresh)

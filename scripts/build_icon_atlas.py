@@ -241,16 +241,25 @@ def main() -> None:
     for i, (char, name, category, held) in enumerate(ICONS):
         atlas.paste(render(char, font), ((i % cols) * SPRITE, (i // cols) * SPRITE))
         alternates = sorted(
-            k for k in cldr.get(char, [])
-            if uses[k] == 1 and k not in NOT_NAMES and not set(k.split()) & heldout and k not in names
+            k
+            for k in cldr.get(char, [])
+            if uses[k] == 1
+            and k not in NOT_NAMES
+            and not set(k.split()) & heldout
+            and k not in names
             and re.fullmatch(r"[a-z][a-z -]*", k)
-        )  # fmt: skip
-        entries.append({"emoji": char, "name": name, "category": category, "alternates": alternates,
-                        "heldout": list(held)})  # fmt: skip
+        )
+        entries.append(
+            {"emoji": char, "name": name, "category": category, "alternates": alternates, "heldout": list(held)}
+        )
     OUT.mkdir(parents=True, exist_ok=True)
     atlas.save(OUT / "atlas.png", optimize=True)
-    meta = {"sprite": SPRITE, "columns": cols, "icons": entries,
-            "source": "Noto Color Emoji 2.042 (SIL OFL 1.1), CLDR 41 English annotations"}  # fmt: skip
+    meta = {
+        "sprite": SPRITE,
+        "columns": cols,
+        "icons": entries,
+        "source": "Noto Color Emoji 2.042 (SIL OFL 1.1), CLDR 41 English annotations",
+    }
     (OUT / "icons.json").write_text(json.dumps(meta, indent=1, ensure_ascii=False) + "\n")
     license_file = root / LICENSE
     if license_file.exists():

@@ -39,8 +39,13 @@ def running_app(model: str, *, extra: list[str] | None = None, timeout: float = 
     """Yields the app's URL; the server is stopped afterwards. `env`: more environment variables for it."""
     port = free_port()
     data = tempfile.mkdtemp(prefix="wordbrush-test-data-")  # trained LoRAs and uploads: gone with the server
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "WORDBRUSH_DATA": data,
-           **(env or {})}  # fmt: skip
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "WORDBRUSH_DATA": data,
+        **(env or {}),
+    }
     cmd = [sys.executable, "app.py", "--model", model, "--port", str(port), *(extra or [])]
     # The server's log goes to a file: a pipe nobody reads fills up and then blocks the server mid-request.
     log = open(Path(data) / "server.log", "w+")  # noqa: SIM115 - closed below
@@ -107,8 +112,9 @@ def join_queue(url: str, fn_index: int, data: list, *, timeout: float = 120) -> 
     import httpx
 
     session = uuid.uuid4().hex
-    body = json.dumps({"data": data, "fn_index": fn_index, "session_hash": session, "event_data": None,
-                       "trigger_id": None})  # fmt: skip
+    body = json.dumps(
+        {"data": data, "fn_index": fn_index, "session_hash": session, "event_data": None, "trigger_id": None}
+    )
     with httpx.Client(timeout=timeout) as http:
         r = http.post(f"{url}gradio_api/queue/join", content=body, headers={"Content-Type": "application/json"})
         if r.status_code != 200:
@@ -120,8 +126,11 @@ def join_queue(url: str, fn_index: int, data: list, *, timeout: float = 120) -> 
                         msg = json.loads(line.removeprefix("data:"))
                         if msg.get("msg") == "process_completed":
                             output = msg.get("output") or {}
-                            return {"success": msg.get("success"), "error": output.get("error"),
-                                    "data": output.get("data")}  # fmt: skip
+                            return {
+                                "success": msg.get("success"),
+                                "error": output.get("error"),
+                                "data": output.get("data"),
+                            }
         except httpx.ReadTimeout:
             pass
     return {"timeout": fn_index}

@@ -20,3 +20,20 @@ def wb(tiny_folder):
     from pipeline import Wordbrush
 
     return Wordbrush.load(str(tiny_folder))
+
+
+# The two tiers. `pytest` runs the fast, in-process tier; `pytest -m ""` (the README's test command, .ci/run) runs
+# everything. A test is in the integration tier when it is marked so (or slow), when its module drives a live
+# server, a browser or an install, or when its own code starts a process.
+INTEGRATION_MODULES = {"test_abuse", "test_browser", "test_install", "test_server"}
+STARTS_A_PROCESS = ("subprocess.", "Popen", "_cli(", "_launch(", "running_app(")
+
+
+def pytest_collection_modifyitems(config, items):
+    import inspect
+
+    for item in items:
+        module = item.module.__name__.rpartition(".")[2]
+        source = inspect.getsource(item.function) if hasattr(item, "function") else ""
+        if module in INTEGRATION_MODULES or any(s in source for s in STARTS_A_PROCESS):
+            item.add_marker(pytest.mark.integration)

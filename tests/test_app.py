@@ -147,14 +147,14 @@ def test_restore_recipe_from_png(batchers, tmp_path):
 def test_batcher_runs_concurrent_requests_as_one_batch(batcher):
     import threading
 
-    from pipeline.batcher import T2IRequest
+    from pipeline.requests import TextToImageRequest
 
     exact = Wordbrush.load(batcher.wb.model, precision="fp32")  # batch-invariant to float rounding
     slow = Batcher(exact, window_s=0.3)  # a wide window, so all six threads make one batch
     results = {}
 
     def ask(i):
-        results[i] = slow.text_to_image(T2IRequest(f"prompt {i}", seed=100 + i, steps=2, guidance=3.0))
+        results[i] = slow.text_to_image(TextToImageRequest(f"prompt {i}", seed=100 + i, steps=2, guidance=3.0))
 
     threads = [threading.Thread(target=ask, args=(i,)) for i in range(6)]
     for t in threads:
@@ -171,13 +171,15 @@ def test_batcher_runs_concurrent_requests_as_one_batch(batcher):
 def test_a_batch_starts_over_to_take_in_requests_that_arrive_in_its_first_steps(batcher):
     import threading
 
-    from pipeline.batcher import T2IRequest
+    from pipeline.requests import TextToImageRequest
 
     exact = Wordbrush.load(batcher.wb.model, precision="fp32")  # batch-invariant to float rounding
     b = Batcher(exact, window_s=0.001)  # a window too short to catch the second request
     results = {}
     second = threading.Thread(
-        target=lambda: results.update(late=b.text_to_image(T2IRequest("a blue square", seed=7, steps=4, guidance=3.0)))
+        target=lambda: results.update(
+            late=b.text_to_image(TextToImageRequest("a blue square", seed=7, steps=4, guidance=3.0))
+        )
     )
 
     def on_step(step, total, _preview):
@@ -186,7 +188,9 @@ def test_a_batch_starts_over_to_take_in_requests_that_arrive_in_its_first_steps(
             while not b._waiting:
                 time.sleep(0.001)
 
-    results["early"] = b.text_to_image(T2IRequest("a red circle", seed=3, steps=4, guidance=3.0), callback=on_step)
+    results["early"] = b.text_to_image(
+        TextToImageRequest("a red circle", seed=3, steps=4, guidance=3.0), callback=on_step
+    )
     second.join()
     assert b.regroups == 1 and b.batch_sizes == [2]  # started over once, then ran both together
     for key, prompt, seed in [("early", "a red circle", 3), ("late", "a blue square", 7)]:
@@ -196,28 +200,28 @@ def test_a_batch_starts_over_to_take_in_requests_that_arrive_in_its_first_steps(
 
 
 def test_a_closed_batcher_serves_what_was_queued_then_refuses_clearly(batcher):
-    from pipeline.batcher import T2IRequest
+    from pipeline.requests import TextToImageRequest
 
     b = Batcher(batcher.wb)
-    assert b.text_to_image(T2IRequest("a red circle", seed=0, steps=2, guidance=3.0)).images
+    assert b.text_to_image(TextToImageRequest("a red circle", seed=0, steps=2, guidance=3.0)).images
     b.close()
     b._thread.join(timeout=10)
     assert not b._thread.is_alive()
     with pytest.raises(ValueError, match="replaced by another; send the request again"):
-        b.text_to_image(T2IRequest("a red circle", seed=0, steps=2, guidance=3.0), timeout=5)
+        b.text_to_image(TextToImageRequest("a red circle", seed=0, steps=2, guidance=3.0), timeout=5)
 
 
 def test_a_bad_request_fails_alone_in_its_batch(batcher):
     import threading
 
-    from pipeline.batcher import T2IRequest
+    from pipeline.requests import TextToImageRequest
 
     slow = Batcher(batcher.wb, window_s=0.3)
     out = {}
 
     def ask(key, prompt):
         try:
-            out[key] = slow.text_to_image(T2IRequest(prompt, seed=0, steps=2, guidance=3.0))
+            out[key] = slow.text_to_image(TextToImageRequest(prompt, seed=0, steps=2, guidance=3.0))
         except ValueError as err:
             out[key] = err
 
@@ -271,15 +275,15 @@ class _FailsOnPoison:
     def __getattr__(self, name):
         return getattr(self._wb, name)
 
-    def text_to_image(self, prompts, **kwargs):
-        self.calls.append(list(prompts))
-        if any("poison" in p for p in prompts):
+    def text_to_image(self, request, **kwargs):
+        self.calls.append(list(request.prompt))
+        if any("poison" in p for p in request.prompt):
             raise RuntimeError("the tokenizer rejected a prompt")
-        return self._wb.text_to_image(prompts, **kwargs)
+        return self._wb.text_to_image(request, **kwargs)
 
 
 def test_a_request_that_fails_inside_the_pipeline_fails_alone_and_its_batch_mates_get_their_images(batcher):
-    from pipeline.batcher import T2IRequest
+    from pipeline.requests import TextToImageRequest
 
     exact = Wordbrush.load(batcher.wb.model, precision="fp32")
     slow = Batcher(_FailsOnPoison(exact), window_s=0.3)  # a wide window: all five make one batch
@@ -288,7 +292,7 @@ def test_a_request_that_fails_inside_the_pipeline_fails_alone_and_its_batch_mate
 
     def ask(i):
         try:
-            out[i] = slow.text_to_image(T2IRequest(prompts[i], seed=40 + i, steps=2, guidance=3.0))
+            out[i] = slow.text_to_image(TextToImageRequest(prompts[i], seed=40 + i, steps=2, guidance=3.0))
         except RuntimeError as err:
             out[i] = err
 

@@ -69,9 +69,34 @@ def test_cli_widens_an_init_model_that_lacks_coordinates(tmp_path):
     torch.manual_seed(0)
     diffusion.save(init, diffusion.build_unet(NO_COORDS), NO_COORDS, encoder="minilm", card={})
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "train", "diffusion", "--out", str(out), "--size", "tiny", "--init", str(init),
-           "--kind-weights", "relation=2,count=1.5", "--batch-size", "4", "--pool-size", "16", "--steps", "1",
-           "--lr", "0", "--checkpoint-every", "1", "--eval-every", "0", "--eval-per-category", "1"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "train",
+        "diffusion",
+        "--out",
+        str(out),
+        "--size",
+        "tiny",
+        "--init",
+        str(init),
+        "--kind-weights",
+        "relation=2,count=1.5",
+        "--batch-size",
+        "4",
+        "--pool-size",
+        "16",
+        "--steps",
+        "1",
+        "--lr",
+        "0",
+        "--checkpoint-every",
+        "1",
+        "--eval-every",
+        "0",
+        "--eval-per-category",
+        "1",
+    ]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "widened to read coordinate maps" in done.stdout + done.stderr

@@ -103,8 +103,9 @@ def test_repaint_resampling_is_seeded_and_keeps_outside_pixels(wb):
 
     def run(resample):
         callback = (lambda i, n, _x: steps_seen.append((i, n))) if resample == 3 else None
-        out = wb.inpaint(photo, Image.fromarray(mask), prompt="a red circle", seed=1, steps=4, resample=resample,
-                         callback=callback)  # fmt: skip
+        out = wb.inpaint(
+            photo, Image.fromarray(mask), prompt="a red circle", seed=1, steps=4, resample=resample, callback=callback
+        )
         return np.asarray(out.images[0])
 
     plain, resampled, again = run(1), run(3), run(3)

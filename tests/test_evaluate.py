@@ -2,9 +2,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter, ImageOps
 
-from train import evaluate, world
-from train.evaluate import EvalItem
-from train.world import Obj, Scene
+from pipeline.worlds.shapes import judge as evaluate
+from pipeline.worlds.shapes import scenes as world
+from pipeline.worlds.shapes.judge import EvalItem
+from pipeline.worlds.shapes.scenes import Obj, Scene
 
 
 @pytest.fixture(scope="module")

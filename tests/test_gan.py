@@ -88,15 +88,31 @@ def test_the_icons_gan_trains_resumes_and_draws_the_planned_things(tmp_path):
     from train.__main__ import main as train_main
 
     layout_from, out = make_tiny_icons(tmp_path / "icons"), tmp_path / "run"
-    common = ["gan", "--size", "icons", "--layout-from", str(layout_from), "--out", str(out), "--pool-size", "32",
-              "--batch-size", "4", "--eval-per-category", "1", "--checkpoint-every", "1",
-              "--eval-every", "0"]  # fmt: skip
+    common = [
+        "gan",
+        "--size",
+        "icons",
+        "--layout-from",
+        str(layout_from),
+        "--out",
+        str(out),
+        "--pool-size",
+        "32",
+        "--batch-size",
+        "4",
+        "--eval-per-category",
+        "1",
+        "--checkpoint-every",
+        "1",
+        "--eval-every",
+        "0",
+    ]
     assert train_main([*common, "--steps", "1"]) == 0
     assert train_main([*common, "--steps", "2"]) == 0  # resumes at step 1, its discriminator with it
     log = (out / "log.jsonl").read_text()
     assert '"step": 2' in log and "synonym" in log  # the icons evaluator scored it, per category
     pipe = load_pipeline(str(out / "model"))
-    assert pipe.world == "icons" and pipe.generator.kind == "gan"
+    assert pipe.world.name == "icons" and pipe.generator.kind == "gan"
     result = pipe.text_to_image(["a puppy next to a pizza", "a frog"], seed=[5, 6])
     assert result.images[0].size == (64, 64)
     assert result.recipes[0].encoded_prompt == "a dog next to a pizza"  # the icons reader, then the layout stage

@@ -9,7 +9,8 @@ import torch
 
 from pipeline import diffusion
 from pipeline.encoders import load_encoder
-from train import grounding, world
+from pipeline.worlds.shapes import scenes as world
+from train import grounding
 from train.diffusion import DiffusionTask, build_pool
 
 TINY = diffusion.SIZES["tiny"]
@@ -27,8 +28,15 @@ def _words(example):
 def _example(scene, template):
     """The caption `template` (world.TEMPLATES) fills in for `scene`, without style words."""
     a, b = scene.objects[0], scene.objects[-1]
-    fields = {"a": f"a {a.phrase}", "b": f"a {b.phrase}", "rel": "above", "P": f"{a.color} {a.shape}s",
-              "shapes": f"{a.shape}s", "color": a.color, "n": "three"}  # fmt: skip
+    fields = {
+        "a": f"a {a.phrase}",
+        "b": f"a {b.phrase}",
+        "rel": "above",
+        "P": f"{a.color} {a.shape}s",
+        "shapes": f"{a.shape}s",
+        "color": a.color,
+        "n": "three",
+    }
     return world.Example(scene, template.format(**fields), 0)
 
 
@@ -144,8 +152,13 @@ def test_training_with_grounding_moves_the_words_attention_into_their_boxes(enco
     def attention_loss():
         idx, x0, masks = batch
         with torch.no_grad(), task.recorder.record() as maps:
-            task.unet(diffusion.unet_inputs(task.unet, x0), torch.full((16,), 900), pool.states[idx].float(),
-                      class_labels=pool.pooled[idx].float(), encoder_attention_mask=pool.mask[idx])  # fmt: skip
+            task.unet(
+                diffusion.unet_inputs(task.unet, x0),
+                torch.full((16,), 900),
+                pool.states[idx].float(),
+                class_labels=pool.pooled[idx].float(),
+                encoder_attention_mask=pool.mask[idx],
+            )
         return grounding.grounding_loss(maps, task.groups[idx], masks).item()
 
     start = attention_loss()

@@ -132,7 +132,7 @@ def test_out_of_memory_retries_at_a_smaller_batch_then_reports(sd_folder, monkey
 def test_a_diffusers_lora_loads_with_a_scale_and_unloads(sd_folder, tmp_path):
     from peft import LoraConfig
 
-    from train.lora import save_lora
+    from train.adapters import save_lora
 
     hub = load_pipeline(str(sd_folder))
     before = hub.text_to_image("a red fox", seed=0, steps=2).images[0]
@@ -163,8 +163,11 @@ def test_the_cli_runs_every_command_on_the_tiny_pipeline(sd_folder, tmp_path):
     def cli(*args):
         return subprocess.run(
             [sys.executable, "-m", "pipeline", *args, "--model", str(sd_folder), "--steps", "2"],
-            cwd=ROOT, capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
 
     out = tmp_path / "x.png"
     done = cli("generate", "x", "--out", str(out), "--seed", "7")
@@ -176,9 +179,16 @@ def test_the_cli_runs_every_command_on_the_tiny_pipeline(sd_folder, tmp_path):
     assert done.returncode == 0, done.stderr
     assert Image.open(tmp_path / "s.png").size == (32, 16)
     done = cli(
-        "inpaint", "--image", str(tmp_path / "in.png"), "--mask", str(tmp_path / "mask.png"), "--prompt", "a cat",
-        "--out", str(tmp_path / "i.png"),
-    )  # fmt: skip
+        "inpaint",
+        "--image",
+        str(tmp_path / "in.png"),
+        "--mask",
+        str(tmp_path / "mask.png"),
+        "--prompt",
+        "a cat",
+        "--out",
+        str(tmp_path / "i.png"),
+    )
     assert done.returncode == 0, done.stderr
     assert Image.open(tmp_path / "i.png").size == (64, 32)
 
@@ -249,14 +259,21 @@ def test_every_tab_in_a_real_browser_on_the_tiny_pipeline(sd_folder, tmp_path):
 
 
 def test_lora_training_runs_on_a_diffusers_checkpoint_and_its_lora_loads_back(sd_folder, tmp_path):
-    from train.lora import train_lora, write_star_demo
+    from pipeline.worlds.shapes.scenes import write_star_demo
+    from train.lora import train_lora
 
     hub = load_pipeline(str(sd_folder))
     before = hub.text_to_image("a red star", seed=0, steps=2).images[0]
     lora = train_lora(
-        model=str(sd_folder), data=write_star_demo(tmp_path / "stars", n=6), out=tmp_path / "run", steps=6,
-        batch_size=2, lr=5e-2, checkpoint_every=3, validation_prompts=["a red star"],
-    )  # fmt: skip
+        model=str(sd_folder),
+        data=write_star_demo(tmp_path / "stars", n=6),
+        out=tmp_path / "run",
+        steps=6,
+        batch_size=2,
+        lr=5e-2,
+        checkpoint_every=3,
+        validation_prompts=["a red star"],
+    )
     assert lora.exists() and sorted((tmp_path / "run" / "model").glob("validation-*.png"))
     after = hub.text_to_image("a red star", seed=0, steps=2, lora=str(lora)).images[0]  # load_lora_weights reads it
     assert not np.array_equal(_arr(after), _arr(before))

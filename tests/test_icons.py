@@ -1,4 +1,4 @@
-"""The icons world (train/icons_world.py) and its evaluator (train/icons_eval.py)."""
+"""The icons world (pipeline/worlds/icons/scenes.py) and its evaluator (pipeline/worlds/icons/judge.py)."""
 
 import json
 import random
@@ -9,8 +9,9 @@ import pytest
 import torch
 from PIL import Image, ImageFilter
 
-from train import icons_eval, icons_world
-from train.icons_world import Scene
+from pipeline.worlds.icons import judge as icons_eval
+from pipeline.worlds.icons import scenes as icons_world
+from pipeline.worlds.icons.scenes import Scene
 
 
 def test_the_atlas_holds_over_a_hundred_distinct_icons_in_six_categories():
@@ -110,8 +111,10 @@ def test_evaluator_fails_the_wrong_icon_relation_count_and_background():
 
 def test_inpainting_cases_pass_the_right_replacement_and_fail_the_untouched_scene():
     cases = icons_eval.inpaint_cases(40, seed=5)
-    replaced = [np.where(c.mask[..., None], np.asarray(icons_world.render(c.expected, c.layout)), np.asarray(c.image))
-                for c in cases]  # fmt: skip
+    replaced = [
+        np.where(c.mask[..., None], np.asarray(icons_world.render(c.expected, c.layout)), np.asarray(c.image))
+        for c in cases
+    ]
     assert all(icons_eval.icon_in_mask(c, Image.fromarray(r)) for c, r in zip(cases, replaced))
     assert not any(icons_eval.icon_in_mask(c, c.image) for c in cases)
     # the mask covers the replaced icon only: every other icon of the scene lies wholly outside it
@@ -135,9 +138,25 @@ def test_an_icons_model_trains_resumes_and_draws_through_the_pipeline(tmp_path):
     from train.__main__ import main as train_main
 
     out = tmp_path / "run"
-    common = ["diffusion", "--size", "icons-tiny", "--out", str(out), "--pool-size", "64", "--batch-size", "4",
-              "--eval-per-category", "2", "--checkpoint-every", "2", "--eval-every", "0",
-              "--sketch-steps", "2"]  # fmt: skip
+    common = [
+        "diffusion",
+        "--size",
+        "icons-tiny",
+        "--out",
+        str(out),
+        "--pool-size",
+        "64",
+        "--batch-size",
+        "4",
+        "--eval-per-category",
+        "2",
+        "--checkpoint-every",
+        "2",
+        "--eval-every",
+        "0",
+        "--sketch-steps",
+        "2",
+    ]
     assert train_main([*common, "--steps", "2"]) == 0
     assert train_main([*common, "--steps", "3"]) == 0  # resumes at step 2
     log = (out / "log.jsonl").read_text()
@@ -145,7 +164,7 @@ def test_an_icons_model_trains_resumes_and_draws_through_the_pipeline(tmp_path):
     pipe = load_pipeline(str(out / "model"))
     caps = pipe.capabilities
     assert not caps.layout  # the shapes world's layout planner stays off
-    assert caps.understanding  # the icons reader (pipeline/icons.py)
+    assert caps.understanding  # the icons reader (pipeline/worlds/icons/catalogue.py)
     assert pipe.example_prompts == icons_world_examples()
     result = pipe.text_to_image(["a frog next to a pizza", "a puppy"], seed=0, steps=2)
     assert result.images[0].size == (64, 64)
@@ -155,8 +174,8 @@ def test_an_icons_model_trains_resumes_and_draws_through_the_pipeline(tmp_path):
 
 
 def test_the_sketch_painter_learns_sprites_from_names():
-    from pipeline.icons import names
-    from pipeline.icons_layout import SKETCH_SIDE, LayoutEncoder
+    from pipeline.worlds.icons.catalogue import names
+    from pipeline.worlds.icons.layout import SKETCH_SIDE, LayoutEncoder
     from train.icons_diffusion import fit_sketches, sketch_loss, sketch_targets
 
     targets = sketch_targets()
@@ -178,7 +197,7 @@ def icons_world_examples():
 @pytest.fixture(scope="module")
 def reader():
     from pipeline.encoders import load_encoder
-    from pipeline.icons import IconsReader
+    from pipeline.worlds.icons.catalogue import IconsReader
 
     return IconsReader(load_encoder("minilm"))
 
@@ -251,16 +270,24 @@ def test_the_shipped_icons_preset_loads_and_draws_the_asked_background():
 
 def test_an_icons_lora_teaches_a_new_thing_its_sketch_and_its_name(tmp_path, monkeypatch):
     from pipeline import Wordbrush
-    from pipeline.icons_layout import read_lora_painter
+    from pipeline.worlds.icons.layout import read_lora_painter
     from tests.tiny import make_tiny_icons
     from train import icons_lora
     from train.lora import train_lora
 
     monkeypatch.setattr(icons_lora, "PRIOR_CAPTIONS", 16)  # the prior's path, on a small pool
     model = make_tiny_icons(tmp_path / "icons")
-    data = icons_lora.write_kite_demo(tmp_path / "kite", n=6)
-    lora = train_lora(model=str(model), data=data, out=tmp_path / "out", steps=2, batch_size=2, checkpoint_every=1,
-                      prior_weight=1.0, validation_prompts=["a kite"])  # fmt: skip
+    data = icons_world.write_kite_demo(tmp_path / "kite", n=6)
+    lora = train_lora(
+        model=str(model),
+        data=data,
+        out=tmp_path / "out",
+        steps=2,
+        batch_size=2,
+        checkpoint_every=1,
+        prior_weight=1.0,
+        validation_prompts=["a kite"],
+    )
     taught, phrases = read_lora_painter(lora)
     assert phrases == ["kite"] and taught
     assert json.loads(lora.with_name("lora.json").read_text())["targets"] == "convolutions"
@@ -281,7 +308,8 @@ def test_an_icons_lora_teaches_a_new_thing_its_sketch_and_its_name(tmp_path, mon
 
 
 def test_a_taught_thing_is_found_in_its_pictures_and_never_in_the_worlds(tmp_path):
-    from train.icons_lora import kite_sprite, thing_boxes, thing_found, write_kite_demo
+    from pipeline.worlds.icons.scenes import kite_sprite, write_kite_demo
+    from train.icons_lora import thing_boxes, thing_found
 
     data = write_kite_demo(tmp_path / "kite", n=12)
     sprite = kite_sprite()
@@ -296,7 +324,7 @@ def test_a_taught_thing_is_found_in_its_pictures_and_never_in_the_worlds(tmp_pat
 
 def test_a_picture_without_a_recipe_is_restyled_with_the_things_found_in_it(tmp_path):
     from pipeline import load_pipeline
-    from pipeline.icons_layout import scene_of
+    from pipeline.worlds.icons.judge import scene_of
     from tests.tiny import make_tiny_icons
 
     rng = random.Random(8)
@@ -308,9 +336,11 @@ def test_a_picture_without_a_recipe_is_restyled_with_the_things_found_in_it(tmp_
         for box in plan.boxes:
             assert any(abs(box[0] - b[0]) <= 3 and abs(box[2] - b[2]) <= 3 for b in layout.boxes), (caption, box)
     pipe = load_pipeline(str(make_tiny_icons(tmp_path)))
-    picture = icons_world.render(Scene("relation", ("cat", "pizza"), "pink", "left of"),
-                                 icons_world.Layout(((4, 8, 30, 34), (36, 30, 60, 54))))  # fmt: skip
-    result = pipe.style_transfer(picture.resize((256, 256)), style_prompt=pipe.style_presets["dark blue"], seed=0,
-                                 steps=2)  # fmt: skip
+    picture = icons_world.render(
+        Scene("relation", ("cat", "pizza"), "pink", "left of"), icons_world.Layout(((4, 8, 30, 34), (36, 30, 60, 54)))
+    )
+    result = pipe.style_transfer(
+        picture.resize((256, 256)), style_prompt=pipe.style_presets["dark blue"], seed=0, steps=2
+    )
     assert result.recipes[0].encoded_prompt == "a cat to the left of a pizza on a dark blue background"
     assert result.recipes[0].strength == 1.0  # the icons model's default: the map keeps the things

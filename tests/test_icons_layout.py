@@ -1,4 +1,4 @@
-"""The icons world's layout stage (pipeline/icons_layout.py): reading prompts, planning boxes, the map."""
+"""The icons world's layout stage (pipeline/worlds/icons/layout.py): reading prompts, planning boxes, the map."""
 
 import random
 
@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from pipeline import diffusion
-from pipeline import icons_layout as lay
-from train import icons_world
+from pipeline.worlds.icons import layout as lay
+from pipeline.worlds.icons import scenes as icons_world
 
 
 def test_every_caption_of_the_world_is_read_back_as_its_scene():
@@ -69,8 +69,10 @@ def test_inpainting_plans_the_last_named_thing_inside_the_painted_region():
 
 def test_the_map_shows_each_thing_in_its_box_and_the_background_only_when_said():
     encoder = lay.LayoutEncoder(8)
-    plans = [lay.Plan(lay.Request(("dog", "cat"), background="pink"), ((0, 0, 16, 16), (32, 32, 64, 64))),
-             lay.Plan(lay.Request(("dog",)), ((8, 8, 40, 40),))]  # fmt: skip
+    plans = [
+        lay.Plan(lay.Request(("dog", "cat"), background="pink"), ((0, 0, 16, 16), (32, 32, 64, 64))),
+        lay.Plan(lay.Request(("dog",)), ((8, 8, 40, 40),)),
+    ]
 
     class Pooled:  # a stand-in prompt encoder: a fixed 8-d state per phrase
         def encode(self, phrases):

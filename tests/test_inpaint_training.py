@@ -12,8 +12,9 @@ from PIL import Image
 from pipeline import Wordbrush, diffusion
 from pipeline.encoders import load_encoder
 from pipeline.layout import RegionalAttention
+from pipeline.worlds.shapes import scenes as world
 from tests.tiny import TINY_DIFFUSION, make_tiny_diffusion
-from train import inpaint, world
+from train import inpaint
 from train.__main__ import main as train_main
 
 
@@ -70,8 +71,23 @@ def test_evaluation_cases_ask_for_an_object_in_empty_background():
 def test_inpaint_cli_trains_resumes_and_the_pipeline_uses_its_unet(tmp_path):
     base = make_tiny_diffusion(tmp_path / "base")
     out = tmp_path / "run"
-    common = ["inpaint", "--init", str(base), "--out", str(out), "--batch-size", "4", "--eval-n", "2",
-              "--checkpoint-every", "2", "--eval-every", "0", "--mixed-precision", "no"]  # fmt: skip
+    common = [
+        "inpaint",
+        "--init",
+        str(base),
+        "--out",
+        str(out),
+        "--batch-size",
+        "4",
+        "--eval-n",
+        "2",
+        "--checkpoint-every",
+        "2",
+        "--eval-every",
+        "0",
+        "--mixed-precision",
+        "no",
+    ]
     assert train_main([*common, "--steps", "2"]) == 0
     assert train_main([*common, "--steps", "4"]) == 0  # resumes at step 2
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]

@@ -8,7 +8,7 @@ import torch
 from diffusers.models.attention_processor import AttnProcessor2_0
 
 from pipeline import diffusion, layout
-from train import world
+from pipeline.worlds.shapes import scenes as world
 
 
 def test_vocabulary_is_the_worlds():
@@ -194,9 +194,9 @@ def test_the_mask_steers_the_first_three_quarters_of_the_steps(wb, monkeypatch):
     seen = []
     real = diffusion.denoise_step
 
-    def spy(*args):
-        seen.append(args[7] is not None)  # the regions argument (then the icons layout map)
-        return real(*args)
+    def spy(*args, **kwargs):
+        seen.append(kwargs["regions"] is not None)  # the layout stage's cross-attention masks
+        return real(*args, **kwargs)
 
     monkeypatch.setattr(diffusion, "denoise_step", spy)
     wb.text_to_image("a red circle above a blue square", seed=0, steps=4)

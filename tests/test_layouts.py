@@ -108,11 +108,27 @@ def test_each_layout_through_the_cli_with_per_step_progress(layout, folders, pip
     mask.save(tmp_path / "mask.png")
     commands = {
         "text_to_image": ["generate", "a fox", "--out", str(tmp_path / "t.png")],
-        "style_transfer": ["style", "--image", str(tmp_path / "in.png"), "--prompt", "oil", "--out",
-                           str(tmp_path / "s.png")],
-        "inpaint": ["inpaint", "--image", str(tmp_path / "in.png"), "--mask", str(tmp_path / "mask.png"), "--prompt",
-                    "a cat", "--out", str(tmp_path / "i.png")],
-    }  # fmt: skip
+        "style_transfer": [
+            "style",
+            "--image",
+            str(tmp_path / "in.png"),
+            "--prompt",
+            "oil",
+            "--out",
+            str(tmp_path / "s.png"),
+        ],
+        "inpaint": [
+            "inpaint",
+            "--image",
+            str(tmp_path / "in.png"),
+            "--mask",
+            str(tmp_path / "mask.png"),
+            "--prompt",
+            "a cat",
+            "--out",
+            str(tmp_path / "i.png"),
+        ],
+    }
     for task, argv in commands.items():
         capsys.readouterr()
         code = cli.main([*argv, "--model", str(folder), "--steps", "2"])
@@ -154,7 +170,7 @@ def test_each_layout_loads_a_lora_for_one_call_or_says_it_cannot(layout, folders
 
 
 def test_lora_training_is_refused_in_one_line_where_the_family_has_none(folders, tmp_path, capsys):
-    from train.lora import write_star_demo
+    from pipeline.worlds.shapes.scenes import write_star_demo
 
     data = write_star_demo(tmp_path / "stars", n=2)
     for layout, (*_, trains) in LAYOUTS.items():
@@ -174,15 +190,22 @@ def test_lora_training_keeps_only_the_adapter_resumes_exactly_and_loads_in_plain
     from diffusers import DiffusionPipeline
     from safetensors.torch import load_file
 
-    from train.lora import train_lora, write_star_demo
+    from pipeline.worlds.shapes.scenes import write_star_demo
+    from train.lora import train_lora
 
     data = write_star_demo(tmp_path / "stars", n=6)
 
     def run(out, steps):
         return train_lora(
-            model=str(folders[layout]), data=data, out=out, steps=steps, lr=5e-2, batch_size=2, checkpoint_every=2,
+            model=str(folders[layout]),
+            data=data,
+            out=out,
+            steps=steps,
+            lr=5e-2,
+            batch_size=2,
+            checkpoint_every=2,
             validation_prompts=["a red star"],
-        )  # fmt: skip
+        )
 
     straight = run(tmp_path / "a", 4)
     run(tmp_path / "b", 2)  # stopped at step 2, as a kill after a checkpoint leaves it
@@ -211,8 +234,14 @@ def test_a_preset_takes_a_component_from_another_repository_and_that_id_finds_th
     from pipeline.presets import ModelSpec
 
     base = make_tiny_pixart(tmp_path / "pipeline", transformer_only=tmp_path / "dit-only")
-    spec = ModelSpec(generators={"diffusers": str(base)}, description="tiny", default_generator="diffusers",
-                     components={"transformer": str(tmp_path / "dit-only")}, steps=3, guidance=2.0)  # fmt: skip
+    spec = ModelSpec(
+        generators={"diffusers": str(base)},
+        description="tiny",
+        default_generator="diffusers",
+        components={"transformer": str(tmp_path / "dit-only")},
+        steps=3,
+        guidance=2.0,
+    )
     monkeypatch.setitem(presets.PRESETS, "tiny-pixart", spec)
     for name in ("tiny-pixart", str(tmp_path / "dit-only")):  # by preset name, or by the transformer's own id
         pipe = load_pipeline(name)

@@ -63,9 +63,30 @@ def trained_lora(tmp_path_factory):
         check=True,
     )
     out = tmp_path_factory.mktemp("lora")
-    cmd = [sys.executable, "-m", "train", "lora", "--model", str(base), "--data", str(data), "--out", str(out),
-           "--steps", "10", "--batch-size", "4", "--lr", "1e-2", "--checkpoint-every", "5", "--rank", "4",
-           "--validation-prompts", "a red star"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "train",
+        "lora",
+        "--model",
+        str(base),
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--steps",
+        "10",
+        "--batch-size",
+        "4",
+        "--lr",
+        "1e-2",
+        "--checkpoint-every",
+        "5",
+        "--rank",
+        "4",
+        "--validation-prompts",
+        "a red star",
+    ]
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-3000:]
     return base, out
@@ -134,8 +155,9 @@ def test_lora_refuses_non_safetensors(tmp_path, trained_lora):
 def test_prior_preservation_is_zero_for_an_untouched_lora_and_grows_as_it_drifts(tmp_path):
     from pipeline import diffusion
     from pipeline.encoders import load_encoder
+    from pipeline.worlds.shapes.scenes import write_star_demo
+    from train.adapters import LoraTask, add_lora
     from train.diffusion import build_pool
-    from train.lora import LoraTask, add_lora, write_star_demo
 
     unet, cfg, _ = diffusion.load(make_tiny_diffusion(tmp_path / "base"))
     unet = unet.float()
@@ -193,8 +215,13 @@ def test_bad_loras_and_scales_are_refused_with_a_reason_and_leave_the_model_as_i
         with pytest.raises(ValueError, match="LoRA scale must be between"):
             wb.text_to_image("a red star", seed=0, steps=2, lora=f"{good}:{scale}")
     elsewhere = tmp_path / "elsewhere.safetensors"  # diffusers-format names of layers this UNet does not have
-    save_file({"unet.no_such_block.to_q.lora.down.weight": torch.zeros(4, 8),
-               "unet.no_such_block.to_q.lora.up.weight": torch.zeros(8, 4)}, elsewhere)  # fmt: skip
+    save_file(
+        {
+            "unet.no_such_block.to_q.lora.down.weight": torch.zeros(4, 8),
+            "unet.no_such_block.to_q.lora.up.weight": torch.zeros(8, 4),
+        },
+        elsewhere,
+    )
     corrupt = tmp_path / "corrupt.safetensors"
     corrupt.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all")
     for path, message in [(elsewhere, "matches no layer|is not a LoRA"), (corrupt, "is not a LoRA")]:

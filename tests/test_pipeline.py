@@ -141,8 +141,21 @@ def test_cli_single_prompt_writes_png_with_recipe(tiny_folder, tmp_path):
 def test_cli_prompts_file_writes_numbered_pngs(tiny_folder, tmp_path):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a red circle\n\nthree green triangles\na white square\n")
-    r = _cli("generate", "--prompts", str(prompts), "--out-dir", str(tmp_path / "d"), "--seed", "0",
-             "--model", str(tiny_folder), "--steps", "2", "--batch-size", "2")  # fmt: skip
+    r = _cli(
+        "generate",
+        "--prompts",
+        str(prompts),
+        "--out-dir",
+        str(tmp_path / "d"),
+        "--seed",
+        "0",
+        "--model",
+        str(tiny_folder),
+        "--steps",
+        "2",
+        "--batch-size",
+        "2",
+    )
     assert r.returncode == 0, r.stderr
     files = sorted(p.name for p in (tmp_path / "d").iterdir())
     assert files == ["0000.png", "0001.png", "0002.png"]
@@ -168,25 +181,52 @@ def test_cli_bad_inputs_each_get_one_line_and_exit_2(tiny_folder, tmp_path, caps
     model, out = ["--model", str(tiny_folder)], str(tmp_path / "out.png")
     cases = [
         (["generate", "a red circle", "--out", str(tmp_path / "missing" / "x.png"), *model], "does not exist"),
-        (["generate", "--prompts", str(tmp_path / "latin1.txt"), "--out-dir", str(tmp_path / "o"), *model],
-         "not UTF-8"),
-        (["generate", "--prompts", str(tmp_path / "empty.txt"), "--out-dir", str(tmp_path / "o"), *model],
-         "holds no prompts"),
-        (["generate", "--prompts", str(tmp_path / "nowhere.txt"), "--out-dir", str(tmp_path / "o"), *model],
-         "No such file"),
+        (
+            ["generate", "--prompts", str(tmp_path / "latin1.txt"), "--out-dir", str(tmp_path / "o"), *model],
+            "not UTF-8",
+        ),
+        (
+            ["generate", "--prompts", str(tmp_path / "empty.txt"), "--out-dir", str(tmp_path / "o"), *model],
+            "holds no prompts",
+        ),
+        (
+            ["generate", "--prompts", str(tmp_path / "nowhere.txt"), "--out-dir", str(tmp_path / "o"), *model],
+            "No such file",
+        ),
         (["generate", "a red circle", "--out", out, "--model", str(tmp_path / "not-a-model")], "not a Wordbrush model"),
-        (["generate", "a red circle", "--out", out, "--lora", str(tmp_path / "corrupt.safetensors"), *model],
-         "is not a LoRA"),
-        (["generate", "a red circle", "--out", out, "--lora", f"{tmp_path / 'corrupt.safetensors'}:nan", *model],
-         "LoRA scale must be between"),
-        (["style", "--image", str(tmp_path / "bomb.png"), "--prompt", "in outline style", "--out", out, *model],
-         "too large to open"),
-        (["style", "--image", str(tmp_path / "text.png"), "--prompt", "in outline style", "--out", out, *model],
-         "not an image"),
-        (["inpaint", "--image", str(tmp_path / "text.png"), "--mask", str(tmp_path / "bomb.png"), "--prompt", "x",
-          "--out", out, *model], "not an image"),
+        (
+            ["generate", "a red circle", "--out", out, "--lora", str(tmp_path / "corrupt.safetensors"), *model],
+            "is not a LoRA",
+        ),
+        (
+            ["generate", "a red circle", "--out", out, "--lora", f"{tmp_path / 'corrupt.safetensors'}:nan", *model],
+            "LoRA scale must be between",
+        ),
+        (
+            ["style", "--image", str(tmp_path / "bomb.png"), "--prompt", "in outline style", "--out", out, *model],
+            "too large to open",
+        ),
+        (
+            ["style", "--image", str(tmp_path / "text.png"), "--prompt", "in outline style", "--out", out, *model],
+            "not an image",
+        ),
+        (
+            [
+                "inpaint",
+                "--image",
+                str(tmp_path / "text.png"),
+                "--mask",
+                str(tmp_path / "bomb.png"),
+                "--prompt",
+                "x",
+                "--out",
+                out,
+                *model,
+            ],
+            "not an image",
+        ),
         (["generate", "a red circle", "--out", str(tmp_path / "x.jpg"), *model], "PNG files"),
-    ]  # fmt: skip
+    ]
     for argv, message in cases:
         assert main(argv) == 2, argv
         err = capsys.readouterr().err

@@ -57,8 +57,20 @@ def test_text_to_image_over_plain_http_as_curl_calls_it(url):
 def test_free_phrasing_is_understood_over_http_and_can_be_turned_off(url):
     import io
 
-    inputs = ["please paint a scarlet disc sitting above a cobalt cube", "diffusion", 2, 3.0, 1, False, 1, "none",
-              1.0, False, True, True]  # fmt: skip
+    inputs = [
+        "please paint a scarlet disc sitting above a cobalt cube",
+        "diffusion",
+        2,
+        3.0,
+        1,
+        False,
+        1,
+        "none",
+        1.0,
+        False,
+        True,
+        True,
+    ]
     outputs, files = call_http_api(url, "text_to_image", inputs)
     assert outputs[1] == "understood as: a red circle above a blue square"
     recipe = read_recipe(Image.open(io.BytesIO(files[0])))

@@ -10,6 +10,7 @@ from pipeline import Wordbrush
 from pipeline.batcher import Batcher
 from pipeline.recipe import read_recipe
 from pipeline.serve import LIMITS, LoraLibrary, Server
+from pipeline.worlds import WORLDS
 from tests.tiny import make_tiny_diffusion
 from train import tab
 from train.job import LoraJob
@@ -107,8 +108,8 @@ class _Request:
 
 
 def test_the_demo_set_is_the_worlds_own(tmp_path):
-    icons = tab.gather_upload(None, True, tmp_path, "icons")
-    shapes = tab.gather_upload(None, True, tmp_path, "shapes")
+    icons = tab.gather_upload(None, True, tmp_path, WORLDS["icons"])
+    shapes = tab.gather_upload(None, True, tmp_path, WORLDS["shapes"])
     assert "kite" in (icons / "metadata.jsonl").read_text() and "star" in (shapes / "metadata.jsonl").read_text()
-    assert len(list(icons.glob("*.png"))) == 40 and tab.demo_set("icons").name == "kite"
-    assert tab.demo_set(None) is tab.demo_set("shapes")  # a diffusers checkpoint: the stars
+    assert len(list(icons.glob("*.png"))) == 40 and tab.demo_set(WORLDS["icons"]).name == "kite"
+    assert tab.demo_set(None) is tab.demo_set(WORLDS["shapes"])  # a diffusers checkpoint: the stars

@@ -31,8 +31,16 @@ def _task(encoder, seed=0):
 
 
 def test_training_lowers_the_loss_and_exports_a_loadable_model(encoder, tmp_path):
-    cfg = TrainConfig(out=str(tmp_path / "run"), steps=40, batch_size=8, lr=1e-3, warmup=5,
-                      checkpoint_every=20, eval_every=0, log_every=10)  # fmt: skip
+    cfg = TrainConfig(
+        out=str(tmp_path / "run"),
+        steps=40,
+        batch_size=8,
+        lr=1e-3,
+        warmup=5,
+        checkpoint_every=20,
+        eval_every=0,
+        log_every=10,
+    )
     scores = run_training(_task(encoder), cfg)
     assert set(scores) >= {"single_object", "position", "style", "overall"}
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
@@ -60,8 +68,26 @@ def test_resume_continues_from_the_checkpoint(encoder, tmp_path):
 @pytest.mark.slow
 def test_killed_cli_run_restarts_from_its_last_checkpoint(tmp_path):
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "train", "diffusion", "--out", str(out), "--size", "tiny", "--batch-size", "4",
-           "--pool-size", "32", "--checkpoint-every", "5", "--eval-every", "0", "--eval-per-category", "1"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "train",
+        "diffusion",
+        "--out",
+        str(out),
+        "--size",
+        "tiny",
+        "--batch-size",
+        "4",
+        "--pool-size",
+        "32",
+        "--checkpoint-every",
+        "5",
+        "--eval-every",
+        "0",
+        "--eval-per-category",
+        "1",
+    ]
     proc = subprocess.Popen(
         [*cmd, "--steps", "400"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
@@ -90,8 +116,16 @@ def test_gan_training_exports_and_resumes_with_its_discriminator(encoder, tmp_pa
             gan.build_gan(gan.GAN_SIZES["tiny"]), encoder, build_pool(encoder, size=20, seed=0), eval_per_category=1
         )
 
-    base = dict(out=str(tmp_path / "gan"), batch_size=4, warmup=0, betas=(0.0, 0.99), checkpoint_every=2,
-                eval_every=0, log_every=2, mixed_precision="no")  # fmt: skip
+    base = dict(
+        out=str(tmp_path / "gan"),
+        batch_size=4,
+        warmup=0,
+        betas=(0.0, 0.99),
+        checkpoint_every=2,
+        eval_every=0,
+        log_every=2,
+        mixed_precision="no",
+    )
     scores = run_training(task(), TrainConfig(steps=4, **base))
     assert "overall" in scores
     wb = Wordbrush.load(str(tmp_path / "gan" / "model"))
@@ -108,9 +142,32 @@ def test_gan_cli_starts_from_shipped_generator_weights_on_a_fresh_machine(tmp_pa
 
     shipped = make_tiny_gan(tmp_path / "shipped", seed=3)
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "train", "gan", "--out", str(out), "--size", "tiny", "--batch-size", "4",
-           "--pool-size", "32", "--steps", "1", "--checkpoint-every", "1", "--eval-every", "0",
-           "--eval-per-category", "1", "--lr", "0", "--init", str(shipped)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "train",
+        "gan",
+        "--out",
+        str(out),
+        "--size",
+        "tiny",
+        "--batch-size",
+        "4",
+        "--pool-size",
+        "32",
+        "--steps",
+        "1",
+        "--checkpoint-every",
+        "1",
+        "--eval-every",
+        "0",
+        "--eval-per-category",
+        "1",
+        "--lr",
+        "0",
+        "--init",
+        str(shipped),
+    ]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"generator initialised from {shipped}" in done.stdout + done.stderr
@@ -179,8 +236,20 @@ def _no_error():
 def _launch(*args, processes: int, timeout: int = 600) -> None:
     """tests/two_process_training.py under `accelerate launch` (several processes, gloo) or plain Python."""
     script = [str(ROOT / "tests" / "two_process_training.py"), *map(str, args)]
-    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
-                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]  # fmt: skip
+    launcher = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        str(processes),
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+    ]
     cmd = [*launcher, *script] if processes > 1 else [sys.executable, *script]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)

@@ -1,13 +1,14 @@
-"""Prompt understanding (pipeline/understand.py): the grammar, the training phrasings, the shipped reader,
+"""Prompt understanding (pipeline/worlds/shapes/reader.py): the grammar, the training phrasings, the shipped reader,
 and the pipeline reading free phrasing into the world's own words."""
 
 import random
 
 import pytest
 
-from pipeline import understand
-from pipeline.understand import Parsed, canonical, in_world_words, parse_canonical
-from train import phrasing, world
+from pipeline.worlds.shapes import reader as understand
+from pipeline.worlds.shapes import scenes as world
+from pipeline.worlds.shapes.reader import Parsed, canonical, in_world_words, parse_canonical
+from train import phrasing
 
 
 def _parsed(scene: world.Scene) -> Parsed:
@@ -24,8 +25,9 @@ def test_every_scene_has_a_canonical_caption_that_parses_back():
     rng = random.Random(0)
     for _ in range(500):
         scene = world.sample_scene(rng)
-        text = canonical(scene.kind, [(o.color, o.shape) for o in scene.objects], relation=scene.relation,
-                         style=scene.style)  # fmt: skip
+        text = canonical(
+            scene.kind, [(o.color, o.shape) for o in scene.objects], relation=scene.relation, style=scene.style
+        )
         assert parse_canonical(text) == _parsed(scene), text
     assert parse_canonical("a red circle and a red circle") is None  # that is a count
     assert parse_canonical("a crimson disc") is None
@@ -129,14 +131,23 @@ def test_style_transfer_without_content_describes_the_image(wb, reader):
 def test_reader_training_resumes_exactly_and_exports_a_small_fp16_adapter(tmp_path):
     from safetensors.torch import load_file
 
-    from pipeline.understand import ReaderConfig
+    from pipeline.worlds.shapes.reader import ReaderConfig
     from train.loop import TrainConfig, run_training
     from train.understanding import UnderstandingTask
 
     def run(out, steps):
         task = UnderstandingTask(ReaderConfig(rank=2), eval_size=8)
-        cfg = TrainConfig(out=str(out), steps=steps, batch_size=4, lr=1e-3, warmup=1, ema_decay=0.0,
-                          checkpoint_every=2, eval_every=0, mixed_precision="no")  # fmt: skip
+        cfg = TrainConfig(
+            out=str(out),
+            steps=steps,
+            batch_size=4,
+            lr=1e-3,
+            warmup=1,
+            ema_decay=0.0,
+            checkpoint_every=2,
+            eval_every=0,
+            mixed_precision="no",
+        )
         run_training(task, cfg)
         return out / "model"
 
@@ -154,9 +165,15 @@ def test_reader_training_resumes_exactly_and_exports_a_small_fp16_adapter(tmp_pa
 
 @pytest.mark.parametrize(
     ("prompt", "content"),
-    [("in outline style", False), ("make it hollow", False), ("with stripes please", False),
-     ("in outline style, a crimson disc", True), ("a red circle", True), ("three squares", True)],
-)  # fmt: skip
+    [
+        ("in outline style", False),
+        ("make it hollow", False),
+        ("with stripes please", False),
+        ("in outline style, a crimson disc", True),
+        ("a red circle", True),
+        ("three squares", True),
+    ],
+)
 def test_style_only_prompts_name_no_content(wb, reader, prompt, content):
     wb.understanding._reader = reader
     assert wb.understanding.names_content(prompt) == content

@@ -3,8 +3,8 @@ import random
 import numpy as np
 import pytest
 
-from train import world
-from train.world import Obj, Scene
+from pipeline.worlds.shapes import scenes as world
+from pipeline.worlds.shapes.scenes import Obj, Scene
 
 
 def test_same_seed_same_image_and_different_seed_different_layout():

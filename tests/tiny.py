@@ -23,7 +23,7 @@ def make_tiny_icons(folder: Path, *, seed: int = 0) -> Path:
     """An icons model of the icons-tiny shape (no attention, the layout map) with random weights."""
     import dataclasses
 
-    from pipeline.icons_layout import LayoutEncoder
+    from pipeline.worlds.icons.layout import LayoutEncoder
 
     torch.manual_seed(seed)
     cfg = dataclasses.replace(diffusion.SIZES["icons-tiny"], cond_dim=384)
@@ -57,28 +57,51 @@ def make_tiny_sd(folder: Path, *, seed: int = 0, inpainting: bool = False) -> Pa
     tokenizer = CLIPTokenizer(str(vocab), str(merges), model_max_length=77)
     text_encoder = CLIPTextModel(
         CLIPTextConfig(
-            vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-            num_attention_heads=2, max_position_embeddings=77, bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+            vocab_size=len(tokenizer),
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            max_position_embeddings=77,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
         )
-    )  # fmt: skip
+    )
     unet = UNet2DConditionModel(
-        sample_size=16, in_channels=9 if inpainting else 4, out_channels=4, layers_per_block=1,
-        block_out_channels=(8, 16), down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=16, attention_head_dim=2,
+        sample_size=16,
+        in_channels=9 if inpainting else 4,
+        out_channels=4,
+        layers_per_block=1,
+        block_out_channels=(8, 16),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=16,
+        attention_head_dim=2,
         norm_num_groups=4,
-    )  # fmt: skip
+    )
     vae = AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 16), layers_per_block=1,
-        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2, norm_num_groups=4,
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        norm_num_groups=4,
         sample_size=32,
-    )  # fmt: skip
+    )
     cls = StableDiffusionInpaintPipeline if inpainting else StableDiffusionPipeline
     pipe = cls(
-        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-        scheduler=EulerDiscreteScheduler(steps_offset=1), safety_checker=None, feature_extractor=None,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=EulerDiscreteScheduler(steps_offset=1),
+        safety_checker=None,
+        feature_extractor=None,
         requires_safety_checker=False,
-    )  # fmt: skip
+    )
     pipe.save_pretrained(folder)
     return folder
 
@@ -87,10 +110,17 @@ def _tiny_clip(tokenizer, *, hidden: int, projection: bool = False):
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     config = CLIPTextConfig(
-        vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2,
-        num_attention_heads=2, max_position_embeddings=77, projection_dim=hidden, bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-    )  # fmt: skip
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        max_position_embeddings=77,
+        projection_dim=hidden,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     return CLIPTextModelWithProjection(config) if projection else CLIPTextModel(config)
 
 
@@ -98,10 +128,16 @@ def _tiny_vae(blocks: int = 2):
     from diffusers import AutoencoderKL
 
     return AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8,) * blocks, layers_per_block=1,
-        down_block_types=("DownEncoderBlock2D",) * blocks, up_block_types=("UpDecoderBlock2D",) * blocks,
-        norm_num_groups=4, sample_size=32,
-    )  # fmt: skip
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        block_out_channels=(8,) * blocks,
+        layers_per_block=1,
+        down_block_types=("DownEncoderBlock2D",) * blocks,
+        up_block_types=("UpDecoderBlock2D",) * blocks,
+        norm_num_groups=4,
+        sample_size=32,
+    )
 
 
 def _bert_tokenizer():
@@ -122,16 +158,29 @@ def make_tiny_sdxl(folder: Path, *, seed: int = 0) -> Path:
     vocab, merges = byte_clip_tokenizer_files(folder.parent / f"{folder.name}-vocab")
     tokenizer = CLIPTokenizer(str(vocab), str(merges), model_max_length=77)
     unet = UNet2DConditionModel(
-        sample_size=16, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(8, 16),
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=32, attention_head_dim=2, norm_num_groups=4, addition_embed_type="text_time",
-        addition_time_embed_dim=8, projection_class_embeddings_input_dim=16 + 6 * 8,
-    )  # fmt: skip  # cross-attention reads both encoders' states side by side (16 + 16); the pooled 16 + 6 sizes
+        sample_size=16,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=1,
+        block_out_channels=(8, 16),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32,
+        attention_head_dim=2,
+        norm_num_groups=4,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=8,
+        projection_class_embeddings_input_dim=16 + 6 * 8,
+    )  # cross-attention reads both encoders' states side by side (16 + 16); the pooled 16 + 6 sizes
     pipe = StableDiffusionXLPipeline(
-        vae=_tiny_vae(), text_encoder=_tiny_clip(tokenizer, hidden=16), tokenizer=tokenizer,
-        text_encoder_2=_tiny_clip(tokenizer, hidden=16, projection=True), tokenizer_2=tokenizer, unet=unet,
+        vae=_tiny_vae(),
+        text_encoder=_tiny_clip(tokenizer, hidden=16),
+        tokenizer=tokenizer,
+        text_encoder_2=_tiny_clip(tokenizer, hidden=16, projection=True),
+        tokenizer_2=tokenizer,
+        unet=unet,
         scheduler=EulerDiscreteScheduler(steps_offset=1),
-    )  # fmt: skip
+    )
     pipe.save_pretrained(folder)
     return folder
 
@@ -154,21 +203,35 @@ def make_tiny_pixart(folder: Path, *, seed: int = 0, transformer_only: Path | No
             num_layers=2,
             num_heads=2,
             pad_token_id=tokenizer.pad_token_id,
-        )  # fmt: skip
+        )
     )
 
     def dit():
         return PixArtTransformer2DModel(
-            sample_size=16, num_layers=2, patch_size=2, attention_head_dim=4, num_attention_heads=2,
-            caption_channels=16, in_channels=4, cross_attention_dim=8, out_channels=8, attention_bias=True,
-            activation_fn="gelu-approximate", num_embeds_ada_norm=1000, norm_type="ada_norm_single",
-            norm_elementwise_affine=False, norm_eps=1e-6,
-        )  # fmt: skip
+            sample_size=16,
+            num_layers=2,
+            patch_size=2,
+            attention_head_dim=4,
+            num_attention_heads=2,
+            caption_channels=16,
+            in_channels=4,
+            cross_attention_dim=8,
+            out_channels=8,
+            attention_bias=True,
+            activation_fn="gelu-approximate",
+            num_embeds_ada_norm=1000,
+            norm_type="ada_norm_single",
+            norm_elementwise_affine=False,
+            norm_eps=1e-6,
+        )
 
     pipe = PixArtSigmaPipeline(
-        tokenizer=tokenizer, text_encoder=text_encoder, vae=_tiny_vae(), transformer=dit(),
+        tokenizer=tokenizer,
+        text_encoder=text_encoder,
+        vae=_tiny_vae(),
+        transformer=dit(),
         scheduler=DPMSolverMultistepScheduler(),
-    )  # fmt: skip
+    )
     pipe.save_pretrained(folder)
     if transformer_only is not None:
         torch.manual_seed(seed + 1)
@@ -194,25 +257,46 @@ def make_tiny_sana(folder: Path, *, seed: int = 0) -> Path:
             num_key_value_heads=2,
             vocab_size=len(tokenizer),
             pad_token_id=tokenizer.pad_token_id,
-        )  # fmt: skip
+        )
     )
     transformer = SanaTransformer2DModel(
-        patch_size=1, in_channels=4, out_channels=4, num_layers=1, num_attention_heads=2, attention_head_dim=4,
-        num_cross_attention_heads=2, cross_attention_head_dim=4, cross_attention_dim=8, caption_channels=8,
+        patch_size=1,
+        in_channels=4,
+        out_channels=4,
+        num_layers=1,
+        num_attention_heads=2,
+        attention_head_dim=4,
+        num_cross_attention_heads=2,
+        cross_attention_head_dim=4,
+        cross_attention_dim=8,
+        caption_channels=8,
         sample_size=16,
-    )  # fmt: skip
+    )
     vae = AutoencoderDC(
-        in_channels=3, latent_channels=4, attention_head_dim=2, encoder_block_types=("ResBlock", "EfficientViTBlock"),
-        decoder_block_types=("ResBlock", "EfficientViTBlock"), encoder_block_out_channels=(8, 8),
-        decoder_block_out_channels=(8, 8), encoder_qkv_multiscales=((), (5,)), decoder_qkv_multiscales=((), (5,)),
-        encoder_layers_per_block=(1, 1), decoder_layers_per_block=(1, 1), downsample_block_type="conv",
-        upsample_block_type="interpolate", decoder_norm_types="rms_norm", decoder_act_fns="silu",
+        in_channels=3,
+        latent_channels=4,
+        attention_head_dim=2,
+        encoder_block_types=("ResBlock", "EfficientViTBlock"),
+        decoder_block_types=("ResBlock", "EfficientViTBlock"),
+        encoder_block_out_channels=(8, 8),
+        decoder_block_out_channels=(8, 8),
+        encoder_qkv_multiscales=((), (5,)),
+        decoder_qkv_multiscales=((), (5,)),
+        encoder_layers_per_block=(1, 1),
+        decoder_layers_per_block=(1, 1),
+        downsample_block_type="conv",
+        upsample_block_type="interpolate",
+        decoder_norm_types="rms_norm",
+        decoder_act_fns="silu",
         scaling_factor=0.41407,
-    )  # fmt: skip
+    )
     pipe = SanaPipeline(
-        tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=transformer,
+        tokenizer=tokenizer,
+        text_encoder=text_encoder,
+        vae=vae,
+        transformer=transformer,
         scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
-    )  # fmt: skip
+    )
     pipe.save_pretrained(folder)
     return folder
 

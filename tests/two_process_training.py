@@ -66,10 +66,20 @@ def gan(out: Path, batch_size: int) -> None:
 
     encoder = load_encoder("minilm")
     torch.manual_seed(0)
-    task = GANTask(gan_lib.build_gan(gan_lib.GAN_SIZES["tiny"]), encoder, build_pool(encoder, size=16, seed=0),
-                   eval_per_category=1)  # fmt: skip
-    cfg = TrainConfig(out=str(out), steps=3, batch_size=batch_size, warmup=0, betas=(0.0, 0.99), checkpoint_every=100,
-                      eval_every=0, log_every=1, mixed_precision="no")  # fmt: skip
+    task = GANTask(
+        gan_lib.build_gan(gan_lib.GAN_SIZES["tiny"]), encoder, build_pool(encoder, size=16, seed=0), eval_per_category=1
+    )
+    cfg = TrainConfig(
+        out=str(out),
+        steps=3,
+        batch_size=batch_size,
+        warmup=0,
+        betas=(0.0, 0.99),
+        checkpoint_every=100,
+        eval_every=0,
+        log_every=1,
+        mixed_precision="no",
+    )
     run_training(task, cfg)
     weights = {k: v.detach().contiguous() for k, v in task.discriminator.state_dict().items()}
     save_file(weights, out / f"discriminator-{task.accel.process_index}.safetensors")
@@ -80,8 +90,18 @@ def main() -> None:
     if sys.argv[3:] == ["gan"]:
         return gan(out, batch_size)
     task = ToyTask(out)
-    cfg = TrainConfig(out=str(out), steps=20, batch_size=batch_size, lr=1e-2, warmup=0, ema_decay=0.0,
-                      checkpoint_every=100, eval_every=0, log_every=5, mixed_precision="no")  # fmt: skip
+    cfg = TrainConfig(
+        out=str(out),
+        steps=20,
+        batch_size=batch_size,
+        lr=1e-2,
+        warmup=0,
+        ema_decay=0.0,
+        checkpoint_every=100,
+        eval_every=0,
+        log_every=5,
+        mixed_precision="no",
+    )
     run_training(task, cfg)
     if task._rank != 0:  # the loop evaluates on the main process only; the others write what they saw here
         (out / f"seen-{task._rank}.json").write_text(json.dumps(task.seen))

@@ -15,13 +15,16 @@ import sys
 from pathlib import Path
 
 from pipeline.presets import DEFAULT_MODEL
+from pipeline.worlds import WORLDS
+
+ICONS_GAN_SIZES = ("icons",)  # the `train gan --size` values that train the icons world's layout GAN
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     from PIL import Image
 
-    from train import evaluate
-    from train.diffusion import world_of
+    from pipeline.worlds import world_named
+    from pipeline.worlds.shapes import judge as evaluate
 
     splits = ["combos", "templates"] if args.split == "both" else [args.split]
     if args.export:
@@ -43,16 +46,19 @@ def _evaluate(args: argparse.Namespace) -> int:
 
         wb = Wordbrush.load(args.model, generator=args.generator, precision=args.precision)
         layout = {"auto": None, "on": True, "off": False}[args.layout]
-        evaluator = world_of(wb.world)[1]  # the model's own world's evaluator
+        evaluator = wb.world.judge  # the model's own world's evaluator
         for split in splits:
             items = evaluator.eval_set(split, per_category=args.per_category)
             images = []
             for i in range(0, len(items), 64):
                 chunk = items[i : i + 64]
                 result = wb.text_to_image(
-                    [it.prompt for it in chunk], seed=[it.seed for it in chunk], steps=args.steps, layout=layout,
+                    [it.prompt for it in chunk],
+                    seed=[it.seed for it in chunk],
+                    steps=args.steps,
+                    layout=layout,
                     guidance=args.guidance,
-                )  # fmt: skip
+                )
                 images += result.images
             if args.sheet and split == splits[0]:
                 shown = [i for i, it in enumerate(items) if i % args.per_category < args.sheet_per_category]
@@ -64,7 +70,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             label += f", guidance {args.guidance:g}" if args.guidance is not None else ""
             columns[f"{label}, held-out {split}"] = evaluator.score(items, images)
     elif args.clean:
-        evaluator = world_of(args.world)[1]
+        evaluator = world_named(args.world).judge
         for split in splits:
             items = evaluator.eval_set(split, per_category=args.per_category)
             columns[f"clean renders, held-out {split}"] = evaluator.score(items, evaluator.clean_images(items))
@@ -76,7 +82,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _style_classifier(args: argparse.Namespace) -> int:
-    from train.style_classifier import train_style_classifier
+    from train.classifiers import train_style_classifier
 
     train_style_classifier(out=args.out, steps=args.steps, seed=args.seed)
     return 0
@@ -85,7 +91,7 @@ def _style_classifier(args: argparse.Namespace) -> int:
 def _icons_classifier(args: argparse.Namespace) -> int:
     import torch
 
-    from train.icons_eval import train_icon_classifier
+    from train.classifiers import train_icon_classifier
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -98,9 +104,9 @@ def _world(args: argparse.Namespace) -> int:
 
     from PIL import Image
 
-    from train.diffusion import world_of
+    from pipeline.worlds import world_named
 
-    world = world_of(args.world)[0]
+    world = world_named(args.world).scenes
     rng = random.Random(args.seed)
     n, tile = args.n, 128
     cols = 8
@@ -190,9 +196,14 @@ def _diffusion(args: argparse.Namespace) -> int:
         else f"{platform.processor() or 'cpu'}, {torch.get_num_threads()} threads",
         "encoder": args.encoder,
     }
-    options = dict(workers=args.workers, eval_per_category=args.eval_per_category, card=card,
-                   high_noise=args.high_noise, eval_guidance=args.eval_guidance,
-                   eval_steps=args.eval_steps)  # fmt: skip
+    options = dict(
+        workers=args.workers,
+        eval_per_category=args.eval_per_category,
+        card=card,
+        high_noise=args.high_noise,
+        eval_guidance=args.eval_guidance,
+        eval_steps=args.eval_steps,
+    )
     if cfg.layout:  # the icons model: the UNet and its layout stage's encoder (train/icons_diffusion.py)
         from train.icons_diffusion import IconsDiffusionTask
 
@@ -234,7 +245,7 @@ def _gan(args: argparse.Namespace) -> int:
     from train.gan import GANTask
     from train.loop import run_training
 
-    icons = args.size == "icons"  # the icons world's layout GAN (train/icons_gan.py)
+    icons = args.size in ICONS_GAN_SIZES  # the icons world's layout GAN (train/icons_gan.py)
     args.world = "icons" if icons else "shapes"
     _, encoder, pool = _encoder_and_pool(args)
     if icons:
@@ -248,7 +259,7 @@ def _gan(args: argparse.Namespace) -> int:
     card = {"command": "python -m train " + " ".join(args.argv), "encoder": args.encoder}
     options = dict(lr=args.lr, workers=args.workers, eval_per_category=args.eval_per_category, card=card)
     if icons:
-        from pipeline.icons_layout import load_layout_encoder
+        from pipeline.worlds.icons.layout import load_layout_encoder
         from train.icons_gan import IconsGANTask
 
         card["layout_from"] = args.layout_from
@@ -260,7 +271,7 @@ def _gan(args: argparse.Namespace) -> int:
 
 
 def _understanding(args: argparse.Namespace) -> int:
-    from pipeline.understand import ReaderConfig
+    from pipeline.worlds.shapes.reader import ReaderConfig
     from train.loop import run_training
     from train.understanding import UnderstandingTask
 
@@ -304,24 +315,19 @@ def _lora(args: argparse.Namespace) -> int:
 
 
 def _lora_demo_data(args: argparse.Namespace) -> int:
-    args.out = args.out or ("data/kite" if args.world == "icons" else "data/stars")
-    if args.world == "icons":
-        from train.icons_lora import write_kite_demo
+    from pipeline.worlds import world_named
 
-        write_kite_demo(Path(args.out), n=args.n, seed=args.seed)
-        print(f"wrote {args.n} captioned kite pictures to {args.out}")
-        return 0
-    from train.lora import write_star_demo
-
-    write_star_demo(Path(args.out), n=args.n, seed=args.seed)
-    print(f"wrote {args.n} captioned star images to {args.out}")
+    demo = world_named(args.world).lora_demo  # a thing the world's models never saw, drawn by code
+    args.out = args.out or f"data/{demo.name}"
+    demo.write(Path(args.out), n=args.n, seed=args.seed)
+    print(f"wrote {args.n} captioned pictures of the {demo.name} demo to {args.out}")
     return 0
 
 
 def _evaluate_command(sub) -> None:
     p = sub.add_parser("evaluate", help="score a model (or exact renders) with its world's evaluator")
     p.add_argument("--clean", action="store_true", help="score exact renders of the evaluation set")
-    p.add_argument("--world", choices=["shapes", "icons"], default="shapes", help="the world of --clean")
+    p.add_argument("--world", choices=list(WORLDS), default="shapes", help="the world of --clean")
     p.add_argument("--images", help="folder with NNNN.png and manifest.jsonl (from --export)")
     p.add_argument("--export", help="write the evaluation set's prompts.txt and manifest.jsonl here")
     p.add_argument("--model", help="generate the evaluation set with this model (preset, folder or hub id)")
@@ -334,9 +340,11 @@ def _evaluate_command(sub) -> None:
     p.add_argument("--sheet", help="with --model: also save a grid of samples with their prompts (PNG) here")
     p.add_argument("--sheet-per-category", type=int, default=4, help="samples a category on the --sheet")
     p.add_argument(
-        "--layout", choices=["auto", "on", "off"], default="auto",
+        "--layout",
+        choices=["auto", "on", "off"],
+        default="auto",
         help="the layout stage for two-object prompts (pipeline/layout.py); auto: on where the generator reads it",
-    )  # fmt: skip
+    )
     p.set_defaults(fn=_evaluate)
 
 
@@ -359,7 +367,7 @@ def _icons_classifier_command(sub) -> None:
 
 def _world_command(sub) -> None:
     p = sub.add_parser("world", help="draw a grid of random training scenes")
-    p.add_argument("--world", choices=["shapes", "icons"], default="shapes")
+    p.add_argument("--world", choices=list(WORLDS), default="shapes")
     p.add_argument("--out", default="world.png")
     p.add_argument("--n", type=int, default=32)
     p.add_argument("--seed", type=int, default=0)
@@ -377,13 +385,17 @@ def _diffusion_command(sub) -> None:
     p.add_argument("--workers", type=int, default=0, help="render processes (use several on a GPU host)")
     p.add_argument("--init", help="model folder to start from when the run has no checkpoint yet")
     p.add_argument(
-        "--sketch-steps", type=int, default=1000,
+        "--sketch-steps",
+        type=int,
+        default=1000,
         help="icons model: at most this many steps fit a new sketch painter before the UNet trains",
-    )  # fmt: skip
+    )
     p.add_argument(
-        "--size", choices=["small", "tiny", "icons", "icons-tiny"], default="small",
+        "--size",
+        choices=["small", "tiny", "icons", "icons-tiny"],
+        default="small",
         help="UNet size and world (pipeline/diffusion.py SIZES): small, tiny: shapes; icons, icons-tiny: icons",
-    )  # fmt: skip
+    )
     p.add_argument(
         "--coords-init-std",
         type=float,
@@ -403,9 +415,11 @@ def _diffusion_command(sub) -> None:
     p.add_argument("--eval-per-category", type=int, default=20, help="evaluator items per category, per eval")
     p.add_argument("--eval-guidance", type=float, default=3.0, help="classifier-free guidance of the evaluations")
     p.add_argument(
-        "--eval-steps", type=int, default=12,
+        "--eval-steps",
+        type=int,
+        default=12,
         help="sampling steps of the evaluations (an icons model keeps these and --eval-guidance as its defaults)",
-    )  # fmt: skip
+    )
     p.add_argument("--ema-decay", type=float, default=0.999, help="weight EMA (0.995 suits runs of a few k steps)")
     p.add_argument("--checkpoint-every", type=int, default=250)
     p.add_argument("--eval-every", type=int, default=2000)
@@ -447,13 +461,16 @@ def _gan_command(sub) -> None:
     p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--encoder", default="minilm")
     p.add_argument(
-        "--size", choices=["small", "tiny", "icons"], default="small",
+        "--size",
+        choices=["small", "tiny", "icons"],
+        default="small",
         help="pipeline/gan.py GAN_SIZES (shapes world), or icons: the icons world's layout GAN",
-    )  # fmt: skip
+    )
     p.add_argument(
-        "--layout-from", default="assets/icons-diffusion",
+        "--layout-from",
+        default="assets/icons-diffusion",
         help="icons: the model folder whose trained layout encoder makes the map the GAN reads (kept frozen)",
-    )  # fmt: skip
+    )
     p.add_argument("--init", help="GAN model folder whose generator starts a run that has no checkpoint yet")
     p.add_argument("--pool-size", type=int, default=20000)
     p.add_argument("--workers", type=int, default=0)
@@ -488,31 +505,41 @@ def _lora_command(sub) -> None:
     p.add_argument("--out", required=True, help="run folder; the LoRA lands in OUT/model/lora.safetensors")
     p.add_argument("--rank", type=int, default=8)
     p.add_argument(
-        "--targets", choices=["attention", "cross-kv"], default="attention",
+        "--targets",
+        choices=["attention", "cross-kv"],
+        default="attention",
         help="attention: every attention projection; cross-kv: cross-attention keys and values only",
-    )  # fmt: skip
+    )
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--steps", type=int, default=400)
     p.add_argument(
-        "--batch-size", type=int, default=None,
+        "--batch-size",
+        type=int,
+        default=None,
         help="images per step (default: 16 for embedded models; 8 for SD 1.x/2.x, 2 for SDXL)",
-    )  # fmt: skip
+    )
     p.add_argument("--mixed-precision", choices=["auto", "no", "bf16", "fp16"], default="auto")
     p.add_argument(
-        "--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=None,
+        "--gradient-checkpointing",
+        action=argparse.BooleanOptionalAction,
+        default=None,
         help="recompute activations in the backward pass (default: on for diffusers checkpoints on CUDA)",
-    )  # fmt: skip
+    )
     p.add_argument("--validation-prompts", nargs="*", default=[], help="drawn at every checkpoint export")
     p.add_argument("--checkpoint-every", type=int, default=50)
     p.add_argument(
-        "--prior-weight", type=float, default=None,
+        "--prior-weight",
+        type=float,
+        default=None,
         help="embedded models: weight of prior preservation (self-distillation on the base world's captions; "
         "default: train/lora.py PRIOR_WEIGHT); 0 off",
-    )  # fmt: skip
+    )
     p.add_argument(
-        "--prior-data", choices=["world", "base"], default="world",
+        "--prior-data",
+        choices=["world", "base"],
+        default="world",
         help="prior preservation images: fresh renders of the base's training world, or the base's own drawings",
-    )  # fmt: skip
+    )
     p.add_argument(
         "--allow-empty-captions", action="store_true", help="train images without a caption as unconditional"
     )
@@ -524,7 +551,7 @@ def _lora_command(sub) -> None:
 def _lora_demo_data_command(sub) -> None:
     p = sub.add_parser("lora-demo-data", help="write a LoRA demo folder: stars (shapes world) or a kite (icons)")
     p.add_argument("--out", help="default: data/kite (icons) or data/stars (shapes)")
-    p.add_argument("--world", choices=["shapes", "icons"], default="icons", help="which model the demo teaches")
+    p.add_argument("--world", choices=list(WORLDS), default="icons", help="which model the demo teaches")
     p.add_argument("--n", type=int, default=40)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(fn=_lora_demo_data)

@@ -21,22 +21,14 @@ import torch
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, IterableDataset
 
-from pipeline import diffusion, icons_layout
+from pipeline import diffusion
 from pipeline.encoders import EncodedPrompts, PromptEncoder
 from pipeline.images import to_pil
-from train import evaluate, icons_eval, icons_world, world
+from pipeline.worlds import world_named
+from pipeline.worlds.icons import layout as icons_layout
+from pipeline.worlds.shapes import scenes as world
 from train import grounding as grounding_lib
 from train.loop import ALONE, Shard
-
-# The embedded worlds: scenes, captions and renderer, and the evaluator that scores a generator on them
-WORLDS = {"shapes": (world, evaluate), "icons": (icons_world, icons_eval)}
-
-
-def world_of(name: str):
-    """(world module, evaluator module) of an embedded world by name."""
-    if name not in WORLDS:
-        raise ValueError(f"unknown world {name!r}; choose one of {', '.join(WORLDS)}")
-    return WORLDS[name]
 
 
 @dataclass
@@ -48,7 +40,7 @@ class CaptionPool:
     mask: torch.Tensor  # (N, T)
     pooled: torch.Tensor  # (N, D) fp16
     uncond: EncodedPrompts  # the empty prompt, for classifier-free guidance
-    world: str = "shapes"  # which world's scenes the examples are (WORLDS)
+    world: str = "shapes"  # which world's scenes the examples are (pipeline.worlds.WORLDS)
 
 
 def parse_kind_weights(spec: str | None) -> dict[str, float] | None:
@@ -71,7 +63,7 @@ def pool_examples(
 ) -> list:
     """The training examples of a run's caption pool, their scene kinds drawn by `kind_weights` (default:
     all alike): the same arguments give the same examples."""
-    scenes = world_of(world_name)[0]
+    scenes = world_named(world_name).scenes
     rng = random.Random(seed)
     weights = [(kind_weights or {}).get(k, 1.0) for k in scenes.KINDS]
     kinds = rng.choices(scenes.KINDS, weights, k=size) if kind_weights else [None] * size
@@ -79,9 +71,14 @@ def pool_examples(
 
 
 def build_pool(
-    encoder: PromptEncoder, *, size: int, seed: int, kind_weights: dict[str, float] | None = None, chunk: int = 256,
+    encoder: PromptEncoder,
+    *,
+    size: int,
+    seed: int,
+    kind_weights: dict[str, float] | None = None,
+    chunk: int = 256,
     world_name: str = "shapes",
-) -> CaptionPool:  # fmt: skip
+) -> CaptionPool:
     """`size` training examples (`pool_examples`) of a world with their captions' states."""
     examples = pool_examples(size=size, seed=seed, kind_weights=kind_weights, world_name=world_name)
     states, masks, pooled = [], [], []
@@ -102,15 +99,23 @@ class RenderedBatches(IterableDataset):
     """Endless batches of (pool indices, images in [-1, 1]), plus the objects' box masks
     (B, G, H, W) when `masks` is set (for train/grounding.py); each worker renders its own batches."""
 
-    def __init__(self, examples: list, batch_size: int, seed: int | str, *, masks: bool = False,
-                 world_name: str = "shapes", boxes: bool = False):  # fmt: skip
+    def __init__(
+        self,
+        examples: list,
+        batch_size: int,
+        seed: int | str,
+        *,
+        masks: bool = False,
+        world_name: str = "shapes",
+        boxes: bool = False,
+    ):
         self.examples, self.batch_size, self.seed, self.masks = examples, batch_size, seed, masks
         self.world_name, self.boxes = world_name, boxes
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         rng = random.Random(f"{self.seed}-{info.id if info else 0}")
-        scenes = world_of(self.world_name)[0]  # the world's renderer
+        scenes = world_named(self.world_name).scenes  # the world's renderer
         while True:
             idx = [rng.randrange(len(self.examples)) for _ in range(self.batch_size)]
             drawn = [scenes.render_scene(self.examples[i].scene, rng.getrandbits(31)) for i in idx]
@@ -126,8 +131,10 @@ class RenderedBatches(IterableDataset):
 
 def padded_boxes(layouts: list) -> torch.Tensor:
     """(B, MAX_ICONS, 4) pixel boxes as the renderer drew them (`icons_layout.snapped`), zero rows after the last."""
-    rows = [[icons_layout.snapped(b) for b in lay.boxes] + [(0, 0, 0, 0)] * (icons_layout.MAX_ICONS - len(lay.boxes))
-            for lay in layouts]  # fmt: skip
+    rows = [
+        [icons_layout.snapped(b) for b in lay.boxes] + [(0, 0, 0, 0)] * (icons_layout.MAX_ICONS - len(lay.boxes))
+        for lay in layouts
+    ]
     return torch.tensor(rows, dtype=torch.float32)
 
 
@@ -138,9 +145,16 @@ def to_tensor(images: list) -> torch.Tensor:
 
 
 def rendered_batches(
-    pool: CaptionPool, start_step: int, batch_size: int, device, *, workers: int, masks: bool = False,
-    shard: Shard = ALONE, boxes: bool = False,
-) -> Iterator:  # fmt: skip
+    pool: CaptionPool,
+    start_step: int,
+    batch_size: int,
+    device,
+    *,
+    workers: int,
+    masks: bool = False,
+    shard: Shard = ALONE,
+    boxes: bool = False,
+) -> Iterator:
     """(pool indices, images on `device`[, box masks][, boxes]) forever, rendered by `workers` processes (0: this
     one); each training process (`shard`) draws its own."""
     data = RenderedBatches(
@@ -175,7 +189,7 @@ class DiffusionTask:
         if grounding:
             self.recorder = grounding_lib.AttentionRecorder(unet)
             self.groups = grounding_lib.token_groups(encoder.tokenizer, pool.examples, pool.states.shape[1])
-        self.evaluator = world_of(pool.world)[1]
+        self.evaluator = world_named(pool.world).judge
         self.eval_items = self.evaluator.eval_set("combos", per_category=eval_per_category)
         self.eval_steps, self.eval_guidance = eval_steps, eval_guidance
         self.noise = diffusion.training_scheduler(cfg)

@@ -20,7 +20,7 @@ from torch.nn import functional as F
 
 from pipeline import gan
 from pipeline.encoders import EncodedPrompts, PromptEncoder
-from train import evaluate
+from pipeline.worlds.shapes import judge as evaluate
 from train.diffusion import CaptionPool, generate_for_items, rendered_batches
 from train.loop import ALONE, Shard
 

@@ -24,7 +24,7 @@ import torch
 from diffusers.models.attention_processor import AttnProcessor2_0
 from torch.nn import functional as F
 
-from train import world
+from pipeline.worlds.shapes import scenes as world
 
 GROUPS = 2  # object groups per caption: objects[0] and objects[1]
 

@@ -50,8 +50,16 @@ class HubLoraTask:
     """LoRA training of a Stable Diffusion-family UNet on captioned images. Every step's batch, noise and
     timesteps are drawn from that step's own seed, so a resumed run continues exactly as an unbroken one."""
 
-    def __init__(self, pipe, data, *, validation_prompts: list[str], card: dict | None = None, seed: int = 0,
-                 sampling: tuple[int, float] = (20, 5.0)):  # fmt: skip
+    def __init__(
+        self,
+        pipe,
+        data,
+        *,
+        validation_prompts: list[str],
+        card: dict | None = None,
+        seed: int = 0,
+        sampling: tuple[int, float] = (20, 5.0),
+    ):
         from diffusers import DDPMScheduler
 
         from train.diffusion import to_tensor
@@ -63,9 +71,11 @@ class HubLoraTask:
         device, size = pipe.device, native_size(pipe)
         with torch.no_grad():
             x = to_tensor(data.images).to(device, pipe.vae.dtype)  # (N, 3, R, R) in [-1, 1]
-            self.latents = torch.cat([  # (N, 4, h, w), encoded a few at a time
-                pipe.vae.encode(chunk).latent_dist.mean * pipe.vae.config.scaling_factor for chunk in x.split(8)
-            ])  # fmt: skip
+            self.latents = torch.cat(
+                [  # (N, 4, h, w), encoded a few at a time
+                    pipe.vae.encode(chunk).latent_dist.mean * pipe.vae.config.scaling_factor for chunk in x.split(8)
+                ]
+            )
             if self.xl:  # both encoders' states side by side, the second's pooled output, and the image sizes
                 states, _, pooled, _ = pipe.encode_prompt(
                     data.captions, device=device, do_classifier_free_guidance=False
@@ -108,7 +118,7 @@ class HubLoraTask:
         return {}
 
     def export(self, model, folder: Path, *, step: int, images_seen: int, seconds: float) -> None:
-        from train.lora import export_lora, run_card
+        from train.adapters import export_lora, run_card
 
         def draw(prompts: list[str]) -> list[Image.Image]:
             steps, guidance = self.sampling
@@ -119,13 +129,24 @@ class HubLoraTask:
         export_lora(model, folder, card, self.validation_prompts, draw, pipeline_class=type(self.pipe))
 
 
-def hub_lora_task(model: str, data, *, rank: int, targets: str, device: str, validation_prompts: list[str],
-                  card: dict, seed: int, allow_empty_captions: bool, gradient_checkpointing: bool | None):  # fmt: skip
+def hub_lora_task(
+    model: str,
+    data,
+    *,
+    rank: int,
+    targets: str,
+    device: str,
+    validation_prompts: list[str],
+    card: dict,
+    seed: int,
+    allow_empty_captions: bool,
+    gradient_checkpointing: bool | None,
+):
     """(task, default batch size) for a LoRA on the diffusers checkpoint `model`."""
     from diffusers.training_utils import cast_training_params
 
     from pipeline.hub import LORA_BATCH, sampling_defaults
-    from train.lora import add_lora, load_folder
+    from train.adapters import add_lora, load_folder
 
     pipe = load_for_training(model, device)
     images = load_folder(data, resolution=native_size(pipe), allow_empty_captions=allow_empty_captions)

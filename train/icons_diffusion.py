@@ -2,7 +2,7 @@
 
     python -m train diffusion --size icons --out runs/icons
 
-As train/diffusion.py, plus the layout map (pipeline/icons_layout.py): each example's icon names and
+As train/diffusion.py, plus the layout map (pipeline/worlds/icons/layout.py): each example's icon names and
 background go through the language model once (pooled states, kept with the caption pool), each batch's boxes
 are the ones the renderer drew, and the map is dropped with the prompt (classifier-free guidance learns "no
 layout" too).
@@ -20,8 +20,8 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from pipeline import diffusion
-from pipeline.icons import IconsReader, icons, names
-from pipeline.icons_layout import (
+from pipeline.worlds.icons.catalogue import IconsReader, icons, names
+from pipeline.worlds.icons.layout import (
     SKETCH_SIDE,
     LayoutBatch,
     LayoutEncoder,
@@ -91,17 +91,25 @@ def pool_layouts(encoder, examples: list) -> LayoutBatch:
     """Every pool example's things (its scene's icons, in the scene's order) and said background, through the
     language model as the pipeline encodes them (`encode_plans`); boxes are left at zero for each batch's own."""
     said = [read_request(e.caption).background for e in examples]
-    plans = [Plan(Request(e.scene.icons, background=b), ((0, 0, 0, 0),) * len(e.scene.icons))
-             for e, b in zip(examples, said)]  # fmt: skip
+    plans = [
+        Plan(Request(e.scene.icons, background=b), ((0, 0, 0, 0),) * len(e.scene.icons)) for e, b in zip(examples, said)
+    ]
     layouts = encode_plans(encoder, plans)
     return LayoutBatch(layouts.things.half(), layouts.present, layouts.boxes, layouts.background.half(), layouts.said)
 
 
 class IconsDiffusionTask(DiffusionTask):
     def __init__(
-        self, unet, cfg, encoder, pool, *, layout_encoder: LayoutEncoder | None = None, sketch_steps: int = 1000,
+        self,
+        unet,
+        cfg,
+        encoder,
+        pool,
+        *,
+        layout_encoder: LayoutEncoder | None = None,
+        sketch_steps: int = 1000,
         **kwargs,
-    ):  # fmt: skip
+    ):
         super().__init__(unet, cfg, encoder, pool, **kwargs)
         self.sketch_states = encoder.encode(names(), cache=False).pooled.float()  # the world's names
         if layout_encoder is None:  # a fresh one: centred on the world's names (a checkpoint's own centre wins)
@@ -132,8 +140,13 @@ class IconsDiffusionTask(DiffusionTask):
         device = x0.device
         states, mask, pooled, dropped = conditioning(self.pool, idx, device, self.cond_dropout)
         cpu = idx.cpu()
-        layout = LayoutBatch(self.layouts.things[cpu].float(), self.layouts.present[cpu], boxes.cpu(),
-                             self.layouts.background[cpu].float(), self.layouts.said[cpu]).to(device)  # fmt: skip
+        layout = LayoutBatch(
+            self.layouts.things[cpu].float(),
+            self.layouts.present[cpu],
+            boxes.cpu(),
+            self.layouts.background[cpu].float(),
+            self.layouts.said[cpu],
+        ).to(device)
         noise = torch.randn_like(x0)
         t = timesteps(len(idx), self.cfg.train_timesteps, self.high_noise, device)
         x_t = self.noise.add_noise(x0, noise, t)
@@ -150,8 +163,16 @@ class IconsDiffusionTask(DiffusionTask):
             _, layout = layout_for(self.encoder, prompts, seeds)
             with torch.no_grad():
                 layout_map = model.layout(layout.to(model.unet.device), grid, self.cfg.resolution)
-            return diffusion.sample(model.unet, self.cfg, cond, self.pool.uncond, seeds=seeds, steps=self.eval_steps,
-                                    guidance=self.eval_guidance, layout_map=layout_map)  # fmt: skip
+            return diffusion.sample(
+                model.unet,
+                self.cfg,
+                cond,
+                self.pool.uncond,
+                seeds=seeds,
+                steps=self.eval_steps,
+                guidance=self.eval_guidance,
+                layout_map=layout_map,
+            )
 
         read = [self.reader.read(it.prompt) for it in self.eval_items]
         images = generate_for_items(self.encoder, self.eval_items, draw, prompts=read)
@@ -162,6 +183,11 @@ class IconsDiffusionTask(DiffusionTask):
         unet = diffusion.build_unet(self.cfg)
         unet.load_state_dict(model.unet.state_dict())
         diffusion.save(
-            folder, unet, self.cfg, encoder=self.encoder.name, card=card, layout_encoder=model.layout,
+            folder,
+            unet,
+            self.cfg,
+            encoder=self.encoder.name,
+            card=card,
+            layout_encoder=model.layout,
             defaults={"steps": self.eval_steps, "guidance": self.eval_guidance},  # sampled as it was evaluated
-        )  # fmt: skip
+        )

@@ -20,9 +20,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from pipeline import gan
-from pipeline.icons import IconsReader
-from pipeline.icons_layout import LAYOUT_INPUTS, LayoutBatch, LayoutEncoder, box_coords, layout_for
-from train import icons_eval
+from pipeline.worlds.icons import judge as icons_eval
+from pipeline.worlds.icons.catalogue import IconsReader
+from pipeline.worlds.icons.layout import LAYOUT_INPUTS, LayoutBatch, LayoutEncoder, box_coords, layout_for
 from train.diffusion import CaptionPool, generate_for_items, rendered_batches
 from train.gan import GANTask
 from train.icons_diffusion import pool_layouts
@@ -38,12 +38,16 @@ class LayoutDiscriminator(nn.Module):
         c1, c2, c3 = channels
         self.patch = patch
         self.net = nn.Sequential(
-            nn.Conv2d(3 * patch**2 + LAYOUT_INPUTS, c1, 3, padding=1), nn.LeakyReLU(0.2),
-            nn.Conv2d(c1, c2, 4, 2, 1), nn.LeakyReLU(0.2),  # 16
-            nn.Conv2d(c2, c3, 4, 2, 1), nn.LeakyReLU(0.2),  # 8
-            nn.Conv2d(c3, c3, 4, 2, 1), nn.LeakyReLU(0.2),  # 4
+            nn.Conv2d(3 * patch**2 + LAYOUT_INPUTS, c1, 3, padding=1),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(c1, c2, 4, 2, 1),
+            nn.LeakyReLU(0.2),  # 16
+            nn.Conv2d(c2, c3, 4, 2, 1),
+            nn.LeakyReLU(0.2),  # 8
+            nn.Conv2d(c3, c3, 4, 2, 1),
+            nn.LeakyReLU(0.2),  # 4
             nn.Conv2d(c3, 1, 3, padding=1),
-        )  # fmt: skip
+        )
 
     def forward(self, image: torch.Tensor, layout_map: torch.Tensor) -> torch.Tensor:
         """image (B, 3, R, R) in [-1, 1], layout_map (B, LAYOUT_INPUTS, R / patch, R / patch) -> (B,)."""
@@ -55,10 +59,21 @@ class IconsGANTask(GANTask):
     """GANTask's discriminator step, checkpointed state and export, with the layout map as the condition."""
 
     def __init__(
-        self, generator: gan.LayoutGAN, layout_encoder: LayoutEncoder, encoder, pool: CaptionPool, *,
-        lr: float = 2e-4, r1_gamma: float = 0.2, r1_every: int = 4, mismatch_weight: float = 0.5,
-        l1_weight: float = 10.0, workers: int = 0, eval_per_category: int = 20, card: dict | None = None,
-    ):  # fmt: skip
+        self,
+        generator: gan.LayoutGAN,
+        layout_encoder: LayoutEncoder,
+        encoder,
+        pool: CaptionPool,
+        *,
+        lr: float = 2e-4,
+        r1_gamma: float = 0.2,
+        r1_every: int = 4,
+        mismatch_weight: float = 0.5,
+        l1_weight: float = 10.0,
+        workers: int = 0,
+        eval_per_category: int = 20,
+        card: dict | None = None,
+    ):
         self.generator, self.discriminator = generator, LayoutDiscriminator(generator.config.patch)
         self.layout = layout_encoder.eval().requires_grad_(False)
         self.encoder, self.pool, self.workers = encoder, pool, workers
@@ -77,14 +92,20 @@ class IconsGANTask(GANTask):
         self.layout.to(accel.device)
 
     def batches(self, start_step: int, batch_size: int, device: torch.device, shard: Shard = ALONE) -> Iterator:
-        return rendered_batches(self.pool, start_step, batch_size, device, workers=self.workers, shard=shard,
-                                boxes=True)  # fmt: skip
+        return rendered_batches(
+            self.pool, start_step, batch_size, device, workers=self.workers, shard=shard, boxes=True
+        )
 
     def _layout_map(self, idx: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The batch's layout maps as the pipeline makes them, and where they decide the pixels (B, 1, R, R)."""
         cpu, device = idx.cpu(), boxes.device
-        layout = LayoutBatch(self.layouts.things[cpu].float(), self.layouts.present[cpu], boxes.cpu(),
-                             self.layouts.background[cpu].float(), self.layouts.said[cpu]).to(device)  # fmt: skip
+        layout = LayoutBatch(
+            self.layouts.things[cpu].float(),
+            self.layouts.present[cpu],
+            boxes.cpu(),
+            self.layouts.background[cpu].float(),
+            self.layouts.said[cpu],
+        ).to(device)
         resolution = self.generator.config.resolution
         with torch.no_grad():
             layout_map = self.layout(layout, resolution // self.generator.config.patch, resolution)

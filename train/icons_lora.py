@@ -5,8 +5,8 @@
 
 The icons UNet has no attention: its adapters go on the convolutions of its residual blocks (peft's LoRA for
 Conv2d). A new thing also needs a sketch, since the UNet draws what the layout stage's sketch painter drafts in
-each box (pipeline/icons_layout.py): the painter is fine-tuned beside the adapters, on each picture's thing as
-cropped from it (its box found as the evaluator finds icons, train/icons_eval.py `blobs`), while it keeps
+each box (pipeline/worlds/icons/layout.py): the painter is fine-tuned beside the adapters, on each picture's thing as
+cropped from it (its box found as the evaluator finds icons, pipeline/worlds/icons/judge.py `blobs`), while it keeps
 drawing the world's own icons (`sketch_loss` on them). The prior preservation is train/lora.py's: fresh renders
 of the icons world, on which the adapted UNet must predict what the base predicts.
 
@@ -18,19 +18,19 @@ then keeps those words as written instead of reading "kite" as its nearest icon.
 from __future__ import annotations
 
 import json
-import math
 import random
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 from safetensors.torch import load_file, save_file
 from torch.nn import functional as F
 
 from pipeline import diffusion
-from pipeline.icons_layout import (
-    BACKGROUNDS,
+from pipeline.worlds.icons import judge as icons_eval
+from pipeline.worlds.icons import scenes as world
+from pipeline.worlds.icons.layout import (
     LORA_PAINTER,
     LORA_PHRASES,
     MAX_ICONS,
@@ -41,14 +41,11 @@ from pipeline.icons_layout import (
     Request,
     encode_plans,
     read_request,
-    sample_boxes,
     snapped,
 )
-from train import icons_eval
-from train import icons_world as world
+from train.adapters import PRIOR_DROPOUT, CaptionedImages, LoraTask, export_lora
 from train.diffusion import CaptionPool, conditioning, padded_boxes, timesteps, to_tensor
 from train.icons_diffusion import SKETCH_BATCH, LayoutDenoiser, pool_layouts, sketch_loss, sketch_targets
-from train.lora import PRIOR_DROPOUT, CaptionedImages, LoraTask, export_lora
 
 PRIOR_CAPTIONS = 4096  # icons-world captions for prior preservation, encoded once, their scenes drawn anew
 
@@ -60,8 +57,9 @@ def thing_boxes(image: Image.Image, count: int) -> list[tuple[int, int, int, int
     or None when the picture does not show that many separate things."""
     found = sorted(icons_eval.blobs(image)[1], key=lambda b: (b[0], b[1]))
     if count == 1 and found:  # one thing, maybe in pieces: the box around all of them
-        found = [(min(b[0] for b in found), min(b[1] for b in found), max(b[2] for b in found),
-                  max(b[3] for b in found))]  # fmt: skip
+        found = [
+            (min(b[0] for b in found), min(b[1] for b in found), max(b[2] for b in found), max(b[3] for b in found))
+        ]
     if len(found) != count:
         return None
     boxes = []
@@ -103,20 +101,41 @@ def _encode(encoder, plans: list[Plan]) -> LayoutBatch:
     if any(p.boxes for p in plans):
         return encode_plans(encoder, plans)
     zero = torch.zeros(len(plans), MAX_ICONS)
-    return LayoutBatch(zero[..., None].expand(-1, -1, encoder.hidden_size), zero.bool(),
-                       zero[..., None].expand(-1, -1, 4), torch.zeros(len(plans), encoder.hidden_size),
-                       torch.zeros(len(plans), dtype=torch.bool))  # fmt: skip
+    return LayoutBatch(
+        zero[..., None].expand(-1, -1, encoder.hidden_size),
+        zero.bool(),
+        zero[..., None].expand(-1, -1, 4),
+        torch.zeros(len(plans), encoder.hidden_size),
+        torch.zeros(len(plans), dtype=torch.bool),
+    )
 
 
 class IconsLoraTask(LoraTask):
     """train/lora.py's task with the layout map: the adapters and the sketch painter learn together."""
 
     def __init__(
-        self, unet, layout_encoder: LayoutEncoder, cfg: diffusion.DiffusionConfig, encoder, data: CaptionedImages,
-        *, validation_prompts: list[str], card: dict, prior: CaptionPool | None, prior_weight: float,
-    ):  # fmt: skip
-        super().__init__(unet, cfg, encoder, data, validation_prompts=validation_prompts, card=card, prior=prior,
-                         prior_weight=prior_weight)  # fmt: skip
+        self,
+        unet,
+        layout_encoder: LayoutEncoder,
+        cfg: diffusion.DiffusionConfig,
+        encoder,
+        data: CaptionedImages,
+        *,
+        validation_prompts: list[str],
+        card: dict,
+        prior: CaptionPool | None,
+        prior_weight: float,
+    ):
+        super().__init__(
+            unet,
+            cfg,
+            encoder,
+            data,
+            validation_prompts=validation_prompts,
+            card=card,
+            prior=prior,
+            prior_weight=prior_weight,
+        )
         layout_encoder.requires_grad_(False)
         layout_encoder.painter.requires_grad_(True)  # the only part of the layout stage that learns
         self.model = LayoutDenoiser(unet, layout_encoder, cfg)
@@ -145,14 +164,22 @@ class IconsLoraTask(LoraTask):
         cpu = idx.cpu()
         noise = torch.randn_like(x0)
         t = timesteps(len(idx), self.cfg.train_timesteps, 0.0, device)
-        pred = model(self.noise.add_noise(x0, noise, t), t, states, mask, pooled, self.layouts[cpu].to(device),
-                     self.has_layout[cpu].to(device))  # fmt: skip
+        pred = model(
+            self.noise.add_noise(x0, noise, t),
+            t,
+            states,
+            mask,
+            pooled,
+            self.layouts[cpu].to(device),
+            self.has_layout[cpu].to(device),
+        )
         loss = F.mse_loss(pred.float(), self.noise.get_velocity(x0, noise, t).float())
         painter = getattr(model, "module", model).layout
         drawn = self.has_layout[cpu] & (self.new_sketches[cpu].flatten(1).amax(1) > 0)
         if drawn.any():  # the new thing's sketch from its name, against its crops
-            loss = loss + sketch_loss(painter, self.new_states[cpu][drawn].to(device),
-                                      self.new_sketches[cpu][drawn].to(device))  # fmt: skip
+            loss = loss + sketch_loss(
+                painter, self.new_states[cpu][drawn].to(device), self.new_sketches[cpu][drawn].to(device)
+            )
         pick = torch.randint(len(self.world_states), (SKETCH_BATCH,))  # and the world's icons as they were
         loss = loss + sketch_loss(painter, self.world_states[pick].to(device), self.world_sketches[pick].to(device))
         if self.prior is not None and self.prior_weight > 0:
@@ -166,8 +193,13 @@ class IconsLoraTask(LoraTask):
         drawn = [world.render_scene(self.prior.examples[int(k)].scene, random.getrandbits(31)) for k in j]
         x0 = to_tensor([image for image, _ in drawn]).to(device)
         p = self.prior_layouts
-        layout = LayoutBatch(p.things[j].float(), p.present[j], padded_boxes([lay for _, lay in drawn]),
-                             p.background[j].float(), p.said[j]).to(device)  # fmt: skip
+        layout = LayoutBatch(
+            p.things[j].float(),
+            p.present[j],
+            padded_boxes([lay for _, lay in drawn]),
+            p.background[j].float(),
+            p.said[j],
+        ).to(device)
         states, mask, pooled, dropped = conditioning(self.prior, j, device, PRIOR_DROPOUT)
         t = torch.randint(0, self.cfg.train_timesteps, (n,), device=device)
         x_t = self.noise.add_noise(x0, torch.randn_like(x0), t)
@@ -178,8 +210,8 @@ class IconsLoraTask(LoraTask):
         return F.mse_loss(model(x_t, t, states, mask, pooled, layout, ~dropped).float(), target.float())
 
     def export(self, model, folder: Path, *, step: int, images_seen: int, seconds: float) -> None:
-        from pipeline.icons_layout import layout_for
         from pipeline.images import to_pil
+        from pipeline.worlds.icons.layout import layout_for
 
         def draw(prompts: list[str]) -> list[Image.Image]:
             model.eval()
@@ -187,8 +219,16 @@ class IconsLoraTask(LoraTask):
             _, layout = layout_for(self.encoder, prompts, seeds, tuple(self.phrases))
             with torch.no_grad():
                 layout_map = model.layout(layout, model.grid, self.cfg.resolution)
-            x = diffusion.sample(model.unet, self.cfg, self.encoder.encode(prompts), self.pool.uncond, seeds=seeds,
-                                 steps=6, guidance=2.0, layout_map=layout_map)  # fmt: skip
+            x = diffusion.sample(
+                model.unet,
+                self.cfg,
+                self.encoder.encode(prompts),
+                self.pool.uncond,
+                seeds=seeds,
+                steps=6,
+                guidance=2.0,
+                layout_map=layout_map,
+            )
             return [tile.resize((128, 128), Image.NEAREST) for tile in to_pil(x)]
 
         card = {**self.card, "step": step, "images_seen": images_seen, "train_minutes": round(seconds / 60, 1)}
@@ -203,70 +243,36 @@ def add_painter(path: Path, layout: LayoutEncoder, phrases: list[str]) -> None:
     save_file(tensors, path, metadata={"format": "pt", LORA_PHRASES: json.dumps(phrases)})
 
 
-def icons_lora_task(unet, cfg, meta, folder, encoder, images: CaptionedImages, *, validation_prompts, card, seed,
-                    prior_weight: float) -> IconsLoraTask:  # fmt: skip
+def icons_lora_task(
+    unet, cfg, meta, folder, encoder, images: CaptionedImages, *, validation_prompts, card, seed, prior_weight: float
+) -> IconsLoraTask:
     """The LoRA task for an icons model: conv adapters, its layout encoder, the icons world as the prior."""
     from train.diffusion import build_pool
 
     layout_encoder = diffusion.load_layout_encoder(folder, cfg).float()
     prior = build_pool(encoder, size=PRIOR_CAPTIONS, seed=seed + 1, world_name="icons") if prior_weight > 0 else None
     card["prior_weight"], card["prior_data"] = prior_weight, "world"
-    task = IconsLoraTask(unet, layout_encoder, cfg, encoder, images, validation_prompts=validation_prompts,
-                         card=card, prior=prior, prior_weight=prior_weight)  # fmt: skip
+    task = IconsLoraTask(
+        unet,
+        layout_encoder,
+        cfg,
+        encoder,
+        images,
+        validation_prompts=validation_prompts,
+        card=card,
+        prior=prior,
+        prior_weight=prior_weight,
+    )
     if not task.has_layout.any():
-        raise ValueError("no picture shows its caption's things as separate shapes on a plain background; the "
-                         "icons model learns a thing from pictures like its world's (one to three things)")  # fmt: skip
+        raise ValueError(
+            "no picture shows its caption's things as separate shapes on a plain background; the "
+            "icons model learns a thing from pictures like its world's (one to three things)"
+        )
     return task
 
 
 # ----------------------------------------------------------------------------------------------------
 # The demo: a kite, a thing the icons world does not have
-
-
-def kite_sprite(side: int = 128) -> Image.Image:
-    """An RGBA kite drawn by code: a diamond in four colours, its cross sticks, a tail with three bows."""
-    im = Image.new("RGBA", (side, side), (0, 0, 0, 0))
-    d = ImageDraw.Draw(im)
-    s = side / 128
-    top, right, bottom, left, mid = (
-        (64 * s, 6 * s),
-        (104 * s, 44 * s),
-        (64 * s, 96 * s),
-        (24 * s, 44 * s),
-        (64 * s, 44 * s),
-    )
-    for a, b, colour in ((top, right, (230, 57, 70)), (right, bottom, (255, 190, 11)),
-                         (bottom, left, (58, 134, 255)), (left, top, (6, 214, 160))):  # fmt: skip
-        d.polygon([a, b, mid], fill=colour + (255,))
-    d.line([top, bottom], fill=(60, 40, 20, 255), width=max(1, round(3 * s)))
-    d.line([left, right], fill=(60, 40, 20, 255), width=max(1, round(3 * s)))
-    tail = [(64 * s + 10 * s * math.sin(k / 3), 96 * s + k * 1.2 * s) for k in range(26)]
-    d.line(tail, fill=(60, 40, 20, 255), width=max(1, round(2 * s)))
-    for k in (8, 16, 24):
-        x, y = tail[k]
-        d.polygon([(x - 7 * s, y - 4 * s), (x + 7 * s, y + 4 * s), (x + 7 * s, y - 4 * s), (x - 7 * s, y + 4 * s)],
-                  fill=(230, 57, 70, 255))  # fmt: skip
-    return im
-
-
-def write_kite_demo(out: Path, *, n: int = 40, seed: int = 0) -> Path:
-    """A folder of `n` captioned 64 px pictures of one kite, alone, at the world's sizes, places and backgrounds."""
-    rng = random.Random(seed)
-    out.mkdir(parents=True, exist_ok=True)
-    sprite, rows = kite_sprite(), []
-    for i in range(n):
-        background = list(BACKGROUNDS)[i % len(BACKGROUNDS)]
-        size = rng.choice((None, None, "small", "big"))
-        (box,) = sample_boxes(1, rng, size=size)
-        x0, y0, x1, _ = snapped(box)
-        canvas = Image.new("RGBA", (64, 64), BACKGROUNDS[background] + (255,))
-        canvas.alpha_composite(sprite.resize((x1 - x0, x1 - x0), Image.LANCZOS), (x0, y0))
-        canvas.convert("RGB").save(out / f"{i:03d}.png")
-        said = f" on a {background} background" if rng.random() < 0.7 else ""
-        text = f"a {size + ' ' if size else ''}kite{said}"
-        rows.append({"file_name": f"{i:03d}.png", "text": text})
-    (out / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return out
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -285,7 +291,7 @@ def _template(sprite: Image.Image, colour) -> np.ndarray:
 
 def thing_found(image: Image.Image, sprite: Image.Image) -> bool:
     """Does a thing in `image` look more like `sprite` than like any of the world's icons? Each blob the
-    evaluator finds (train/icons_eval.py `blobs`) is compared, at the evaluator's crop size, with every icon and
+    evaluator finds (`icons_eval.blobs`) is compared, at the evaluator's crop size, with every icon and
     with `sprite`, each put on the picture's measured background: the nearest by mean squared error names it."""
     _, measured = icons_eval.background_of(image)
     sprites = [sprite, *(icon.sprite for icon in world.icons().values())]

@@ -33,7 +33,8 @@ from torch.utils.data import DataLoader, IterableDataset
 from pipeline import diffusion, images
 from pipeline.encoders import PromptEncoder
 from pipeline.images import to_pil
-from train import evaluate, world
+from pipeline.worlds.shapes import judge as evaluate
+from pipeline.worlds.shapes import scenes as world
 from train.diffusion import to_tensor
 from train.loop import ALONE, Shard
 

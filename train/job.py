@@ -52,19 +52,38 @@ class LoraJob:
         return self._thread is not None and self._thread.is_alive()
 
     def start(
-        self, *, name: str, data: Path, rank: int, steps: int, lr: float, batch_size: int, prompts: list[str],
-        owner: str | None = None, delete_data: bool = False,
-    ) -> Path:  # fmt: skip
+        self,
+        *,
+        name: str,
+        data: Path,
+        rank: int,
+        steps: int,
+        lr: float,
+        batch_size: int,
+        prompts: list[str],
+        owner: str | None = None,
+        delete_data: bool = False,
+    ) -> Path:
         """Start a training in a fresh run folder (returned); raises ValueError while another one runs."""
         with self._lock:
             if self.running:
                 raise ValueError("a training is already running on this server; try again when it ends")
             out = self.runs_dir / f"{name}-{uuid.uuid4().hex[:6]}"
-            self.state = JobState(status="running", message="loading the model", steps=steps, out=out, owner=owner,
-                                  started=time.time())  # fmt: skip
+            self.state = JobState(
+                status="running", message="loading the model", steps=steps, out=out, owner=owner, started=time.time()
+            )
             self._cancel.clear()
-            kwargs = dict(model=self.model, data=data, out=out, rank=rank, steps=steps, lr=lr, batch_size=batch_size,
-                          validation_prompts=prompts, checkpoint_every=max(10, steps // 10))  # fmt: skip
+            kwargs = dict(
+                model=self.model,
+                data=data,
+                out=out,
+                rank=rank,
+                steps=steps,
+                lr=lr,
+                batch_size=batch_size,
+                validation_prompts=prompts,
+                checkpoint_every=max(10, steps // 10),
+            )
             self._thread = threading.Thread(
                 target=self._run, args=(kwargs, delete_data), name="wordbrush-lora", daemon=True
             )

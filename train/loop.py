@@ -91,8 +91,9 @@ def run_training(task: Task, cfg: TrainConfig, *, on_log=None, should_stop=None)
     the loop checkpoints, exports and returns early (a cancelled run keeps its work)."""
     run = _Run(task, cfg, on_log)
     started = time.time()
-    bar = tqdm(total=cfg.steps, initial=run.step, desc="training", disable=not run.accel.is_main_process,
-               dynamic_ncols=True)  # fmt: skip
+    bar = tqdm(
+        total=cfg.steps, initial=run.step, desc="training", disable=not run.accel.is_main_process, dynamic_ncols=True
+    )
     batches = task.batches(run.step, cfg.batch_size, run.accel.device, run.shard)
     window_loss, window_images, t_window = 0.0, 0, time.time()
     while run.step < cfg.steps:
@@ -105,8 +106,14 @@ def run_training(task: Task, cfg: TrainConfig, *, on_log=None, should_stop=None)
             dt = time.time() - t_window
             run.seconds += dt
             bar.set_postfix(loss=f"{window_loss / cfg.log_every:.4f}", img_s=f"{window_images / dt:.0f}")
-            run.log({"step": run.step, "loss": window_loss / cfg.log_every, "images_per_s": window_images / dt,
-                     "images_seen": run.images_seen})  # fmt: skip
+            run.log(
+                {
+                    "step": run.step,
+                    "loss": window_loss / cfg.log_every,
+                    "images_per_s": window_images / dt,
+                    "images_seen": run.images_seen,
+                }
+            )
             window_loss, window_images, t_window = 0.0, 0, time.time()
         if run.step % cfg.checkpoint_every == 0 or run.step == cfg.steps:
             run.save_checkpoint()
@@ -170,8 +177,9 @@ class _Run:
         self.step, self.images_seen, self.seconds = state["step"], state["images_seen"], state["seconds"]
         if "task" in state:  # e.g. the GAN discriminator and its optimizer
             self.task.load_state_dict(state["task"])
-        self.accel.print(f"resumed from {ckpt} at step {self.step} ({self.images_seen:,} images, "
-                         f"{self.seconds / 60:.1f} min)")  # fmt: skip
+        self.accel.print(
+            f"resumed from {ckpt} at step {self.step} ({self.images_seen:,} images, {self.seconds / 60:.1f} min)"
+        )
 
     def train_step(self, batch) -> float:
         """One optimizer step on `batch`; returns its loss."""
@@ -197,8 +205,13 @@ class _Run:
 
         def write(folder: Path) -> None:
             save_file(trained_state(self.accel.unwrap_model(self.model)), folder / "trainable.safetensors")
-            state = {"optimizer": self.opt.state_dict(), "lr_schedule": self.warm.state_dict(), "step": self.step,
-                     "images_seen": self.images_seen, "seconds": self.seconds}  # fmt: skip
+            state = {
+                "optimizer": self.opt.state_dict(),
+                "lr_schedule": self.warm.state_dict(),
+                "step": self.step,
+                "images_seen": self.images_seen,
+                "seconds": self.seconds,
+            }
             if self.ema is not None:
                 shadow = {n: t.detach().contiguous() for n, t in zip(self.names, self.ema.shadow_params)}
                 save_file(shadow, folder / "ema.safetensors")
@@ -224,8 +237,9 @@ class _Run:
             self.ema.store(self.params)
             self.ema.copy_to(self.params)
         try:
-            self.task.export(final, self.out / "model", step=self.step, images_seen=self.images_seen,
-                             seconds=self.seconds)  # fmt: skip
+            self.task.export(
+                final, self.out / "model", step=self.step, images_seen=self.images_seen, seconds=self.seconds
+            )
             scores = self.task.evaluate(final)
         finally:
             if self.ema is not None:

@@ -1,6 +1,6 @@
 """Free phrasing of shapes-world scenes: what people type, paired with what it means.
 
-The understanding model (pipeline/understand.py) learns from these pairs to read prompts such as
+The understanding model (pipeline/worlds/shapes/reader.py) learns from these pairs to read prompts such as
 "could you paint a crimson disc resting on top of a navy cube?" as the scene they name. Everything is
 split in two, so that held-out words and sentence forms measure generalization (bench/free_phrasing.py):
 
@@ -20,8 +20,8 @@ import random
 import string
 from dataclasses import dataclass
 
-from pipeline.understand import NUMBERS, Parsed, article
-from train import world
+from pipeline.worlds.shapes import scenes as world
+from pipeline.worlds.shapes.reader import NUMBERS, Parsed, article
 
 # Each world word first; the rest are other ways people say it.
 COLOR_WORDS: dict[str, tuple[str, ...]] = {
@@ -924,11 +924,16 @@ def phrase_scene(scene: world.Scene, rng: random.Random, *, words: str = "train"
     c = rng.choice(split_of(COLOR_WORDS[a.color], words))
     s_plural = rng.choice(split_of(SHAPE_WORDS[a.shape], words))[1]
     fields = {
-        "A": noun(a, True), "a": noun(a, False), "B": noun(b, True), "b": noun(b, False),
-        "A2": noun(a, True), "N": count_word or str(n), "P": f"{adj} {c} {s_plural}".strip(),
+        "A": noun(a, True),
+        "a": noun(a, False),
+        "B": noun(b, True),
+        "b": noun(b, False),
+        "A2": noun(a, True),
+        "N": count_word or str(n),
+        "P": f"{adj} {c} {s_plural}".strip(),
         "R": rng.choice(split_of(RELATION_WORDS[relation], words)) if relation else "",
         "F": rng.choice(split_of(FRONTED[relation], words)).capitalize() if relation else "",
-    }  # fmt: skip
+    }
     if "{A} and another one" == template or "{A} and {A2}" == template:
         if n != 2:
             template = "{N} {P}"
@@ -961,9 +966,16 @@ def phrase_other(rng: random.Random, *, split: str = "train") -> Phrased:
     elif r < 0.35:
         thing = rng.choice(split_of(OTHER_THINGS, split))
         color = rng.choice(list(COLOR_WORDS))
-        forms = (f"a {thing}", f"a {color} {thing}", f"{article(thing)} {thing} on a hill",
-                 f"a {color} circle next to a {thing}", f"a {thing} above a blue square", f"two {thing}s",
-                 f"a photo of a {thing} at night", f"a {thing} in the style of van gogh")  # fmt: skip
+        forms = (
+            f"a {thing}",
+            f"a {color} {thing}",
+            f"{article(thing)} {thing} on a hill",
+            f"a {color} circle next to a {thing}",
+            f"a {thing} above a blue square",
+            f"two {thing}s",
+            f"a photo of a {thing} at night",
+            f"a {thing} in the style of van gogh",
+        )
         text = rng.choice(forms)
     elif r < 0.5:
         text = rng.choice(split_of(OTHER_LANGUAGE, split))
@@ -984,9 +996,14 @@ def phrase_other(rng: random.Random, *, split: str = "train") -> Phrased:
 
 
 def sample_phrased(
-    rng: random.Random, *, words: str = "train", templates: str = "train", combos: str = "train",
-    other_share: float = 0.1, kind: str | None = None,
-) -> Phrased:  # fmt: skip
+    rng: random.Random,
+    *,
+    words: str = "train",
+    templates: str = "train",
+    combos: str = "train",
+    other_share: float = 0.1,
+    kind: str | None = None,
+) -> Phrased:
     """One free-phrased prompt: a world scene (of `kind`, or any) or, `other_share` of the time, none."""
     if kind is None and rng.random() < other_share:
         return phrase_other(rng, split=templates)

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import shutil
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
@@ -14,35 +12,19 @@ import pandas as pd
 
 from pipeline.serve import LIMITS, LoraLibrary, real, whole
 from pipeline.ui import reports_errors
-from train.icons_lora import write_kite_demo
+from pipeline.worlds import WORLDS
+from pipeline.worlds.base import LoraDemo, World
 from train.job import LoraJob
-from train.lora import write_star_demo
 
 NO_LORA = "none"
 
 
-@dataclass(frozen=True)
-class DemoSet:
-    write: Callable[[Path], Path]  # writes the captioned pictures into a folder
-    label: str
-    name: str
-    prompts: str  # validation prompts, ;-separated
+def demo_set(world: World | None) -> LoraDemo:
+    """The demo set the tab offers: the model's world's own (a diffusers checkpoint: the shapes world's stars)."""
+    return (world or WORLDS["shapes"]).lora_demo
 
 
-# The demo set the tab offers, by the model's world: something it never saw (other models: the stars)
-DEMOS = {
-    "icons": DemoSet(write_kite_demo, "Use the demo set instead: 40 pictures of a kite, a thing the model never saw",
-                     "kite", "a kite; a kite on a pink background; a small kite; a kite to the left of a cat"),
-    "shapes": DemoSet(write_star_demo, "Use the demo set instead: 40 stars, a shape the model never saw", "stars",
-                      "a red star; a blue star; two green stars"),
-}  # fmt: skip
-
-
-def demo_set(world: str | None) -> DemoSet:
-    return DEMOS.get(world or "shapes", DEMOS["shapes"])
-
-
-def gather_upload(files, use_demo: bool, uploads: Path, world: str | None = None) -> Path:
+def gather_upload(files, use_demo: bool, uploads: Path, world: World | None = None) -> Path:
     """A fresh folder under `uploads` with the uploaded images and captions (or the world's demo set), within
     limits."""
     if not use_demo:
@@ -65,15 +47,18 @@ def gather_upload(files, use_demo: bool, uploads: Path, world: str | None = None
     return folder
 
 
-def start_training_handler(job: LoraJob, uploads: Path, library: LoraLibrary | None = None, world: str | None = None):
+def start_training_handler(job: LoraJob, uploads: Path, library: LoraLibrary | None = None, world: World | None = None):
     """The Train button: gather the uploaded images and captions (or the demo set) and start a fresh run."""
 
     @reports_errors
     def train_lora(files, use_demo, name, rank, steps, lr, batch_size, prompts, request: gr.Request = None):
         name = "".join(c for c in (name or "").strip() if c.isalnum() or c in "-_")[:40] or "my-lora"
-        knobs = {"rank": whole(rank, "rank", 1, 64), "steps": whole(steps, "steps", 1, 5000),
-                 "lr": real(lr, "learning rate", 1e-6, 1.0),
-                 "batch_size": whole(batch_size, "batch size", 1, 64)}  # fmt: skip
+        knobs = {
+            "rank": whole(rank, "rank", 1, 64),
+            "steps": whole(steps, "steps", 1, 5000),
+            "lr": real(lr, "learning rate", 1e-6, 1.0),
+            "batch_size": whole(batch_size, "batch size", 1, 64),
+        }
         if job.running:
             raise ValueError("a training is already running on this server; try again when it ends")
         folder = gather_upload(files, use_demo, uploads, world)
@@ -116,18 +101,23 @@ def training_status(job: LoraJob, library: LoraLibrary):
 
 
 def train_tab(
-    job: LoraJob, library: LoraLibrary, uploads: Path, lora: gr.Dropdown, *, batch: int = 16, world: str | None = None
+    job: LoraJob, library: LoraLibrary, uploads: Path, lora: gr.Dropdown, *, batch: int = 16, world: World | None = None
 ) -> None:
     """The tab's layout and events, inside the app's gr.Tabs; `lora` is the Text to image tab's LoRA list,
     `batch` the model's default images per step, `world` the embedded world it draws (its demo set)."""
     demo = demo_set(world)
     with gr.Tab("Train", id="train"):
-        gr.Markdown("Teach the diffusion generator something new from a few captioned images (LoRA). One training "
-                    "at a time; generating keeps working meanwhile; the result appears in the LoRA list.")  # fmt: skip
+        gr.Markdown(
+            "Teach the diffusion generator something new from a few captioned images (LoRA). One training "
+            "at a time; generating keeps working meanwhile; the result appears in the LoRA list."
+        )
         with gr.Row():
             with gr.Column():
-                files = gr.File(label="Images with captions: a .txt beside each image, or a metadata.jsonl",
-                                file_count="multiple", file_types=["image", ".txt", ".jsonl"])  # fmt: skip
+                files = gr.File(
+                    label="Images with captions: a .txt beside each image, or a metadata.jsonl",
+                    file_count="multiple",
+                    file_types=["image", ".txt", ".jsonl"],
+                )
                 use_demo = gr.Checkbox(value=False, label=demo.label)
                 name = gr.Textbox(value=demo.name, label="Name")
                 with gr.Row():

@@ -1,4 +1,4 @@
-"""Training the prompt reader (pipeline/understand.py) on free phrasing (train/phrasing.py): a Task for
+"""Training the prompt reader (pipeline/worlds/shapes/reader.py) on free phrasing (train/phrasing.py): a Task for
 train/loop.py, so it checkpoints, resumes and logs like every other model.
 
     python -m train understanding --out runs/understanding --steps 3000
@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
-from pipeline.understand import SLOTS, ReaderConfig, SceneReader, new_reader, save_reader, target_labels
+from pipeline.worlds.shapes.reader import SLOTS, ReaderConfig, SceneReader, new_reader, save_reader, target_labels
 from train import phrasing
 from train.loop import ALONE, Shard
 
@@ -34,8 +34,15 @@ EVAL_SPLITS = {
 
 
 class UnderstandingTask:
-    def __init__(self, cfg: ReaderConfig | None = None, *, other_share: float = 0.15, seed: int = 0,
-                 eval_size: int = 400, command: str = "python -m train understanding"):  # fmt: skip
+    def __init__(
+        self,
+        cfg: ReaderConfig | None = None,
+        *,
+        other_share: float = 0.15,
+        seed: int = 0,
+        eval_size: int = 400,
+        command: str = "python -m train understanding",
+    ):
         with torch.random.fork_rng(devices=[]):  # the LoRA and heads start from the run's seed
             torch.manual_seed(seed)
             self.reader = new_reader(cfg or ReaderConfig())
@@ -68,8 +75,13 @@ class UnderstandingTask:
     def export(self, model: SceneReader, folder: Path, *, step: int, images_seen: int, seconds: float) -> None:
         save_reader(model, folder)
         scores = evaluate_text(model.eval(), n=self.eval_size)
-        card = {"step": step, "prompts_seen": images_seen, "train_minutes": round(seconds / 60, 1), "eval": scores,
-                "command": self.command}  # fmt: skip
+        card = {
+            "step": step,
+            "prompts_seen": images_seen,
+            "train_minutes": round(seconds / 60, 1),
+            "eval": scores,
+            "command": self.command,
+        }
         (folder / "training.json").write_text(json.dumps(card, indent=2))
         (folder / "README.md").write_text(model_card(model, card))
 
@@ -81,7 +93,7 @@ def model_card(reader: SceneReader, card: dict) -> str:
 
 Reads free phrasing ("could you paint a crimson disc resting on top of a navy cube?") into the shapes
 world's own caption ("a red circle above a blue square"), which the embedded generators were trained on.
-Used by `pipeline/understand.py`; `python -m pipeline generate --no-understand` turns it off.
+Used by `pipeline/worlds/shapes/reader.py`; `python -m pipeline generate --no-understand` turns it off.
 
 - Language model: `{reader.cfg.backbone}` (frozen), with a LoRA adapter of rank {reader.cfg.rank} on every
   linear layer (`adapter_model.safetensors`, fp16, loads with peft) and one attention-pooled classifier per

@@ -17,7 +17,7 @@ import torch
 from pipeline import diffusion, presets
 from pipeline.encoders import EncodedPrompts, load_encoder
 from pipeline.images import to_pil
-from train import evaluate
+from pipeline.worlds.shapes import judge as evaluate
 
 ABLATIONS = ("both", "no pooled vector", "no token states")
 

@@ -25,7 +25,8 @@ from PIL import Image, ImageDraw, ImageFilter
 from pipeline import Wordbrush, layout
 from pipeline import images as imlib
 from pipeline.images import to_pil
-from train import evaluate, world
+from pipeline.worlds.shapes import judge as evaluate
+from pipeline.worlds.shapes import scenes as world
 
 CATEGORIES = ("two_objects", "position", "color_attribution", "style")
 SHIPPED_BIAS = layout.attention_bias
@@ -58,9 +59,15 @@ def sketched(wb: Wordbrush, prompts: list[str], seeds: list[int], strength: floa
     init = torch.cat([imlib.to_model(sketch(p, s), wb.generator.resolution) for p, s in zip(plans, seeds)])
     gen = wb.generator
     x = gen.generate(
-        cond, wb._uncond, seeds=seeds, steps=gen.default_steps, guidance=gen.default_guidance, init=init,
-        strength=strength, regions=regions,
-    )  # fmt: skip
+        cond,
+        wb._uncond,
+        seeds=seeds,
+        steps=gen.default_steps,
+        guidance=gen.default_guidance,
+        init=init,
+        strength=strength,
+        regions=regions,
+    )
     return to_pil(x)
 
 

@@ -9,7 +9,7 @@ import argparse
 
 from bench.lora_demo import WithLora, scores, star_items
 from pipeline import Wordbrush
-from train import evaluate
+from pipeline.worlds.shapes import judge as evaluate
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ import torch
 from torch.nn import functional as F
 
 from pipeline.encoders import load_encoder
-from train import world
+from pipeline.worlds.shapes import scenes as world
 
 ROLES = ("top", "bottom", "left", "right")
 ROLE_OF = {"above": (0, 1), "below": (1, 0), "left of": (2, 3), "right of": (3, 2)}  # (first object, second)

@@ -35,7 +35,8 @@ from pathlib import Path
 import torch
 
 from pipeline import Wordbrush
-from train import evaluate, world
+from pipeline.worlds.shapes import judge as evaluate
+from pipeline.worlds.shapes import scenes as world
 
 
 def seen_items(kind_weights: str, n: int) -> list[evaluate.EvalItem]:
@@ -84,7 +85,7 @@ def noise_probe(model: str, items: list[evaluate.EvalItem], ts: tuple[int, ...])
     alphas = diffusion.training_scheduler(cfg).alphas_cumprod
     results = []
     for t in ts:
-        v = diffusion.denoise_step(unet, noise, torch.full((len(items),), t), cond, uncond, 3.0)
+        v = diffusion.denoise_step(unet, noise, torch.full((len(items),), t), cond=cond, uncond=uncond, guidance=3.0)
         results.append(_shift(items, noise, v, alphas[t]))
     return results
 
@@ -117,8 +118,13 @@ def attention_probe(model: str, items: list[evaluate.EvalItem], ts: tuple[int, .
         steps = torch.full((len(items),), t)
         x_t = scheduler.add_noise(x0, noise, steps)
         with recorder.record() as maps:
-            unet(diffusion.unet_inputs(unet, x_t), steps, cond.states.float(), class_labels=cond.pooled.float(),
-                 encoder_attention_mask=cond.mask)  # fmt: skip
+            unet(
+                diffusion.unet_inputs(unet, x_t),
+                steps,
+                cond.states.float(),
+                class_labels=cond.pooled.float(),
+                encoder_attention_mask=cond.mask,
+            )
         inside = grounding.share_inside(maps, groups, masks)
         centres = grounding.attention_centres(maps, groups)  # (B, 2 objects, xy)
         right = [_asked_shift(it.scene.relation, *centres[i].tolist()) > 0 for i, it in enumerate(items) if named[i]]
@@ -180,9 +186,13 @@ def main() -> None:
     parser.add_argument("--noise-probe", action="store_true", help="only the high-noise probe (diffusion models)")
     parser.add_argument("--attention-probe", action="store_true", help="only the attention probe (diffusion models)")
     parser.add_argument(
-        "--no-layout", dest="layout", action="store_const", const=False, default=None,
+        "--no-layout",
+        dest="layout",
+        action="store_const",
+        const=False,
+        default=None,
         help="sample without the layout stage (pipeline/layout.py), as the generator alone draws",
-    )  # fmt: skip
+    )
     parser.add_argument(
         "--seen",
         metavar="KIND_WEIGHTS",

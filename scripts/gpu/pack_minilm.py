@@ -71,7 +71,10 @@ def unpack(archive: Path, to: Path) -> None:
 def world_prompts(n: int, seed: int = 0) -> list[str]:
     """Captions of both embedded worlds from every split and template set, their evaluation prompts, every
     icon name and held-out name, and the empty prompt."""
-    from train import evaluate, icons_eval, icons_world, world
+    from pipeline.worlds.icons import judge as icons_eval
+    from pipeline.worlds.icons import scenes as icons_world
+    from pipeline.worlds.shapes import judge as evaluate
+    from pipeline.worlds.shapes import scenes as world
 
     rng = random.Random(seed)
     prompts = [""]

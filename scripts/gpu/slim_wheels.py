@@ -24,10 +24,28 @@ from pathlib import Path
 
 # Not on the GPU host's image (its package list), needed by gradio, gradio_client or the pipeline.
 PACKAGES = [
-    "gradio", "gradio_client", "hf-gradio", "fastapi", "starlette", "uvicorn", "pydantic", "pydantic_core",
-    "annotated_types", "typing_inspection", "orjson", "python-multipart", "safehttpx", "groovy",
-    "semantic_version", "tomlkit", "pydub", "brotli", "pytz", "diffusers", "importlib_metadata",
-]  # fmt: skip
+    "gradio",
+    "gradio_client",
+    "hf-gradio",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "pydantic",
+    "pydantic_core",
+    "annotated_types",
+    "typing_inspection",
+    "orjson",
+    "python-multipart",
+    "safehttpx",
+    "groovy",
+    "semantic_version",
+    "tomlkit",
+    "pydub",
+    "brotli",
+    "pytz",
+    "diffusers",
+    "importlib_metadata",
+]
 DROP = {
     "gradio": (
         "gradio/templates/frontend/assets/",
@@ -65,10 +83,25 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         platforms = [arg for plat in PLATFORMS for arg in ("--platform", plat)]
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "--python-version",
-             "3.12", "--implementation", "cp", *platforms, "-d", tmp, *pins],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "-q",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--python-version",
+                "3.12",
+                "--implementation",
+                "cp",
+                *platforms,
+                "-d",
+                tmp,
+                *pins,
+            ],
             check=True,
-        )  # fmt: skip
+        )
         for wheel in sorted(Path(tmp).glob("*.whl")):
             project = wheel.name.split("-")[0].lower()
             slim(wheel, DROP.get(project, ()), KEEP.get(project, ()), args.out)

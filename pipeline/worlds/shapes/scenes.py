@@ -16,9 +16,11 @@ combinations is held out of training (`is_heldout_combo`), and so are the templa
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import random
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -395,3 +397,19 @@ def sample_example(
     """One (scene, caption, layout seed) triple from the given splits (of `kind`, or any)."""
     scene = sample_split_scene(rng, split=combo_split, kind=kind)
     return Example(scene, caption(scene, rng, template_split=template_split), rng.getrandbits(31))
+
+
+def write_star_demo(out: Path, *, n: int = 40, seed: int = 0) -> Path:
+    """A folder of `n` captioned images of flat stars in every colour: a shape the base model never saw."""
+
+    rng = random.Random(seed)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(n):
+        color = list(COLORS)[i % len(COLORS)]
+        image, _ = render_scene(Scene("single", (Obj(color, "star"),), "flat"), rng.getrandbits(31))
+        image.save(out / f"{i:03d}.png")
+        text = rng.choice([f"a {color} star", f"one {color} star", f"a picture of a {color} star"])
+        rows.append({"file_name": f"{i:03d}.png", "text": text})
+    (out / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return out

@@ -30,15 +30,17 @@ from pathlib import Path
 import torch
 
 from pipeline.layout import COLORS, SHAPES  # the embedded shapes world's vocabulary
+from pipeline.worlds.base import Understood
+from pipeline.worlds.shapes import judge
 
-# The rest of the world's caption language (train/world.py; tests keep the two in step).
+# The rest of the world's caption language (pipeline/worlds/shapes/scenes.py; tests keep the two in step).
 STYLES = ("outline", "striped", "soft")  # flat is the default and goes unsaid
 RELATION_PHRASES = {"left of": "to the left of", "right of": "to the right of", "above": "above", "below": "below"}
 NUMBERS = ("two", "three", "four")
 
-READER_DIR = Path(__file__).resolve().parent.parent / "assets" / "understanding"
+READER_DIR = Path(__file__).resolve().parents[3] / "assets" / "understanding"
 
-# Words the world's training captions use (train/world.py TEMPLATES, STYLE_WORDS, numbers, relations): a
+# Words the training captions use (scenes.py TEMPLATES, STYLE_WORDS, numbers, relations): a
 # prompt made only of these is already in the generator's language and skips the reader.
 WORLD_WORDS = frozenset(
     """a an and as well both with together next to the left right of on top above over below beneath under
@@ -113,27 +115,6 @@ def in_world_words(prompt: str) -> bool:
     return bool(words) and all(w in WORLD_WORDS for w in words)
 
 
-@dataclass(frozen=True)
-class Understood:
-    """How one prompt was understood."""
-
-    prompt: str  # as the user wrote it
-    text: str  # what the generator reads
-    how: str  # "rewritten", "as written" (the world's own words), "not understood", "too long" or "off"
-
-    def describe(self) -> str:
-        """One line for the page, the CLI and logs."""
-        if self.how == "rewritten":
-            return f"understood as: {self.text}"
-        if self.how == "as written":
-            return "in the world's own words: drawn as written"
-        if self.how == "off":
-            return "understanding off: drawn as written"
-        if self.how == "too long":
-            return "too long to read: drawn as written (the prompt encoder reads its first 64 tokens)"
-        return "not understood as a scene of this world: drawn as written"
-
-
 # ----------------------------------------------------------------------------------------------------
 # The scene reader: a language model with one classifier per slot of the scene
 
@@ -172,8 +153,15 @@ def target_labels(parsed: Parsed | None) -> dict[str, int]:
         return {"kind": 0}
     labels = {"kind": SLOTS["kind"].index(parsed.kind)}
     (ca, sa), (cb, sb) = parsed.objects[0], parsed.objects[-1]
-    values = {"count": str(len(parsed.objects)), "color_a": ca, "shape_a": sa, "relation": parsed.relation,
-              "color_b": cb, "shape_b": sb, "style": parsed.style}  # fmt: skip
+    values = {
+        "count": str(len(parsed.objects)),
+        "color_a": ca,
+        "shape_a": sa,
+        "relation": parsed.relation,
+        "color_b": cb,
+        "shape_b": sb,
+        "style": parsed.style,
+    }
     for slot in KIND_SLOTS[parsed.kind][1:]:
         labels[slot] = SLOTS[slot].index(values[slot])
     return labels
@@ -209,8 +197,9 @@ class SceneReader(torch.nn.Module):
             self.tokenizer.pad_token = self.tokenizer.eos_token
 
     def tokenize(self, prompts: list[str]) -> dict[str, torch.Tensor]:
-        return self.tokenizer(prompts, padding=True, truncation=True, max_length=self.cfg.max_tokens,
-                              return_tensors="pt")  # fmt: skip
+        return self.tokenizer(
+            prompts, padding=True, truncation=True, max_length=self.cfg.max_tokens, return_tensors="pt"
+        )
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> list[torch.Tensor]:
         states = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
@@ -336,11 +325,9 @@ def shared_reader(folder: str, device: str) -> SceneReader:
 
 
 def describe_image(image) -> str:
-    """The canonical caption of a shapes-world picture, from the evaluator's scene parser (train/evaluate.py):
+    """The canonical caption of a shapes-world picture, from the judge's scene parser (`judge.find_objects`):
     one object, two different ones with the relation along their main axis, or 2-4 alike; "" otherwise."""
-    from train.evaluate import find_objects  # the world's scene parser (deferred: train builds on pipeline)
-
-    found = find_objects(image)
+    found = judge.find_objects(image)
     if not found or len(found) > 4:
         return ""
     objects = [(f.color, f.shape) for f in found]

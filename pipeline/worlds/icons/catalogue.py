@@ -4,7 +4,7 @@ names; built by scripts/build_icon_atlas.py) and its prompt reader.
 `IconsReader` is the icons world's understanding stage: a word the world's captions never use, in a noun's
 place ("a puppy", "two kittens"), is replaced by the icon whose name the prompt encoder (MiniLM) puts
 nearest to it, when it is near enough. No training: what it knows is what the pretrained language model
-knows. The training data lives in train/icons_world.py.
+knows. The training data lives in pipeline/worlds/icons/scenes.py.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pipeline.understand import Understood
+from pipeline.worlds.base import Understood
 
-ICONS_DIR = Path(__file__).resolve().parent.parent / "assets" / "icons"
+ICONS_DIR = Path(__file__).resolve().parents[3] / "assets" / "icons"
 
 
 @dataclass(frozen=True)
@@ -50,8 +50,14 @@ def names() -> list[str]:
     return list(icons())
 
 
-IRREGULAR = {"mouse": "mice", "fish": "fish", "tropical fish": "tropical fish", "cherry blossom": "cherry blossoms",
-             "maple leaf": "maple leaves", "glass of milk": "glasses of milk"}  # fmt: skip
+IRREGULAR = {
+    "mouse": "mice",
+    "fish": "fish",
+    "tropical fish": "tropical fish",
+    "cherry blossom": "cherry blossoms",
+    "maple leaf": "maple leaves",
+    "glass of milk": "glasses of milk",
+}
 
 
 def plural(name: str) -> str:
@@ -75,21 +81,99 @@ BACKGROUNDS: dict[str, tuple[int, int, int]] = {
     "beige": (225, 205, 165),
 }
 # Everyday words for the world's backgrounds, sizes, numbers and relations (longest phrases are matched first)
-COLOUR_WORDS = {**{c: c for c in BACKGROUNDS}, "gray": "grey", "navy": "dark blue", "navy blue": "dark blue",
-                "sky blue": "light blue", "pale blue": "light blue", "dark grey": "grey", "dark gray": "grey",
-                "forest green": "dark green", "cream": "beige", "tan": "beige", "rose": "pink"}  # fmt: skip
-SIZE_WORDS = {"small": "small", "little": "small", "tiny": "small", "big": "big", "large": "big", "huge": "big",
-              "giant": "big"}  # fmt: skip
-NUMBER_WORDS = {"one": 1, "a": 1, "an": 1, "single": 1, "two": 2, "three": 3, "1": 1, "2": 2, "3": 3, "pair": 2,
-                "couple": 2, "both": 2}  # fmt: skip
-RELATION_WORDS = {"to the left of": "left of", "on the left of": "left of", "left of": "left of",
-                  "to the right of": "right of", "on the right of": "right of", "right of": "right of",
-                  "above": "above", "over": "above", "on top of": "above", "atop": "above",
-                  "below": "below", "under": "below", "underneath": "below", "beneath": "below"}  # fmt: skip
+COLOUR_WORDS = {
+    **{c: c for c in BACKGROUNDS},
+    "gray": "grey",
+    "navy": "dark blue",
+    "navy blue": "dark blue",
+    "sky blue": "light blue",
+    "pale blue": "light blue",
+    "dark grey": "grey",
+    "dark gray": "grey",
+    "forest green": "dark green",
+    "cream": "beige",
+    "tan": "beige",
+    "rose": "pink",
+}
+SIZE_WORDS = {
+    "small": "small",
+    "little": "small",
+    "tiny": "small",
+    "big": "big",
+    "large": "big",
+    "huge": "big",
+    "giant": "big",
+}
+NUMBER_WORDS = {
+    "one": 1,
+    "a": 1,
+    "an": 1,
+    "single": 1,
+    "two": 2,
+    "three": 3,
+    "1": 1,
+    "2": 2,
+    "3": 3,
+    "pair": 2,
+    "couple": 2,
+    "both": 2,
+}
+RELATION_WORDS = {
+    "to the left of": "left of",
+    "on the left of": "left of",
+    "left of": "left of",
+    "to the right of": "right of",
+    "on the right of": "right of",
+    "right of": "right of",
+    "above": "above",
+    "over": "above",
+    "on top of": "above",
+    "atop": "above",
+    "below": "below",
+    "under": "below",
+    "underneath": "below",
+    "beneath": "below",
+}
 # Words around the things named that never name a thing themselves
-FILLER = {"a", "an", "the", "of", "and", "with", "next", "to", "beside", "by", "near", "there", "is", "are",
-          "picture", "photo", "image", "icon", "emoji", "drawing", "group", "row", "in", "placed", "on", "some",
-          "background", "against", "its", "it", "that", "this", "please", "draw", "show", "me", "make"}  # fmt: skip
+FILLER = {
+    "a",
+    "an",
+    "the",
+    "of",
+    "and",
+    "with",
+    "next",
+    "to",
+    "beside",
+    "by",
+    "near",
+    "there",
+    "is",
+    "are",
+    "picture",
+    "photo",
+    "image",
+    "icon",
+    "emoji",
+    "drawing",
+    "group",
+    "row",
+    "in",
+    "placed",
+    "on",
+    "some",
+    "background",
+    "against",
+    "its",
+    "it",
+    "that",
+    "this",
+    "please",
+    "draw",
+    "show",
+    "me",
+    "make",
+}
 
 
 VISIBLE = 0.6  # an icon is drawn on a background only if at least this share of its pixels stands out there
@@ -132,19 +216,73 @@ def words_of(prompt: str) -> list[str]:
 # The prompt reader
 
 _WORD = re.compile(r"[a-z]+(?:-[a-z]+)*", re.IGNORECASE)
-DETERMINERS = {"a", "an", "one", "two", "three", "some", "the", "of", "2", "3", "small", "big", "little", "large",
-               "tiny", "huge", "cute", "happy"}  # fmt: skip
+DETERMINERS = {
+    "a",
+    "an",
+    "one",
+    "two",
+    "three",
+    "some",
+    "the",
+    "of",
+    "2",
+    "3",
+    "small",
+    "big",
+    "little",
+    "large",
+    "tiny",
+    "huge",
+    "cute",
+    "happy",
+}
 # Nouns that say how to draw, not what: never read as an icon ("a photo of a puppy")
-NOT_THINGS = {"photo", "picture", "image", "icon", "drawing", "painting", "emoji", "cartoon", "illustration",
-              "sketch", "scene", "group", "row", "pair", "couple", "bunch", "lot", "background", "kind"}  # fmt: skip
+NOT_THINGS = {
+    "photo",
+    "picture",
+    "image",
+    "icon",
+    "drawing",
+    "painting",
+    "emoji",
+    "cartoon",
+    "illustration",
+    "sketch",
+    "scene",
+    "group",
+    "row",
+    "pair",
+    "couple",
+    "bunch",
+    "lot",
+    "background",
+    "kind",
+}
 # Colours (of backgrounds, mostly) are never things
-COLOURS = {"white", "black", "grey", "gray", "dark", "light", "blue", "green", "pink", "beige", "red", "yellow",
-           "orange", "purple", "brown", "navy", "cream"}  # fmt: skip
+COLOURS = {
+    "white",
+    "black",
+    "grey",
+    "gray",
+    "dark",
+    "light",
+    "blue",
+    "green",
+    "pink",
+    "beige",
+    "red",
+    "yellow",
+    "orange",
+    "purple",
+    "brown",
+    "navy",
+    "cream",
+}
 MIN_SIMILARITY = 0.45  # cosine of the pooled MiniLM states of "a WORD" and "a NAME" below which a word stays
 
 
 class IconsReader:
-    """The icons world's understanding stage (the same calls as pipeline/understand.py UnderstandingStage)."""
+    """The icons world's understanding stage (the same calls as pipeline/worlds/shapes/reader.py UnderstandingStage)."""
 
     def __init__(self, encoder):
         self.encoder, self.folder, self.available = encoder, ICONS_DIR, True
@@ -152,8 +290,9 @@ class IconsReader:
         # longer one ("cherry blossom") is read with it, while a word only inside a name ("a cherry") is not a name
         self.phrases = set(phrase_table())
         # a plural-only name's singular ("a cherry": cherries) is that name whatever MiniLM thinks
-        self.singulars = {w: n for n in names() if n.endswith("s") and len(n) > 4
-                          for w in (n[:-3] + "y", n[:-1]) if plural(w) == n}  # fmt: skip
+        self.singulars = {
+            w: n for n in names() if n.endswith("s") and len(n) > 4 for w in (n[:-3] + "y", n[:-1]) if plural(w) == n
+        }
         # and every word the layout stage reads itself: "to the right of" keeps its "right"
         said = [*COLOUR_WORDS, *SIZE_WORDS, *NUMBER_WORDS, *RELATION_WORDS, *FILLER]
         self.known = COLOURS | {p[0] for p in self.phrases if len(p) == 1}

@@ -29,10 +29,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
 from PIL import Image
 from scipy import ndimage
+from torch import nn
 
-from train import world
+from pipeline.worlds.shapes import scenes as world
 
 CATEGORIES = ("single_object", "two_objects", "counting", "colors", "position", "color_attribution", "style")
 KIND_OF_CATEGORY = {
@@ -50,7 +54,7 @@ SPLIT_SHARE = 0.25  # a colour with this share of a component's near-palette pix
 STAR_SOLIDITY = 0.78  # area over convex-hull area below which a shape has a star's notches
 PURE_DISTANCE = 60.0  # RGB distance to a palette colour within which a pixel counts as that colour
 MAX_AREA_FRACTION = 0.45  # the biggest object (18 x 18 px) covers 32% of the frame
-STYLE_CLASSIFIER = Path(__file__).resolve().parent.parent / "assets" / "evaluator" / "style-classifier"
+STYLE_CLASSIFIER = Path(__file__).resolve().parents[3] / "assets" / "evaluator" / "style-classifier"
 PALETTE_NAMES = list(world.COLORS)
 PALETTE = np.array([world.COLORS[c] for c in PALETTE_NAMES], np.float32)
 
@@ -216,8 +220,6 @@ def object_pair(scene: world.Scene, found: list[Found]) -> tuple[Found, Found] |
 
 @functools.cache
 def _style_classifier():
-    from train.style_classifier import StyleClassifier
-
     if not STYLE_CLASSIFIER.exists():
         raise FileNotFoundError(
             f"no style classifier at {STYLE_CLASSIFIER}; train it with "
@@ -348,3 +350,44 @@ def read_manifest(path: Path) -> list[EvalItem]:
         row = json.loads(line)
         items.append(EvalItem(row["category"], world.Scene.from_dict(row["scene"]), row["prompt"], row["seed"]))
     return items
+
+
+class StyleClassifier(ModelMixin, ConfigMixin):
+    @register_to_config
+    def __init__(self, styles: tuple[str, ...] = world.STYLES, width: int = 32):
+        super().__init__()
+        w = width
+        self.net = nn.Sequential(
+            nn.Conv2d(3, w, 3, padding=1),
+            nn.SiLU(),
+            nn.Conv2d(w, w, 3, padding=1),
+            nn.SiLU(),
+            nn.MaxPool2d(2),  # 16 x 16
+            nn.Conv2d(w, 2 * w, 3, padding=1),
+            nn.SiLU(),
+            nn.Conv2d(2 * w, 2 * w, 3, padding=1),
+            nn.SiLU(),
+            nn.MaxPool2d(2),  # 8 x 8
+            nn.Conv2d(2 * w, 2 * w, 3, padding=1),
+            nn.SiLU(),
+            nn.AdaptiveMaxPool2d(1),
+            nn.Flatten(),
+            nn.Linear(2 * w, len(styles)),
+        )
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """images: (B, 3, H, W) in [-1, 1] -> logits (B, n_styles)."""
+        return self.net(images)
+
+    @torch.inference_mode()
+    def predict(self, images: list[Image.Image]) -> list[str]:
+        x = torch.stack([to_tensor(im) for im in images]).to(self.device, self.dtype)
+        return [self.config.styles[i] for i in self.forward(x).argmax(-1).tolist()]
+
+
+def to_tensor(image: Image.Image) -> torch.Tensor:
+    """PIL image at the world's resolution -> (3, H, W) float in [-1, 1]."""
+    image = image.convert("RGB")
+    if image.size != (world.RESOLUTION, world.RESOLUTION):
+        image = image.resize((world.RESOLUTION, world.RESOLUTION), Image.BICUBIC)
+    return torch.from_numpy(np.asarray(image, np.float32) / 127.5 - 1).permute(2, 0, 1)

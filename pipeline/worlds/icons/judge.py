@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import random
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -22,13 +21,14 @@ import numpy as np
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
-from PIL import Image, ImageFilter
+from PIL import Image
 from torch import nn
-from torch.nn import functional as F
 
-from train import icons_world as world
+from pipeline.worlds.icons import scenes as world
+from pipeline.worlds.icons.catalogue import plural
+from pipeline.worlds.icons.layout import MAX_ICONS, Plan, Request
 
-CLASSIFIER = Path(__file__).resolve().parent.parent / "assets" / "evaluator" / "icons-classifier"
+CLASSIFIER = Path(__file__).resolve().parents[3] / "assets" / "evaluator" / "icons-classifier"
 CROP = 32  # classifier input side
 FOREGROUND = 45.0  # RGB distance from the background colour above which a pixel belongs to an icon
 MIN_AREA = 12  # blobs smaller than this many pixels are noise
@@ -42,15 +42,32 @@ class IconClassifier(ModelMixin, ConfigMixin):
         super().__init__()
         w = width
         self.net = nn.Sequential(
-            nn.Conv2d(3, w, 3, padding=1), nn.BatchNorm2d(w), nn.SiLU(),
-            nn.Conv2d(w, w, 3, padding=1), nn.BatchNorm2d(w), nn.SiLU(), nn.MaxPool2d(2),  # 16 x 16
-            nn.Conv2d(w, 2 * w, 3, padding=1), nn.BatchNorm2d(2 * w), nn.SiLU(),
-            nn.Conv2d(2 * w, 2 * w, 3, padding=1), nn.BatchNorm2d(2 * w), nn.SiLU(), nn.MaxPool2d(2),  # 8 x 8
-            nn.Conv2d(2 * w, 4 * w, 3, padding=1), nn.BatchNorm2d(4 * w), nn.SiLU(), nn.MaxPool2d(2),  # 4 x 4
-            nn.Conv2d(4 * w, 4 * w, 3, padding=1), nn.BatchNorm2d(4 * w), nn.SiLU(),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.2),
+            nn.Conv2d(3, w, 3, padding=1),
+            nn.BatchNorm2d(w),
+            nn.SiLU(),
+            nn.Conv2d(w, w, 3, padding=1),
+            nn.BatchNorm2d(w),
+            nn.SiLU(),
+            nn.MaxPool2d(2),  # 16 x 16
+            nn.Conv2d(w, 2 * w, 3, padding=1),
+            nn.BatchNorm2d(2 * w),
+            nn.SiLU(),
+            nn.Conv2d(2 * w, 2 * w, 3, padding=1),
+            nn.BatchNorm2d(2 * w),
+            nn.SiLU(),
+            nn.MaxPool2d(2),  # 8 x 8
+            nn.Conv2d(2 * w, 4 * w, 3, padding=1),
+            nn.BatchNorm2d(4 * w),
+            nn.SiLU(),
+            nn.MaxPool2d(2),  # 4 x 4
+            nn.Conv2d(4 * w, 4 * w, 3, padding=1),
+            nn.BatchNorm2d(4 * w),
+            nn.SiLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Dropout(0.2),
             nn.Linear(4 * w, len(names)),
-        )  # fmt: skip
+        )
 
     def forward(self, crops: torch.Tensor) -> torch.Tensor:
         """crops: (B, 3, CROP, CROP) in [-1, 1] -> logits (B, n_icons)."""
@@ -75,8 +92,9 @@ class Found:
 def background_of(image: Image.Image) -> tuple[str, np.ndarray]:
     """The nearest named background colour to the picture's border (its 2 px frame), and the measured colour."""
     px = np.asarray(image.convert("RGB"), np.float32)
-    frame = np.concatenate([px[:2].reshape(-1, 3), px[-2:].reshape(-1, 3), px[:, :2].reshape(-1, 3),
-                            px[:, -2:].reshape(-1, 3)])  # fmt: skip
+    frame = np.concatenate(
+        [px[:2].reshape(-1, 3), px[-2:].reshape(-1, 3), px[:, :2].reshape(-1, 3), px[:, -2:].reshape(-1, 3)]
+    )
     measured = np.median(frame, axis=0)
     names = list(world.BACKGROUNDS)
     dist = [np.linalg.norm(measured - np.float32(world.BACKGROUNDS[n])) for n in names]
@@ -209,75 +227,6 @@ def judge(scene: world.Scene, image: Image.Image, model: IconClassifier | None =
 # Training the classifier on crops of rendered scenes
 
 
-def degrade(image: Image.Image, rng: random.Random) -> Image.Image:
-    """Mild blur and pixel noise, as a generator's pictures have."""
-    if rng.random() < 0.5:
-        image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0.2, 0.8)))
-    px = np.asarray(image, np.float32) + np.random.default_rng(rng.getrandbits(32)).normal(0, rng.uniform(0, 8), (1,))
-    return Image.fromarray(px.clip(0, 255).astype(np.uint8))
-
-
-def labelled_crops(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """`n` crops found by `blobs` in random rendered scenes (any split: the evaluator knows every icon), each
-    labelled with the icon whose drawn box it overlaps most."""
-    rng, index = random.Random(seed), {name: i for i, name in enumerate(world.names())}
-    crops, labels = [], []
-    while len(crops) < n:
-        scene = world.sample_scene(rng)
-        image, layout = world.render_scene(scene, rng.getrandbits(31))
-        image = degrade(image, rng)
-        for box in blobs(image)[1]:
-            overlaps = [_overlap(box, drawn) for drawn in layout.boxes]
-            best = int(np.argmax(overlaps))
-            if overlaps[best] > 0.5:
-                crops.append(crop(image, box))
-                labels.append(index[scene.icons[best]])
-    return to_tensor(crops[:n]), torch.tensor(labels[:n])
-
-
-def _overlap(a, b) -> float:
-    """Intersection over the smaller box's area."""
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    if w <= 0 or h <= 0:
-        return 0.0
-    return w * h / min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
-
-
-def train_icon_classifier(*, out: str, steps: int = 3000, batch: int = 128, pool: int = 60_000, seed: int = 0,
-                          log=print) -> float:  # fmt: skip
-    """Train on `pool` crops (refreshed by a quarter every 1,000 steps), save to `out`; returns the accuracy on
-    fresh crops."""
-    torch.manual_seed(seed)
-    model = IconClassifier(names=tuple(world.names()))
-    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps, pct_start=0.1)
-    t0 = time.time()
-    x, y = labelled_crops(pool, seed)
-    log(f"{pool} crops in {time.time() - t0:.0f}s")
-    gen = torch.Generator().manual_seed(seed)
-    for step in range(1, steps + 1):
-        idx = torch.randint(0, len(x), (batch,), generator=gen)
-        xb = x[idx]
-        if torch.rand(()) < 0.5:  # small colour shifts, as a generator's colours drift
-            xb = (xb + 0.05 * torch.randn(batch, 3, 1, 1)).clamp(-1, 1)
-        loss = F.cross_entropy(model.train()(xb), y[idx], label_smoothing=0.05)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        if step % 500 == 0:
-            fresh_x, fresh_y = labelled_crops(pool // 4, seed + step)
-            x[: pool // 4], y[: pool // 4] = fresh_x, fresh_y
-            log(f"step {step}: loss {loss.item():.3f} ({time.time() - t0:.0f}s)")
-    test_x, test_y = labelled_crops(4000, seed + 10**6)
-    with torch.inference_mode():
-        accuracy = (model.eval()(test_x).argmax(-1) == test_y).float().mean().item()
-    model.save_pretrained(out)
-    log(f"accuracy on fresh crops {accuracy:.4f}; saved to {out}")
-    return accuracy
-
-
 # ----------------------------------------------------------------------------------------------------
 # Evaluation sets and scores
 
@@ -389,3 +338,39 @@ def icon_in_mask(case: InpaintCase, image: Image.Image, model: IconClassifier | 
     """Is the asked icon found in `image` with its centre inside the painted mask?"""
     _, found = find_icons(image, model)
     return any(f.name == case.want and case.mask[int(f.center[1]), int(f.center[0])] for f in found)
+
+
+def scene_of(image, background: str | None = None) -> tuple[str, Plan] | None:
+    """What an icons picture (RGB, the model's 64 px) shows, for restyling a picture that carries no recipe: a
+    caption ("a cat to the left of a pizza") and a plan with each thing's box where it is, found by the
+    icon finder (`find_icons`: blobs on the border's colour, named by the classifier). None
+    when it finds no icon or more than MAX_ICONS. `background`: the plan's (the restyle's), not the picture's."""
+
+    found = sorted(find_icons(image)[1], key=lambda f: f.box[0])
+    if not found or len(found) > MAX_ICONS:
+        return None
+    things = tuple(f.name for f in found)
+    boxes = []
+    for f in found:  # the square box the world would draw the sprite in: its blob's side (emoji fill their boxes:
+        side, (cx, cy) = f.side, f.center  # a blob's side over its sprite box's, median 1.00 over 200 renders)
+        boxes.append((cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2))
+    relation = None
+    if len(found) == 2 and things[0] != things[1]:
+        (ax, ay), (bx, by) = found[0].center, found[1].center
+        relation = (
+            ("left of" if ax < bx else "right of")
+            if abs(bx - ax) >= abs(by - ay)
+            else ("above" if ay < by else "below")
+        )
+    if len(set(things)) == 1 and len(things) > 1:
+        caption = f"{'two' if len(things) == 2 else 'three'} {plural(things[0])}"
+    elif relation is not None:
+        said = {"left of": "to the left of", "right of": "to the right of"}.get(relation, relation)
+        caption = f"{_a(things[0])} {said} {_a(things[1])}"
+    else:
+        caption = " and ".join(_a(t) for t in things)
+    return caption, Plan(Request(things, relation, None, background), tuple(boxes))
+
+
+def _a(name: str) -> str:
+    return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"

@@ -8,7 +8,7 @@
 151 icons (assets/icons/, built by scripts/build_icon_atlas.py from Noto Color Emoji and CLDR): animals,
 food, vehicles, plants, weather and household things. Captions name an icon by its name or one of its CLDR
 alternates; each icon's held-out names ("puppy", "kitten", "automobile") never appear in a caption, so a
-prompt that uses them tests what the language model knows. As in the shapes world (train/world.py), a
+prompt that uses them tests what the language model knows. As in the shapes world (pipeline/worlds/shapes/scenes.py), a
 fixed tenth of the icon/attribute combinations and some caption templates are held out of training.
 Everything is deterministic given a seed.
 """
@@ -16,14 +16,25 @@ Everything is deterministic given a seed.
 from __future__ import annotations
 
 import hashlib
+import json
+import math
 import random
 from dataclasses import dataclass
+from pathlib import Path
 
-from PIL import Image
+from PIL import Image, ImageDraw
 
-from pipeline.icons import Icon, icons, names, plural, visible_on  # noqa: F401  (the catalogue, shared with the pipeline)
-from pipeline.icons_layout import BACKGROUNDS, RESOLUTION, SIDE, apart, relation_holds, sample_boxes  # noqa: F401
-from train.world import Example  # (scene, caption, layout seed): the same triple in both worlds
+from pipeline.worlds.icons.catalogue import Icon, icons, names, plural, visible_on  # noqa: F401  (the catalogue)
+from pipeline.worlds.icons.layout import (  # noqa: F401  (the planner's, so the pipeline plans boxes as the world draws)
+    BACKGROUNDS,
+    RESOLUTION,
+    SIDE,
+    apart,
+    relation_holds,
+    sample_boxes,
+    snapped,
+)
+from pipeline.worlds.shapes.scenes import Example  # (scene, caption, layout seed): the same triple in both worlds
 
 KINDS = ("single", "pair", "relation", "count")
 RELATIONS = ("left of", "right of", "above", "below")
@@ -32,8 +43,24 @@ NUMBERS = {2: "two", 3: "three"}
 
 
 # Names that are already plural or uncountable are left out of count scenes ("three grapes" is ambiguous).
-UNCOUNTABLE = {"grapes", "cherries", "french fries", "books", "glasses", "scissors", "popcorn", "corn", "bread",
-               "cheese", "broccoli", "fire", "wave", "rainbow", "coffee", "glass of milk"}  # fmt: skip
+UNCOUNTABLE = {
+    "grapes",
+    "cherries",
+    "french fries",
+    "books",
+    "glasses",
+    "scissors",
+    "popcorn",
+    "corn",
+    "bread",
+    "cheese",
+    "broccoli",
+    "fire",
+    "wave",
+    "rainbow",
+    "coffee",
+    "glass of milk",
+}
 
 
 @dataclass(frozen=True)
@@ -47,8 +74,13 @@ class Scene:
     size: str | None = None  # kind == "single": "small", "big" or None (medium)
 
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "icons": list(self.icons), "background": self.background,
-                "relation": self.relation, "size": self.size}  # fmt: skip
+        return {
+            "kind": self.kind,
+            "icons": list(self.icons),
+            "background": self.background,
+            "relation": self.relation,
+            "size": self.size,
+        }
 
 
 @dataclass(frozen=True)
@@ -109,8 +141,7 @@ TEMPLATES = {
     "count": ("{n} {P}", "{digit} {P}", "a group of {n} {P}", "{n} {P} in a row"),
 }
 HELDOUT_TEMPLATES = {"single": {4}, "pair": {3}, "relation": {3}, "count": {3}}
-BACKGROUND_PHRASES = ("on a {bg} background", "against a {bg} background", "with a {bg} background",
-                      "on {bg}")  # fmt: skip
+BACKGROUND_PHRASES = ("on a {bg} background", "against a {bg} background", "with a {bg} background", "on {bg}")
 HELDOUT_BACKGROUND_PHRASES = {3}
 RELATION_WORDS = {"left of": "to the left of", "right of": "to the right of", "above": "above", "below": "below"}
 INVERSE = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
@@ -118,8 +149,21 @@ BACKGROUND_SAID = 0.7  # share of captions that name the background; the rest le
 
 
 # Names that take no "a": plurals and mass nouns ("grapes next to a tomato", "popcorn on a pink background")
-NO_ARTICLE = {"grapes", "cherries", "french fries", "books", "glasses", "scissors", "popcorn", "bread", "cheese",
-              "broccoli", "fire", "coffee", "corn"}  # fmt: skip
+NO_ARTICLE = {
+    "grapes",
+    "cherries",
+    "french fries",
+    "books",
+    "glasses",
+    "scissors",
+    "popcorn",
+    "bread",
+    "cheese",
+    "broccoli",
+    "fire",
+    "coffee",
+    "corn",
+}
 
 
 def article(phrase: str) -> str:
@@ -155,8 +199,11 @@ def caption(scene: Scene, rng: random.Random, *, template_split: str = "train") 
     }
     text = template.format(**fields)
     if rng.random() < BACKGROUND_SAID or template_split == "heldout":
-        phrase_ids = [i for i in range(len(BACKGROUND_PHRASES))
-                      if (i in HELDOUT_BACKGROUND_PHRASES) == (template_split == "heldout")]  # fmt: skip
+        phrase_ids = [
+            i
+            for i in range(len(BACKGROUND_PHRASES))
+            if (i in HELDOUT_BACKGROUND_PHRASES) == (template_split == "heldout")
+        ]
         text += " " + BACKGROUND_PHRASES[rng.choice(phrase_ids)].format(bg=scene.background)
     return text
 
@@ -167,7 +214,7 @@ def caption(scene: Scene, rng: random.Random, *, template_split: str = "train") 
 
 def sample_layout(scene: Scene, rng: random.Random, *, resolution: int = RESOLUTION) -> Layout:
     """Random boxes, 7 px apart and 1 px from the border, that satisfy the scene's relation: the layout stage's
-    own planner (pipeline/icons_layout.py), so the pipeline plans boxes as the world draws them."""
+    own planner (pipeline/worlds/icons/layout.py), so the pipeline plans boxes as the world draws them."""
     return Layout(sample_boxes(len(scene.icons), rng, size=scene.size, relation=scene.relation, resolution=resolution))
 
 
@@ -204,3 +251,55 @@ def caption_words() -> set[str]:
         for text in group:
             words |= {w for w in text.replace(",", " ").split() if "{" not in w}
     return words | set(NUMBERS.values()) | set(SIZES) | {"a", "an"}
+
+
+def kite_sprite(side: int = 128) -> Image.Image:
+    """An RGBA kite drawn by code: a diamond in four colours, its cross sticks, a tail with three bows."""
+    im = Image.new("RGBA", (side, side), (0, 0, 0, 0))
+    d = ImageDraw.Draw(im)
+    s = side / 128
+    top, right, bottom, left, mid = (
+        (64 * s, 6 * s),
+        (104 * s, 44 * s),
+        (64 * s, 96 * s),
+        (24 * s, 44 * s),
+        (64 * s, 44 * s),
+    )
+    for a, b, colour in (
+        (top, right, (230, 57, 70)),
+        (right, bottom, (255, 190, 11)),
+        (bottom, left, (58, 134, 255)),
+        (left, top, (6, 214, 160)),
+    ):
+        d.polygon([a, b, mid], fill=colour + (255,))
+    d.line([top, bottom], fill=(60, 40, 20, 255), width=max(1, round(3 * s)))
+    d.line([left, right], fill=(60, 40, 20, 255), width=max(1, round(3 * s)))
+    tail = [(64 * s + 10 * s * math.sin(k / 3), 96 * s + k * 1.2 * s) for k in range(26)]
+    d.line(tail, fill=(60, 40, 20, 255), width=max(1, round(2 * s)))
+    for k in (8, 16, 24):
+        x, y = tail[k]
+        d.polygon(
+            [(x - 7 * s, y - 4 * s), (x + 7 * s, y + 4 * s), (x + 7 * s, y - 4 * s), (x - 7 * s, y + 4 * s)],
+            fill=(230, 57, 70, 255),
+        )
+    return im
+
+
+def write_kite_demo(out: Path, *, n: int = 40, seed: int = 0) -> Path:
+    """A folder of `n` captioned 64 px pictures of one kite, alone, at the world's sizes, places and backgrounds."""
+    rng = random.Random(seed)
+    out.mkdir(parents=True, exist_ok=True)
+    sprite, rows = kite_sprite(), []
+    for i in range(n):
+        background = list(BACKGROUNDS)[i % len(BACKGROUNDS)]
+        size = rng.choice((None, None, "small", "big"))
+        (box,) = sample_boxes(1, rng, size=size)
+        x0, y0, x1, _ = snapped(box)
+        canvas = Image.new("RGBA", (64, 64), BACKGROUNDS[background] + (255,))
+        canvas.alpha_composite(sprite.resize((x1 - x0, x1 - x0), Image.LANCZOS), (x0, y0))
+        canvas.convert("RGB").save(out / f"{i:03d}.png")
+        said = f" on a {background} background" if rng.random() < 0.7 else ""
+        text = f"a {size + ' ' if size else ''}kite{said}"
+        rows.append({"file_name": f"{i:03d}.png", "text": text})
+    (out / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return out

@@ -29,7 +29,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn import functional as F
 
-from pipeline.icons import (  # noqa: F401  (BACKGROUNDS: the world's, shared with train/icons_world.py)
+from pipeline.worlds.icons.catalogue import (  # noqa: F401  (BACKGROUNDS: the world's, shared with pipeline/worlds/icons/scenes.py)
     BACKGROUNDS,
     COLOUR_WORDS,
     FILLER,
@@ -68,8 +68,9 @@ class Plan:
 
     def describe(self) -> str:
         """ "dog at (4, 10)-(32, 38); frog at ..." for recipes and logs."""
-        placed = "; ".join(f"{t} at ({b[0]:.0f}, {b[1]:.0f})-({b[2]:.0f}, {b[3]:.0f})"
-                           for t, b in zip(self.request.things, self.boxes))  # fmt: skip
+        placed = "; ".join(
+            f"{t} at ({b[0]:.0f}, {b[1]:.0f})-({b[2]:.0f}, {b[3]:.0f})" for t, b in zip(self.request.things, self.boxes)
+        )
         return placed + (f"; background {self.request.background}" if self.request.background else "")
 
 
@@ -94,8 +95,14 @@ def read_request(prompt: str, taught: tuple[str, ...] = ()) -> Request:
     relations = {tuple(k.split()): v for k, v in RELATION_WORDS.items()}
     table = phrase_table()
     if taught:
-        table = {**table, **{tuple(words_of(form)): (phrase, form != phrase)
-                             for phrase in taught for form in (plural(phrase), phrase)}}  # fmt: skip
+        table = {
+            **table,
+            **{
+                tuple(words_of(form)): (phrase, form != phrase)
+                for phrase in taught
+                for form in (plural(phrase), phrase)
+            },
+        }
     things: list[tuple[str, int]] = []  # (name, count)
     relation = size = background = None
     relation_after = None  # how many things were named before the relation phrase
@@ -209,40 +216,6 @@ def snapped(box: tuple[float, float, float, float]) -> tuple[int, int, int, int]
     return x0, y0, x0 + side, y0 + side
 
 
-def scene_of(image, background: str | None = None) -> tuple[str, Plan] | None:
-    """What an icons picture (RGB, the model's 64 px) shows, for restyling a picture that carries no recipe: a
-    caption ("a cat to the left of a pizza") and a plan with each thing's box where it is, found by the
-    evaluator's icon finder (train/icons_eval.py: blobs on the border's colour, named by its classifier). None
-    when it finds no icon or more than MAX_ICONS. `background`: the plan's (the restyle's), not the picture's."""
-    from train.icons_eval import find_icons  # the world's evaluator (deferred: train builds on pipeline)
-
-    found = sorted(find_icons(image)[1], key=lambda f: f.box[0])
-    if not found or len(found) > MAX_ICONS:
-        return None
-    things = tuple(f.name for f in found)
-    boxes = []
-    for f in found:  # the square box the world would draw the sprite in: its blob's side (emoji fill their boxes:
-        side, (cx, cy) = f.side, f.center  # a blob's side over its sprite box's, median 1.00 over 200 renders)
-        boxes.append((cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2))
-    relation = None
-    if len(found) == 2 and things[0] != things[1]:
-        (ax, ay), (bx, by) = found[0].center, found[1].center
-        relation = ("left of" if ax < bx else "right of") if abs(bx - ax) >= abs(by - ay) else (
-            "above" if ay < by else "below")  # fmt: skip
-    if len(set(things)) == 1 and len(things) > 1:
-        caption = f"{'two' if len(things) == 2 else 'three'} {plural(things[0])}"
-    elif relation is not None:
-        said = {"left of": "to the left of", "right of": "to the right of"}.get(relation, relation)
-        caption = f"{_a(things[0])} {said} {_a(things[1])}"
-    else:
-        caption = " and ".join(_a(t) for t in things)
-    return caption, Plan(Request(things, relation, None, background), tuple(boxes))
-
-
-def _a(name: str) -> str:
-    return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
-
-
 # ----------------------------------------------------------------------------------------------------
 # 3. Encode and 4. map
 
@@ -269,8 +242,9 @@ def encode_plans(encoder, plans: list[Plan]) -> LayoutBatch:
     phrases = sorted({t for p in plans for t in p.request.things} | {p.request.background or "" for p in plans})
     states = dict(zip(phrases, encoder.encode(phrases).pooled.float()))
     zero = torch.zeros_like(states[phrases[0]])
-    things = torch.stack([torch.stack([states[t] for t in p.request.things] + [zero] * (MAX_ICONS - len(p.boxes)))
-                          for p in plans])  # fmt: skip
+    things = torch.stack(
+        [torch.stack([states[t] for t in p.request.things] + [zero] * (MAX_ICONS - len(p.boxes))) for p in plans]
+    )
     present = torch.tensor([[i < len(p.boxes) for i in range(MAX_ICONS)] for p in plans])
     boxes = torch.tensor([[snapped(b) for b in p.boxes] + [(0, 0, 0, 0)] * (MAX_ICONS - len(p.boxes)) for p in plans])
     background = torch.stack([states[p.request.background] if p.request.background else zero for p in plans])
@@ -300,8 +274,9 @@ LAYOUT_INPUTS = 2 * CODE_DIM + 4 + 4 * len(FREQUENCIES) + SKETCH_INPUTS
 
 
 def _upsample(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Upsample(scale_factor=2), nn.Conv2d(cin, cout, 3, padding=1), nn.GroupNorm(8, cout),
-                         nn.GELU())  # fmt: skip
+    return nn.Sequential(
+        nn.Upsample(scale_factor=2), nn.Conv2d(cin, cout, 3, padding=1), nn.GroupNorm(8, cout), nn.GELU()
+    )
 
 
 class SketchPainter(nn.Module):
@@ -314,8 +289,9 @@ class SketchPainter(nn.Module):
     def __init__(self, cond_dim: int = 384, width: int = 128):
         super().__init__()
         self.start = SKETCH_SIDE // 8
-        self.proj = nn.Sequential(nn.Linear(cond_dim, width), nn.LayerNorm(width), nn.GELU(),
-                                  nn.Linear(width, width * self.start**2))  # fmt: skip
+        self.proj = nn.Sequential(
+            nn.Linear(cond_dim, width), nn.LayerNorm(width), nn.GELU(), nn.Linear(width, width * self.start**2)
+        )
         self.up = nn.Sequential(_upsample(width, width), _upsample(width, 64), _upsample(64, 32))
         self.out = nn.Conv2d(32, 4, 3, padding=1)
 
