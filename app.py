@@ -21,7 +21,7 @@ import numpy as np
 
 from pipeline.batcher import MainThreadRunner
 from pipeline.memory import limit_arenas
-from pipeline.presets import FREE_PHRASING, PRESETS
+from pipeline.presets import PRESETS
 from pipeline.protocol import MAX_IMAGES
 from pipeline.recipe import with_recipe
 from pipeline.requests import InpaintRequest, StyleTransferRequest, TextToImageRequest
@@ -190,15 +190,24 @@ def load_model_handler(server: Server):
     return load_model
 
 
-def restore_recipe_handler(path):
-    """A dropped Wordbrush PNG fills the Text to image form with its recipe (layout on only if it had a plan)."""
+def restore_recipe_handler(path) -> dict:
+    """A dropped Wordbrush PNG fills the Text to image form with its recipe, by the form's field names (layout on
+    only if it had a plan); nothing changes for a file without one."""
     recipe = recipe_in_file(path)
     if recipe is None:
         if path is not None:
             gr.Warning("that file holds no Wordbrush recipe")
-        return [gr.update()] * 7
+        return {}
     gr.Info(f"restored the recipe of seed {recipe.seed}")
-    return recipe.prompt, recipe.generator, recipe.steps, recipe.guidance, recipe.seed, False, bool(recipe.layout)
+    return {
+        "prompt": recipe.prompt,
+        "generator": recipe.generator,
+        "steps": recipe.steps,
+        "guidance": recipe.guidance,
+        "seed": recipe.seed,
+        "randomize": False,
+        "layout": bool(recipe.layout),
+    }
 
 
 def describe_input_handler(server: Server):
@@ -235,7 +244,7 @@ def text_to_image_tab(server: Server) -> SimpleNamespace:
                 caps.understanding,
                 interactive=caps.understanding,
                 label=UNDERSTAND,
-                info=FREE_PHRASING.get(getattr(pipe, "world", ""), ""),
+                info=pipe.world.free_phrasing if pipe.world else "",
             )
             layout = gr.Checkbox(caps.layout, label=LAYOUT_LABEL, info="each object's words steer only its own box")
             gr.Examples([[p] for p in pipe.example_prompts], inputs=[t.prompt])
@@ -256,8 +265,13 @@ def text_to_image_tab(server: Server) -> SimpleNamespace:
     live = dict(trigger_mode="always_last", show_progress="hidden", concurrency_limit=4, api_name=False)
     t.prompt.change(live_preview_handler(server), [t.prompt, t.generator, seed, num_images], out, **live)
     t.generator.change(generator_settings(server), t.generator, [t.steps, t.guidance], api_name=False)
-    restored = [t.prompt, t.generator, t.steps, t.guidance, seed, randomize, layout]
-    recipe_file.upload(restore_recipe_handler, recipe_file, restored, api_name=False)
+    restored = dict(prompt=t.prompt, generator=t.generator, steps=t.steps, guidance=t.guidance, seed=seed)
+    restored.update(randomize=randomize, layout=layout)
+
+    def restore(path):  # the recipe's fields onto the widgets of the same name
+        return {restored[name]: value for name, value in restore_recipe_handler(path).items()}
+
+    recipe_file.upload(restore, recipe_file, list(restored.values()), api_name=False)
     gallery.select(selected_index, None, selected, api_name=False)
     t.picked = [gallery, selected]
     return t
@@ -327,7 +341,7 @@ def build_demo(server: Server, *, job: LoraJob | None = None, uploads: Path | No
             paint = inpainting_tab(server, t2i)
             if job is not None and pipe.capabilities.lora_training:
                 uploads, batch = uploads or default_data_dir() / "uploads", pipe.capabilities.lora_batch
-                train_tab(job, library, uploads, t2i.lora, batch=batch, world=getattr(pipe, "world", None))
+                train_tab(job, library, uploads, t2i.lora, batch=batch, world=pipe.world)
         demo.load(lambda: gr.update(choices=[NO_LORA, *library.names()]), None, t2i.lora, api_name=False)
         for button, source, target, tab in (
             (t2i.to_style, t2i.picked, style.image, "style"),
@@ -349,7 +363,7 @@ def main() -> None:
     auth = tuple(args.auth.split(":", 1)) if args.auth else None
     if args.share and not auth:
         log.warning("a share link is public; add --auth user:password to keep strangers out")
-    runner = MainThreadRunner()  # pipeline calls run on this (main) thread: 1.6x faster on CPU than on a worker
+    runner = MainThreadRunner()  # pipeline calls run on this (main) thread: faster on the CPU (docs/speed.md)
     knobs = {"device": args.device, "offload": args.offload, "compile": args.compile, "precision": args.precision}
     # Model loads run on the main thread too, between pipeline calls: loaded from a handler's thread, each
     # load left memory behind (docs/share-link.md)

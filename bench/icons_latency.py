@@ -18,10 +18,11 @@ import time
 import torch
 
 from pipeline import Wordbrush
-from pipeline.presets import ICONS_EXAMPLES, available_generators
+from pipeline.presets import available_generators
+from pipeline.worlds.icons import ICONS
 from pipeline.worlds.icons import layout as icons_layout
 
-PROMPTS = list(ICONS_EXAMPLES) * 4  # 16 prompts
+PROMPTS = list(ICONS.examples) * 4  # 16 prompts
 
 
 def alternating(fns: dict, repeats: int) -> dict[str, float]:

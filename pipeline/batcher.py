@@ -46,9 +46,8 @@ class _Pending:
 class MainThreadRunner:
     """Runs pipeline calls on the thread that calls `serve_forever` (the app's main thread).
 
-    PyTorch's OpenMP workers overlap poorly when a call starts on any other thread (a diffusion call took 1.6x
-    as long there on a 2-core CPU: docs/speed.md), so the server's threads gather requests and the main
-    thread computes."""
+    PyTorch's OpenMP workers overlap poorly when a call starts on any other thread (docs/speed.md measures it),
+    so the server's threads gather requests and the main thread computes."""
 
     TRIM_EVERY_S = 10.0  # hand freed memory back to the system at most this often, and only when idle
     IDLE_S = 1.0  # idle means no call for this long

@@ -50,12 +50,12 @@ class DiffusionConfig:
 
 # Named UNet sizes, read by the training CLI and the tests.
 SIZES: dict[str, DiffusionConfig] = {
-    "small": DiffusionConfig(coords=True),  # 10.3M params: the shipped model (CPU: ~35 ms per guided step)
+    "small": DiffusionConfig(coords=True),  # 10.3M params: the shipped shapes model
     "tiny": DiffusionConfig(
         channels=(16, 32), attention=(False, True), head_dim=8, coords=True
     ),  # tests and smoke runs
     # the icons world: 64 px folded to 32 x 32 x 12 and the layout map beside it; no attention, as the map
-    # says what goes where (4.1M params; CPU: ~35 ms per step, unguided)
+    # says what goes where (4.1M params)
     "icons": DiffusionConfig(
         resolution=64,
         patch=2,

@@ -1,9 +1,12 @@
-"""The one-step GAN generator: noise and the language model's states in, a 32 px image out, in one pass.
+"""The one-step GAN generators: an image in one pass, one generator for each world.
 
-Generator: a learned 4 x 4 start, three upsampling blocks whose normalization is modulated by a style
-vector w (made from noise and the pooled prompt vector, as in StyleGAN), and cross-attention from image
-positions to the prompt's per-token states at 8 and 16 px (as in StyleGAN-T / GigaGAN), so that
-"left of" and "three" reach the layout. The discriminator (train/gan.py) is not shipped.
+- `TextToImageGAN` (shapes, 32 px): noise and the language model's states in. A learned 4 x 4 start, three
+  upsampling blocks whose normalization is modulated by a style vector w (made from noise and the pooled prompt
+  vector, as in StyleGAN), and cross-attention from image positions to the prompt's per-token states at 8 and
+  16 px (as in StyleGAN-T / GigaGAN), so that "left of" and "three" reach the layout.
+- `LayoutGAN` (icons, 64 px): noise and the icons layout stage's map in (`generate_layout_step`).
+
+The discriminators (train/gan.py, train/icons_gan.py) are not shipped.
 """
 
 from __future__ import annotations
@@ -295,9 +298,8 @@ class GANGenerator:
             raise ValueError(
                 "the GAN generator draws from text alone; use the diffusion generator for style transfer and inpainting"
             )
-        # Image by image: oneDNN picks its convolution by batch size, and kernels round differently, so a batched
-        # image differed from the same request alone by ~1e-5. One step is ~6 ms an image on the CPU (16 images:
-        # ~110 ms one by one, ~50 ms batched), so a request gets the same bits alone as in any batch for little.
+        # Image by image: oneDNN picks its convolution by batch size, and its kernels round differently, so a request
+        # gets the same bits alone as in any batch only when each image runs alone (docs/speed.md has the cost).
         if self.layout_encoder is not None:
             if layout is None:
                 raise ValueError("the icons GAN draws from the layout stage's map; give it the prompts' layout")

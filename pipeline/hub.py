@@ -67,6 +67,7 @@ class HubPipeline:
             max_tokens=_text_limit(tokenizer),
         )
         self.style_presets = spec.style_presets if spec else dict(ART_STYLES)
+        self.world = None  # a real checkpoint draws no embedded world
         self._lora = LoraSlot(self._load_lora, self._scale_lora, self._unload_lora)
         self.encoder_name = (spec.text_encoder if spec and spec.text_encoder else "") or type(
             getattr(t2i, "text_encoder", None)

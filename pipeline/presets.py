@@ -12,43 +12,12 @@ from pathlib import Path
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
-SHAPES_STYLES = {
-    "flat": "in flat style",
-    "outline": "in outline style",
-    "striped": "in striped style",
-    "soft": "in soft style",
-}
 ART_STYLES = {
     "watercolor": "as a watercolor painting, soft washes of colour",
     "oil": "as an oil painting, thick brush strokes",
     "pencil": "as a pencil sketch, cross-hatching",
     "pixel art": "as pixel art, 16-bit palette",
 }
-SHAPES_EXAMPLES = (
-    "a red circle above a blue square",
-    "three green triangles",
-    "a striped yellow square to the left of a purple circle",
-    "an outlined white triangle",
-)
-ICONS_STYLES = {  # the icons world has one look; a restyle puts the picture on another background
-    "dark blue": "on a dark blue background",
-    "pink": "on a pink background",
-    "black": "on a black background",
-    "white": "on a white background",
-}
-ICONS_EXAMPLES = (
-    "a frog next to a pizza",
-    "three red apples on a pink background",
-    "a rocket above a moon on a dark blue background",
-    "a puppy",
-)
-# A free phrasing each embedded world's prompt reader understands, as the page's hint
-FREE_PHRASING = {
-    "shapes": "'a crimson disc over a navy cube' works",
-    "icons": "'two kittens beside an automobile' works",
-}
-# What the page offers for each embedded world: (style presets, example prompts)
-WORLD_UI = {"shapes": (SHAPES_STYLES, SHAPES_EXAMPLES), "icons": (ICONS_STYLES, ICONS_EXAMPLES)}
 ART_EXAMPLES = (
     "a lighthouse on a cliff at dusk",
     "a red fox in fresh snow, photograph",
@@ -67,6 +36,7 @@ class ModelSpec:
     steps: int | None = None  # the checkpoint's recommended sampling steps and guidance (diffusers models)
     guidance: float | None = None
     expand_prompt: bool = False  # add detail with the LM expander by default (pipeline/expand.py; off for all)
+    # style transfer's presets for a diffusers checkpoint (an embedded model's are its world's, pipeline/worlds)
     style_presets: dict[str, str] = field(default_factory=lambda: dict(ART_STYLES))
     # diffusers components taken from other repositories: name (subfolder) -> hub id or folder holding it
     components: dict[str, str] = field(default_factory=dict)
@@ -99,13 +69,11 @@ PRESETS: dict[str, ModelSpec] = {
     "shapes": ModelSpec(
         generators={"diffusion": str(ASSETS / "shapes-diffusion"), "gan": str(ASSETS / "shapes-gan")},
         description="Embedded: 32 px shapes world, trained by this project, prompt read by all-MiniLM-L6-v2",
-        style_presets=dict(SHAPES_STYLES),
     ),
     "icons": ModelSpec(
         generators={"diffusion": str(ASSETS / "icons-diffusion"), "gan": str(ASSETS / "icons-gan")},
         description="Embedded: 64 px icons world (151 colour emoji), trained by this project, prompt read by "
         "all-MiniLM-L6-v2, things placed by its layout stage",
-        style_presets=dict(ICONS_STYLES),
     ),
     "sd-turbo": _diffusers(
         "stabilityai/sd-turbo",

@@ -21,6 +21,7 @@ from PIL import Image
 
 from pipeline.recipe import Recipe
 from pipeline.requests import InpaintRequest, StyleTransferRequest, TextToImageRequest
+from pipeline.worlds.base import World
 
 MAX_IMAGES = 16  # per call: more is a batch job for the CLI
 MAX_SEED = 2**63 - 1
@@ -65,6 +66,7 @@ class ImagePipeline(Protocol):
     default_guidance: float
     style_presets: Mapping[str, str]  # style name -> the words that ask for it
     example_prompts: tuple[str, ...]
+    world: World | None  # the embedded world it draws (pipeline/worlds); None for a real checkpoint
 
     def text_to_image(self, request: TextToImageRequest, *, callback: StepCallback | None = None) -> Result: ...
 

@@ -23,8 +23,9 @@ def wb(tiny_folder):
 
 
 # The two tiers. `pytest` runs the fast, in-process tier; `pytest -m ""` (the README's test command, .ci/run) runs
-# everything. A test is in the integration tier when it is marked so (or slow), when its module drives a live
-# server, a browser or an install, or when its own code starts a process.
+# everything. A test is in the integration tier when it is marked `integration` (a test whose fixture starts a
+# process carries the mark itself) or `slow`, when its module drives a live server, a browser or an install, or
+# when its own code starts a process.
 INTEGRATION_MODULES = {"test_abuse", "test_browser", "test_install", "test_server"}
 STARTS_A_PROCESS = ("subprocess.", "Popen", "_cli(", "_launch(", "running_app(")
 

@@ -63,7 +63,6 @@ def test_random_seed_is_reported_back(batchers):
     ],
 )
 def test_bad_input_becomes_a_gradio_error(batchers, args, message):
-    import gradio as gr
 
     with pytest.raises(gr.Error, match=message):
         app.text_to_image_handler(batchers)(*args, progress=no_progress)
@@ -76,7 +75,6 @@ def test_style_transfer_handler(batcher, tmp_path):
         str(src), "outline", "a red square", 0.6, 1, False, progress=no_progress
     )
     assert out.size == (64, 48) and read_recipe(out).prompt == "a red square in outline style"
-    import gradio as gr
 
     with pytest.raises(gr.Error, match="upload an image"):
         app.style_transfer_handler(Server({"diffusion": batcher}))(
@@ -111,7 +109,6 @@ def test_inpaint_handler_regenerates_only_the_painted_part(batcher):
 
 
 def test_inpaint_handler_errors(batcher):
-    import gradio as gr
 
     with pytest.raises(gr.Error, match="upload an image"):
         app.inpaint_handler(Server({"diffusion": batcher}))(
@@ -134,14 +131,15 @@ def test_restore_recipe_from_png(batchers, tmp_path):
         "three green triangles", "diffusion", 3, 2.5, 42, False, 1, progress=no_progress
     )
     restored = app.restore_recipe_handler(_png(gallery, tmp_path))
-    assert restored == ("three green triangles", "diffusion", 3, 2.5, 42, False, False)  # no plan for a count
+    assert tuple(restored.values()) == ("three green triangles", "diffusion", 3, 2.5, 42, False, False)  # no plan
+    assert list(restored) == ["prompt", "generator", "steps", "guidance", "seed", "randomize", "layout"]
     gallery, *_ = app.text_to_image_handler(batchers)(
         "a red circle above a blue square", "diffusion", 3, 2.5, 42, False, 1, progress=no_progress
     )
-    assert app.restore_recipe_handler(_png(gallery, tmp_path))[-1] is True  # planned: restored with layout on
+    assert app.restore_recipe_handler(_png(gallery, tmp_path))["layout"] is True  # planned: restored with layout on
     broken = tmp_path / "broken.png"
     Image.new("RGB", (4, 4)).save(broken, pnginfo=_text_chunk("wordbrush", "{not json"))
-    assert app.restore_recipe_handler(str(broken)) == [gr.update()] * 7  # a warning, not a failure
+    assert app.restore_recipe_handler(str(broken)) == {}  # a warning, not a failure: the form is left as it is
 
 
 def test_batcher_runs_concurrent_requests_as_one_batch(batcher):
@@ -234,7 +232,6 @@ def test_a_bad_request_fails_alone_in_its_batch(batcher):
 
 
 def test_live_preview_follows_the_prompt_with_the_gan_only(batchers):
-    import gradio as gr
 
     preview = app.live_preview_handler(batchers)
     gallery, seen, recipe, seed = preview("a red cir", "gan", 3, 2)

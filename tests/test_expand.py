@@ -50,6 +50,7 @@ def test_finish_keeps_whole_clauses_within_the_limit_and_ends_the_sentence():
     assert finish(prompt, " and then", clip_length, 77) == prompt  # nothing whole: the prompt as written
 
 
+@pytest.mark.slow
 def test_expansions_are_faithful_seeded_and_independent_of_their_batch(expander):
     prompts = ["a lighthouse at dusk", "two black cats on a red sofa", "a yellow kite above a green tree"]
     batch = expander.expand(prompts, seeds=[0, 1, 2])
@@ -63,6 +64,7 @@ def test_expansions_are_faithful_seeded_and_independent_of_their_batch(expander)
     assert any(e.expanded for e in batch)
 
 
+@pytest.mark.slow
 def test_expansion_is_off_by_default_and_recorded_when_on(wb, expander):
     wb.expansion.expander = expander  # the loaded SmolLM2, shared
     plain = wb.text_to_image("a red circle", seed=0, steps=2)

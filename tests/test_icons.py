@@ -189,9 +189,9 @@ def test_the_sketch_painter_learns_sprites_from_names():
 
 
 def icons_world_examples():
-    from pipeline.presets import ICONS_EXAMPLES
+    from pipeline.worlds import WORLDS
 
-    return ICONS_EXAMPLES
+    return WORLDS["icons"].examples
 
 
 @pytest.fixture(scope="module")

@@ -265,6 +265,7 @@ def test_half_precision_loads_the_fp16_variant_where_there_is_one(tmp_path):
         assert pipe.generator.base.unet.dtype == torch.float16
 
 
+@pytest.mark.slow
 def test_offload_and_compile_construct_and_compile_runs(folders):
     offloaded = load_pipeline(str(folders["sd"]), offload=True)  # model CPU offload applies on CUDA only
     assert offloaded.text_to_image("x", seed=0, steps=2).images[0].size == (32, 32)

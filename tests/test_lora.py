@@ -92,6 +92,7 @@ def trained_lora(tmp_path_factory):
     return base, out
 
 
+@pytest.mark.integration
 def test_lora_file_is_in_diffusers_format(trained_lora):
     _, out = trained_lora
     weights = load_file(out / "model" / "lora.safetensors")
@@ -104,6 +105,7 @@ def test_lora_file_is_in_diffusers_format(trained_lora):
         assert (out / "checkpoint" / name).stat().st_size < 3 * lora_size
 
 
+@pytest.mark.integration
 def test_a_lora_applies_to_its_own_call_only_and_scale_zero_changes_nothing(trained_lora):
     base, out = trained_lora
     wb = Wordbrush.load(str(base))
@@ -124,6 +126,7 @@ def test_a_lora_applies_to_its_own_call_only_and_scale_zero_changes_nothing(trai
     assert np.array_equal(np.asarray(plain.images[0], np.int16), before)
 
 
+@pytest.mark.integration
 def test_the_layout_stage_still_steers_with_a_lora_applied(trained_lora):
     from pipeline.layout import RegionalAttention
 
@@ -138,12 +141,14 @@ def test_the_layout_stage_still_steers_with_a_lora_applied(trained_lora):
     assert np.abs(np.asarray(on.images[0], np.int16) - np.asarray(off.images[0], np.int16)).max() > 0
 
 
+@pytest.mark.integration
 def test_lora_resumes_from_its_checkpoint(trained_lora):
     _, out = trained_lora
     state = torch.load(out / "checkpoint" / "state.pt", weights_only=True)
     assert state["step"] == 10 and state["images_seen"] == 40
 
 
+@pytest.mark.integration
 def test_lora_refuses_non_safetensors(tmp_path, trained_lora):
     base, _ = trained_lora
     bad = tmp_path / "lora.bin"
@@ -177,6 +182,7 @@ def test_prior_preservation_is_zero_for_an_untouched_lora_and_grows_as_it_drifts
     assert all(p.requires_grad == ("lora" in n) for n, p in unet.named_parameters())  # adapters back on
 
 
+@pytest.mark.integration
 def test_a_lora_also_applies_to_the_inpainting_unet(trained_lora, tmp_path):
     import shutil
 
@@ -204,6 +210,7 @@ def test_a_lora_also_applies_to_the_inpainting_unet(trained_lora, tmp_path):
     assert np.array_equal(np.asarray(again.images[0]), np.asarray(plain.images[0]))  # removed from both UNets
 
 
+@pytest.mark.integration
 def test_bad_loras_and_scales_are_refused_with_a_reason_and_leave_the_model_as_it_was(trained_lora, tmp_path):
     from safetensors.torch import save_file
 

@@ -28,6 +28,7 @@ def _wait(job, until, timeout=240):
     assert until(job.state), job.state
 
 
+@pytest.mark.slow
 def test_training_runs_in_the_background_and_generation_keeps_working(tiny, tmp_path):
     job = LoraJob(model=str(tiny), runs_dir=tmp_path / "runs")
     library = LoraLibrary(tmp_path / "runs")
@@ -57,6 +58,7 @@ def test_training_runs_in_the_background_and_generation_keeps_working(tiny, tmp_
         again("a red star", "diffusion", 2, 3.0, 0, False, 1, run, float("nan"), progress=lambda *a, **k: None)
 
 
+@pytest.mark.slow
 def test_cancel_keeps_the_work_done(tiny, tmp_path):
     import torch
 

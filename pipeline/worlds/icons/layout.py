@@ -191,7 +191,7 @@ def plan(request: Request, seed: int) -> Plan:
 def with_background(request: Request, seed: int) -> Request:
     """The request with a background drawn from the image's seed when it names none: one of the world's on which
     all its things stand out, as the world draws its scenes. For a generator that does not choose one itself
-    (the icons GAN: left to its noise, its unsaid backgrounds came out blotched)."""
+    well (the icons GAN)."""
     if request.background is not None:
         return request
     known = [t for t in request.things if t in icons()]
