@@ -36,5 +36,6 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         module = item.module.__name__.rpartition(".")[2]
         source = inspect.getsource(item.function) if hasattr(item, "function") else ""
-        if module in INTEGRATION_MODULES or any(s in source for s in STARTS_A_PROCESS):
+        slow = item.get_closest_marker("slow") is not None
+        if slow or module in INTEGRATION_MODULES or any(s in source for s in STARTS_A_PROCESS):
             item.add_marker(pytest.mark.integration)
