@@ -205,12 +205,11 @@ class Wordbrush:
             )
         return self.understanding.available if understand is None else understand
 
-    def with_content(self, style_prompt: str, image) -> str:
+    def with_content(self, style_prompt: str, image, recipe: Recipe | None) -> str:
         """`style_prompt` as it is when it names content; else the image's description before it: the
-        prompt its recipe records, or what the world's finder sees in it."""
+        prompt its recipe (`read_recipe(image)`) records, or what the world's finder sees in it."""
         if self.understanding.names_content(style_prompt):
             return style_prompt
-        recipe = read_recipe(image)
         if recipe is not None:
             description = self.world.without_style(recipe.encoded_prompt or recipe.prompt)
         else:
@@ -282,14 +281,17 @@ class Wordbrush:
         lora = self._use_lora(r.lora)
 
         # 2. Describe the content when the prompt does not, understand, expand, encode
-        described = self.with_content(style_prompt, source) if self._understands(r.understand) else style_prompt
+        source_recipe = read_recipe(source)
+        described = (
+            self.with_content(style_prompt, source, source_recipe) if self._understands(r.understand) else style_prompt
+        )
         understood = self.understand([described], r.understand)[0]
         seen = self.expansion.apply([understood.text], [seed], r.expand)[0]
         cond = self.encoder.encode([seen])
         # 3. Prepare the start image and the world's layout, 4. denoise from it
         init = images.to_model(source, self.generator.resolution)
         staged = self.world.restyle(
-            self.encoder, self.generator, seen, source, recipe=read_recipe(source), taught=self._phrases
+            self.encoder, self.generator, seen, source, recipe=source_recipe, taught=self._phrases
         )
         x = self.generator.generate(
             cond,

@@ -528,10 +528,8 @@ class DiffusionGenerator:
         unet = self.inpaint_unet if mask is not None and self.inpaint_unet is not None else self.unet
         layout_map = None
         if layout is not None and self.layout_encoder is not None:
-            with torch.inference_mode():  # image by image: a matmul's kernel, and so its bits, depend on its rows
-                grid, layout = self.cfg.resolution // self.cfg.patch, layout.to(self.unet.device)
-                maps = [self.layout_encoder(layout[i : i + 1], grid, self.cfg.resolution) for i in range(len(seeds))]
-                layout_map = torch.cat(maps)
+            grid = self.cfg.resolution // self.cfg.patch
+            layout_map = torch.cat(self.layout_encoder.per_image(layout.to(self.unet.device), grid, self.resolution))
         with torch.autocast(device_type, dtype=self.autocast or torch.bfloat16, enabled=self.autocast is not None):
             return sample(
                 unet,

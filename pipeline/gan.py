@@ -304,11 +304,7 @@ class GANGenerator:
             if layout is None:
                 raise ValueError("the icons GAN draws from the layout stage's map; give it the prompts' layout")
             grid = self.resolution // self.model.config.patch
-            with torch.inference_mode():
-                maps = [
-                    self.layout_encoder(layout[i : i + 1].to(self.model.device), grid, self.resolution)
-                    for i in range(len(seeds))
-                ]
+            maps = self.layout_encoder.per_image(layout.to(self.model.device), grid, self.resolution)
             x = torch.cat([generate_layout_step(self.model, m, [seed]) for m, seed in zip(maps, seeds)])
         else:
             x = torch.cat([generate_step(self.model, cond[i : i + 1], [seed]) for i, seed in enumerate(seeds)])

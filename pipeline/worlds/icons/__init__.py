@@ -98,11 +98,11 @@ class TaughtPainter:
         self.painter, self.phrases = painter, phrases
         self.base = {k: v.clone() for k, v in painter.state_dict().items()}
         try:
-            painter.load_state_dict({k: v.to(self.base[k].dtype) for k, v in taught.items()})
+            self.taught = {k: v.to(self.base[k].dtype) for k, v in taught.items()}
+            painter.load_state_dict(self.taught)
         except (RuntimeError, KeyError) as err:
             painter.load_state_dict(self.base)
             raise ValueError(f"{name}'s sketch painter does not fit {model}: {type(err).__name__}") from err
-        self.taught = {k: v.to(self.base[k].dtype) for k, v in taught.items()}
 
     def scale(self, scale: float) -> None:
         """The painter's weights as far from the base's as the scale says."""

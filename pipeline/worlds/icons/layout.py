@@ -339,6 +339,12 @@ class LayoutEncoder(nn.Module):
         """(N, D) language-model states -> (N, 4, SKETCH_SIDE, SKETCH_SIDE) premultiplied RGBA drafts."""
         return self.painter(self.centred(states))
 
+    @torch.inference_mode()
+    def per_image(self, layout: LayoutBatch, grid: int, resolution: int = RESOLUTION) -> list[torch.Tensor]:
+        """Each image's map computed alone, (1, LAYOUT_INPUTS, grid, grid) each: a matmul's kernel, and so its
+        bits, depend on its rows, so a request gets the same map alone as in any batch."""
+        return [self(layout[i : i + 1], grid, resolution) for i in range(layout.things.shape[0])]
+
     def forward(self, layout: LayoutBatch, grid: int, resolution: int = RESOLUTION) -> torch.Tensor:
         """(B, LAYOUT_INPUTS, grid, grid): per cell, the code of the thing whose box holds it with the cell's
         place in the box (u, v and their Fourier features), the background's code, and the things' sketches
