@@ -93,6 +93,8 @@ def _generate(args: argparse.Namespace) -> int:
             print(f"wrote {path} (seed {recipe.seed})", file=sys.stderr)
             if recipe.understood == "rewritten":
                 print(f"  understood as: {recipe.encoded_prompt}", file=sys.stderr)
+            for note in recipe.not_drawn:
+                print(f"  not drawn as asked: {note}", file=sys.stderr)
             if recipe.expanded:
                 print(f"  the LM expanded the prompt to: {recipe.encoded_prompt}", file=sys.stderr)
             if recipe.layout:
@@ -131,6 +133,8 @@ def _edit(args: argparse.Namespace) -> int:
     print(f"wrote {args.out} (seed {recipe.seed})", file=sys.stderr)
     if recipe.understood == "rewritten" or recipe.described:
         print(f"  understood as: {recipe.encoded_prompt}", file=sys.stderr)
+    for note in recipe.not_drawn:
+        print(f"  not drawn as asked: {note}", file=sys.stderr)
     return 0
 
 

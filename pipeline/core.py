@@ -201,7 +201,7 @@ class Wordbrush:
         if understand and not self.understanding.available:
             raise ValueError(
                 f"no prompt reader is shipped at {self.understanding.folder}; train one with "
-                "`python -m train understanding`, or turn understanding off"
+                f"`python -m train understanding --world {self.world.name}`, or turn understanding off"
             )
         return self.understanding.available if understand is None else understand
 
@@ -405,6 +405,7 @@ class Wordbrush:
             lora=lora_label(lora),
             expanded=seen != read,
             understood=None if understood is None else understood.how,
+            not_drawn=[] if understood is None else list(understood.notes),
         )
 
     def encoded_text(self, prompt: str, truncated: bool) -> str:

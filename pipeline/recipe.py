@@ -6,7 +6,7 @@ Two text chunks: `parameters` in AUTOMATIC1111's format (so other tools read it)
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from PIL import Image, PngImagePlugin
@@ -32,6 +32,7 @@ class Recipe:
     understood: str | None = (
         None  # how the prompt was read (pipeline/worlds/shapes/reader.py): "rewritten", "as written"...
     )
+    not_drawn: list[str] = field(default_factory=list)  # what the model could not draw as asked (Understood.notes)
     described: bool = False  # style transfer: the prompt was completed with a description of the input image
 
     def to_json(self) -> str:
@@ -61,6 +62,8 @@ class Recipe:
             pairs.append(f"Lora: {self.lora}")
         if self.understood == "rewritten" or self.described:
             pairs.append(f'Understood as: "{self.encoded_prompt}"')
+        if self.not_drawn:
+            pairs.append(f'Not drawn: "{"; ".join(self.not_drawn)}"')
         if self.expanded:
             pairs.append(f'Expanded prompt: "{self.encoded_prompt}"')
         if self.layout:

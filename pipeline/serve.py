@@ -269,7 +269,8 @@ def recipe_in_file(path) -> Recipe | None:
 
 def read_as(recipe) -> str:
     """How the pipeline read a request's prompt, in a line for the page."""
-    line = Understood(recipe.prompt, recipe.encoded_prompt, recipe.understood or "off").describe()
+    notes = tuple(recipe.not_drawn)
+    line = Understood(recipe.prompt, recipe.encoded_prompt, recipe.understood or "off", notes).describe()
     return f"{line}\nexpanded to: {recipe.encoded_prompt}" if recipe.expanded else line
 
 

@@ -271,16 +271,26 @@ def _gan(args: argparse.Namespace) -> int:
 
 
 def _understanding(args: argparse.Namespace) -> int:
-    from pipeline.worlds.shapes.reader import ReaderConfig
     from train.loop import run_training
-    from train.understanding import UnderstandingTask
 
     command = "python -m train " + " ".join(args.argv)
-    task = UnderstandingTask(ReaderConfig(backbone=args.backbone, rank=args.rank), seed=args.seed, command=command)
-    trainable = sum(p.numel() for p in task.trainable().parameters() if p.requires_grad)
-    print(f"prompt reader: {args.backbone} with LoRA rank {args.rank} and slot heads, {trainable / 1e6:.2f}M trainable")
+    if args.world == "icons":
+        from pipeline.worlds.icons.reader import ReaderConfig as IconsReaderConfig
+        from train.icons_understanding import IconsUnderstandingTask
+
+        cfg = IconsReaderConfig(backbone=args.backbone, rank=args.rank)
+        task = IconsUnderstandingTask(cfg, seed=args.seed, command=command)
+        what, folder = "word tagger and frame heads", "assets/icons-understanding"
+    else:
+        from pipeline.worlds.shapes.reader import ReaderConfig
+        from train.understanding import UnderstandingTask
+
+        task = UnderstandingTask(ReaderConfig(backbone=args.backbone, rank=args.rank), seed=args.seed, command=command)
+        what, folder = "slot heads", "assets/understanding"
+    trainable = sum(p.numel() for p in task.trainable().parameters() if p.requires_grad) / 1e6
+    print(f"prompt reader ({args.world}): {args.backbone}, LoRA rank {args.rank}, {what}: {trainable:.2f}M trainable")
     run_training(task, _train_config(args, warmup=100, ema_decay=0.0, mixed_precision="no"))
-    print(f"the reader is in {Path(args.out) / 'model'}; the pipeline loads assets/understanding")
+    print(f"the reader is in {Path(args.out) / 'model'}; the pipeline loads {folder}")
     return 0
 
 
@@ -485,6 +495,7 @@ def _gan_command(sub) -> None:
 
 def _understanding_command(sub) -> None:
     p = sub.add_parser("understanding", help="train (or resume) the prompt reader that understands free phrasing")
+    p.add_argument("--world", choices=["shapes", "icons"], default="shapes", help="the world whose reader trains")
     p.add_argument("--out", default="runs/understanding")
     p.add_argument("--backbone", default="minilm", help="the language model: minilm, smollm2, or a folder")
     p.add_argument("--rank", type=int, default=16, help="LoRA rank on the language model's linear layers")

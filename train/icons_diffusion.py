@@ -20,7 +20,7 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from pipeline import diffusion
-from pipeline.worlds.icons.catalogue import IconsReader, icons, names
+from pipeline.worlds.icons.catalogue import icons, names
 from pipeline.worlds.icons.layout import (
     SKETCH_SIDE,
     LayoutBatch,
@@ -31,6 +31,7 @@ from pipeline.worlds.icons.layout import (
     layout_for,
     read_request,
 )
+from pipeline.worlds.icons.understand import IconsUnderstanding
 from train.diffusion import DiffusionTask, conditioning, generate_for_items, rendered_batches, timesteps
 from train.loop import ALONE, Shard
 
@@ -124,7 +125,7 @@ class IconsDiffusionTask(DiffusionTask):
         print(f"sketch painter: MSE {error:.4f} from the sprites")
         self.model = LayoutDenoiser(unet, layout_encoder, cfg)
         self.layouts = pool_layouts(encoder, pool.examples)
-        self.reader = IconsReader(encoder)  # evaluation reads prompts as the app does
+        self.reader = IconsUnderstanding(encoder)  # evaluation reads prompts as the app does
 
     def trainable(self) -> nn.Module:
         return self.model
@@ -174,7 +175,7 @@ class IconsDiffusionTask(DiffusionTask):
                 layout_map=layout_map,
             )
 
-        read = [self.reader.read(it.prompt) for it in self.eval_items]
+        read = [u.text for u in self.reader.apply([it.prompt for it in self.eval_items], True)]
         images = generate_for_items(self.encoder, self.eval_items, draw, prompts=read)
         return self.evaluator.score(self.eval_items, images)
 

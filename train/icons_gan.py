@@ -21,8 +21,8 @@ from torch.nn import functional as F
 
 from pipeline import gan
 from pipeline.worlds.icons import judge as icons_eval
-from pipeline.worlds.icons.catalogue import IconsReader
 from pipeline.worlds.icons.layout import LAYOUT_INPUTS, LayoutBatch, LayoutEncoder, box_coords, layout_for
+from pipeline.worlds.icons.understand import IconsUnderstanding
 from train.diffusion import CaptionPool, generate_for_items, rendered_batches
 from train.gan import GANTask
 from train.icons_diffusion import pool_layouts
@@ -83,7 +83,7 @@ class IconsGANTask(GANTask):
         self.l1_weight = l1_weight
         self.layouts = pool_layouts(encoder, pool.examples)
         self.eval_items = icons_eval.eval_set("combos", per_category=eval_per_category)
-        self.reader = IconsReader(encoder)  # evaluation reads prompts as the app does
+        self.reader = IconsUnderstanding(encoder)  # evaluation reads prompts as the app does
         self.card = card or {}
         self._step = 0
 
@@ -140,7 +140,7 @@ class IconsGANTask(GANTask):
                 layout_map = self.layout(layout.to(generator.device), resolution // generator.config.patch, resolution)
             return gan.generate_layout_step(generator, layout_map, seeds)
 
-        read = [self.reader.read(it.prompt) for it in self.eval_items]
+        read = [u.text for u in self.reader.apply([it.prompt for it in self.eval_items], True)]
         images = generate_for_items(self.encoder, self.eval_items, draw, prompts=read)
         return icons_eval.score(self.eval_items, images)
 

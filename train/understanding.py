@@ -34,6 +34,10 @@ EVAL_SPLITS = {
 
 
 class UnderstandingTask:
+    """The shapes reader's task; `train/icons_understanding.py` changes its reader, data, loss and card."""
+
+    stream = ""  # the data stream's name in each batch's seed
+
     def __init__(
         self,
         cfg: ReaderConfig | None = None,
@@ -45,19 +49,27 @@ class UnderstandingTask:
     ):
         with torch.random.fork_rng(devices=[]):  # the LoRA and heads start from the run's seed
             torch.manual_seed(seed)
-            self.reader = new_reader(cfg or ReaderConfig())
+            self.reader = self.new_reader(cfg)
         self.command = command  # recorded in the model card
         self.other_share, self.seed, self.eval_size = other_share, seed, eval_size
 
-    def trainable(self) -> SceneReader:
+    def new_reader(self, cfg):
+        return new_reader(cfg or ReaderConfig())
+
+    def examples(self, rng: random.Random, n: int) -> list:
+        return [phrasing.sample_phrased(rng, other_share=self.other_share) for _ in range(n)]
+
+    def collate(self, examples: list, device) -> dict:
+        return collate(self.reader, examples, device)
+
+    def trainable(self):
         return self.reader
 
     def batches(self, start_step: int, batch_size: int, device: torch.device, shard: Shard = ALONE) -> Iterator[dict]:
         step = start_step
         while True:
-            rng = random.Random(shard.seed(f"{self.seed}-{step}"))
-            examples = [phrasing.sample_phrased(rng, other_share=self.other_share) for _ in range(batch_size)]
-            yield collate(self.reader, examples, device)
+            rng = random.Random(shard.seed(f"{self.stream}{self.seed}-{step}"))
+            yield self.collate(self.examples(rng, batch_size), device)
             step += 1
 
     def loss(self, model: SceneReader, batch: dict) -> torch.Tensor:
@@ -69,21 +81,26 @@ class UnderstandingTask:
                 total = total + F.cross_entropy(slot_logits, labels, ignore_index=-1)
         return total
 
-    def evaluate(self, model: SceneReader) -> dict[str, float]:
+    def evaluate(self, model) -> dict[str, float]:
         return evaluate_text(model.eval(), n=self.eval_size)
 
-    def export(self, model: SceneReader, folder: Path, *, step: int, images_seen: int, seconds: float) -> None:
+    def save(self, model, folder: Path) -> None:
         save_reader(model, folder)
-        scores = evaluate_text(model.eval(), n=self.eval_size)
+
+    def model_card(self, model, card: dict) -> str:
+        return model_card(model, card)
+
+    def export(self, model, folder: Path, *, step: int, images_seen: int, seconds: float) -> None:
+        self.save(model, folder)
         card = {
             "step": step,
             "prompts_seen": images_seen,
             "train_minutes": round(seconds / 60, 1),
-            "eval": scores,
+            "eval": self.evaluate(model),
             "command": self.command,
         }
         (folder / "training.json").write_text(json.dumps(card, indent=2))
-        (folder / "README.md").write_text(model_card(model, card))
+        (folder / "README.md").write_text(self.model_card(model, card))
 
 
 def model_card(reader: SceneReader, card: dict) -> str:
@@ -141,13 +158,15 @@ def eval_examples(words: str, templates: str, *, n: int, seed: int = 4321) -> li
 @torch.no_grad()
 def evaluate_text(reader: SceneReader, *, n: int = 400) -> dict[str, float]:
     """Exact-scene accuracy of the reader's answers (kind none included) on each split of EVAL_SPLITS."""
+    return split_scores(eval_examples, lambda prompts: [scene for scene, _ in reader.read(prompts)], n=n)
+
+
+def split_scores(examples_of, answers_of, *, n: int) -> dict[str, float]:
+    """Per split of EVAL_SPLITS: the share of `examples_of(words, templates, n=n)` whose target `answers_of`
+    (prompts -> answers, 64 at a time) gives exactly."""
     scores = {}
     for name, (words, templates) in EVAL_SPLITS.items():
-        examples = eval_examples(words, templates, n=n)
-        right = 0
-        for start in range(0, n, 64):
-            chunk = examples[start : start + 64]
-            for e, (scene, _) in zip(chunk, reader.read([e.prompt for e in chunk])):
-                right += scene == e.target
-        scores[name] = right / n
+        examples = examples_of(words, templates, n=n)
+        answers = [a for start in range(0, n, 64) for a in answers_of([e.prompt for e in examples[start : start + 64]])]
+        scores[name] = sum(a == e.target for a, e in zip(answers, examples)) / n
     return scores

@@ -24,9 +24,13 @@ class Understood:
     prompt: str  # as the user wrote it
     text: str  # what the generator reads
     how: str  # "rewritten", "as written" (the world's own words), "not understood", "too long" or "off"
+    notes: tuple[str, ...] = ()  # what the model cannot draw as asked, and what it draws instead
 
     def describe(self) -> str:
-        """One line for the page, the CLI and logs."""
+        """A line for the page, the CLI and logs, and a line per note."""
+        return "\n".join([self._line(), *(f"not drawn as asked: {n}" for n in self.notes)])
+
+    def _line(self) -> str:
         if self.how == "rewritten":
             return f"understood as: {self.text}"
         if self.how == "as written":

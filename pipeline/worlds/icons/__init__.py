@@ -1,9 +1,10 @@
 """The icons world: 151 emoji things at 64 px, alone, in pairs with a relation, counted, big or small, on eight
 backgrounds. The app's default model draws it.
 
-Its reader maps everyday words to the nearest icon name by the prompt encoder's own states (catalogue.py), its
-layout stage plans a box per thing and paints the map the generator reads (layout.py), its finder reads the icons
-back from a picture by their blobs and a small classifier (judge.py).
+Its prompt reader is a trained tagger (reader.py); the things it finds are named by what MiniLM and SmolLM2 know
+(names.py), colours by colour tables (colours.py), and what the world cannot draw is said (understand.py). Its
+layout stage plans a box per thing and paints the map the generator reads (layout.py), its finder reads the
+icons back from a picture by their blobs and a small classifier (judge.py).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pipeline import images
 from pipeline.worlds.base import LoraDemo, Staged
 from pipeline.worlds.icons import judge, scenes
 from pipeline.worlds.icons import layout as icons_layout
-from pipeline.worlds.icons.catalogue import IconsReader
+from pipeline.worlds.icons.understand import IconsUnderstanding
 
 
 class IconsWorld:
@@ -33,7 +34,7 @@ class IconsWorld:
         "a rocket above a moon on a dark blue background",
         "a puppy",
     )
-    free_phrasing = "'two kittens beside an automobile' works"
+    free_phrasing = "'could you draw a moon with a rocket above it, on navy?' works"
     # Its styles are backgrounds and the layout map keeps each thing where it is, so a restyle starts from noise
     default_strength = 1.0
     scenes, judge = scenes, judge
@@ -44,8 +45,8 @@ class IconsWorld:
         "a kite; a kite on a pink background; a small kite; a kite to the left of a cat",
     )
 
-    def reader(self, encoder) -> IconsReader:
-        return IconsReader(encoder)
+    def reader(self, encoder) -> IconsUnderstanding:
+        return IconsUnderstanding(encoder)
 
     def without_style(self, caption: str) -> str:
         return caption  # its styles are backgrounds, which the restyle's words replace

@@ -1,10 +1,7 @@
 """The icons world's catalogue (assets/icons: 151 emoji icons with names, CLDR alternates and held-out
-names; built by scripts/build_icon_atlas.py) and its prompt reader.
-
-`IconsReader` is the icons world's understanding stage: a word the world's captions never use, in a noun's
-place ("a puppy", "two kittens"), is replaced by the icon whose name the prompt encoder (MiniLM) puts
-nearest to it, when it is near enough. No training: what it knows is what the pretrained language model
-knows. The training data lives in pipeline/worlds/icons/scenes.py.
+names; built by scripts/build_icon_atlas.py): its names, plurals, backgrounds and the words the layout stage
+reads, and the names as the prompt encoder's states (`NameVectors`). The training scenes live in
+pipeline/worlds/icons/scenes.py, the prompt reader in reader.py and understand.py.
 """
 
 from __future__ import annotations
@@ -18,8 +15,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-
-from pipeline.worlds.base import Understood
 
 ICONS_DIR = Path(__file__).resolve().parents[3] / "assets" / "icons"
 
@@ -213,156 +208,22 @@ def words_of(prompt: str) -> list[str]:
 
 
 # ----------------------------------------------------------------------------------------------------
-# The prompt reader
-
-_WORD = re.compile(r"[a-z]+(?:-[a-z]+)*", re.IGNORECASE)
-DETERMINERS = {
-    "a",
-    "an",
-    "one",
-    "two",
-    "three",
-    "some",
-    "the",
-    "of",
-    "2",
-    "3",
-    "small",
-    "big",
-    "little",
-    "large",
-    "tiny",
-    "huge",
-    "cute",
-    "happy",
-}
-# Nouns that say how to draw, not what: never read as an icon ("a photo of a puppy")
-NOT_THINGS = {
-    "photo",
-    "picture",
-    "image",
-    "icon",
-    "drawing",
-    "painting",
-    "emoji",
-    "cartoon",
-    "illustration",
-    "sketch",
-    "scene",
-    "group",
-    "row",
-    "pair",
-    "couple",
-    "bunch",
-    "lot",
-    "background",
-    "kind",
-}
-# Colours (of backgrounds, mostly) are never things
-COLOURS = {
-    "white",
-    "black",
-    "grey",
-    "gray",
-    "dark",
-    "light",
-    "blue",
-    "green",
-    "pink",
-    "beige",
-    "red",
-    "yellow",
-    "orange",
-    "purple",
-    "brown",
-    "navy",
-    "cream",
-}
-MIN_SIMILARITY = 0.45  # cosine of the pooled MiniLM states of "a WORD" and "a NAME" below which a word stays
+# The world's names as the prompt encoder reads them
 
 
-class IconsReader:
-    """The icons world's understanding stage (the same calls as pipeline/worlds/shapes/reader.py UnderstandingStage)."""
+class NameVectors:
+    """The world's icon names as unit MiniLM states of "a NAME", and the same states of any words: what the name
+    matcher (pipeline/worlds/icons/names.py) shortlists names by."""
 
     def __init__(self, encoder):
-        self.encoder, self.folder, self.available = encoder, ICONS_DIR, True
-        # The world's names as word tuples (`phrase_table`, as the layout stage reads them): a word that starts a
-        # longer one ("cherry blossom") is read with it, while a word only inside a name ("a cherry") is not a name
-        self.phrases = set(phrase_table())
-        # a plural-only name's singular ("a cherry": cherries) is that name whatever MiniLM thinks
-        self.singulars = {
-            w: n for n in names() if n.endswith("s") and len(n) > 4 for w in (n[:-3] + "y", n[:-1]) if plural(w) == n
-        }
-        # and every word the layout stage reads itself: "to the right of" keeps its "right"
-        said = [*COLOUR_WORDS, *SIZE_WORDS, *NUMBER_WORDS, *RELATION_WORDS, *FILLER]
-        self.known = COLOURS | {p[0] for p in self.phrases if len(p) == 1}
-        self.known |= {w for phrase in said for w in phrase.split()}
-        self.never = self.known | NOT_THINGS | DETERMINERS  # words never rewritten
-        self._names: torch.Tensor | None = None  # (N, D) unit vectors of "a NAME"
-
-    @property
-    def loaded(self) -> bool:
-        return self._names is not None
-
-    def load_in_background(self) -> None:
-        self.name_vectors()  # a fraction of a second: done at once
+        self.encoder = encoder
+        self._names: torch.Tensor | None = None  # (N, D)
 
     def name_vectors(self) -> torch.Tensor:
         if self._names is None:
-            self._names = self._embed(names())
+            self._names = self.embed(names())
         return self._names
 
-    def _embed(self, words: list[str]) -> torch.Tensor:
+    def embed(self, words: list[str]) -> torch.Tensor:
         pooled = self.encoder.encode([f"a {w}" for w in words], cache=False).pooled.float()
         return torch.nn.functional.normalize(pooled, dim=-1)
-
-    def nearest(self, word: str) -> tuple[str, float]:
-        """The icon whose name is nearest to `word`, and the cosine similarity."""
-        if word in self.singulars:
-            return self.singulars[word], 1.0
-        sims = (self._embed([word]) @ self.name_vectors().T)[0]
-        i = int(sims.argmax())
-        return names()[i], float(sims[i])
-
-    def candidates(self, prompt: str, taught: frozenset[str] = frozenset()) -> list[tuple[int, int, str]]:
-        """(start, end, word) of the words in a noun's place that the world's captions never use (nor a LoRA in
-        force teaches: `taught`, its phrases' words)."""
-        words = [(m.start(), m.end(), m.group().lower()) for m in _WORD.finditer(prompt)]
-        found = []
-        for k, (start, end, word) in enumerate(words):
-            previous, following = words[k - 1][2] if k else "", words[k + 1][2] if k + 1 < len(words) else ""
-            measure = following == "of"  # "a slice of pizza", "a cup of tea": the thing follows
-            ahead = words_of(" ".join(w for _, _, w in words[k : k + 4]))  # hyphens split as the layout stage does
-            named = any(tuple(ahead[:n]) in self.phrases for n in (2, 3, 4))
-            if previous in DETERMINERS and not (measure or named) and word not in self.never | taught:
-                found.append((start, end, word))
-        return found
-
-    def read(self, prompt: str, taught: frozenset[str] = frozenset()) -> str:
-        """`prompt` with each unknown noun replaced by its nearest icon name (plural after two or three); the
-        words in `taught` (a LoRA's new things) stay as written."""
-        out, last = "", 0
-        for start, end, word in self.candidates(prompt, taught):
-            name, similarity = self.nearest(word)
-            if similarity >= MIN_SIMILARITY:
-                before = prompt[last:start]
-                if re.search(r"\b(two|three|2|3|pair of|couple of)\s+(?:\w+\s+)?$", before.lower()):
-                    name = plural(name)
-                else:  # "an automobile" -> "a car": the article agrees with the new name
-                    suffix = "n " if name[0] in "aeiou" else " "
-                    before = re.sub(r"\b([Aa])n? $", lambda m, s=suffix: m.group(1) + s, before)
-                out, last = out + before + name, end
-        return out + prompt[last:]
-
-    def names_content(self, prompt: str) -> bool:
-        words = {m.group().lower() for m in _WORD.finditer(prompt)}
-        return bool(words & set(names()) or self.candidates(prompt))
-
-    def apply(self, prompts: list[str], understand: bool, taught: frozenset[str] = frozenset()) -> list[Understood]:
-        if not understand:
-            return [Understood(p, p, "off") for p in prompts]
-        out = []
-        for p in prompts:
-            text = self.read(p, taught)
-            out.append(Understood(p, text, "rewritten" if text != p else "as written"))
-        return out

@@ -250,7 +250,7 @@ def caption_words() -> set[str]:
     for group in (*TEMPLATES.values(), BACKGROUND_PHRASES, tuple(BACKGROUNDS), tuple(RELATION_WORDS.values())):
         for text in group:
             words |= {w for w in text.replace(",", " ").split() if "{" not in w}
-    return words | set(NUMBERS.values()) | set(SIZES) | {"a", "an"}
+    return words | set(NUMBERS.values()) | {str(n) for n in NUMBERS} | set(SIZES) | {"a", "an"}
 
 
 def kite_sprite(side: int = 128) -> Image.Image:

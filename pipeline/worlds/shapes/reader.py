@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import re
 import threading
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ import torch
 from pipeline.layout import COLORS, SHAPES  # the embedded shapes world's vocabulary
 from pipeline.worlds.base import Understood
 from pipeline.worlds.shapes import judge
+from pipeline.worlds.tuned import backbone, load_tuned, save_tuned, with_lora
 
 # The rest of the world's caption language (pipeline/worlds/shapes/scenes.py; tests keep the two in step).
 STYLES = ("outline", "striped", "soft")  # flat is the default and goes unsaid
@@ -261,60 +261,24 @@ def _scene_of(kind: str, pick: dict[str, int]) -> Parsed | None:
 
 def new_reader(cfg: ReaderConfig = ReaderConfig(), *, device: str = "cpu") -> SceneReader:
     """An untrained reader: the backbone language model with fresh LoRA layers and slot heads (training)."""
-    from peft import LoraConfig, get_peft_model
-
-    tokenizer, model = _backbone(cfg.backbone)
-    for module in model.modules():  # no dropout: a batch's loss depends on the step alone, so resuming is exact
-        if isinstance(module, torch.nn.Dropout):
-            module.p = 0.0
-    targets = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
-    model = get_peft_model(model, LoraConfig(r=cfg.rank, lora_alpha=cfg.rank, target_modules=targets))
+    tokenizer, model = backbone(cfg.backbone)
+    model = with_lora(model, cfg.rank)
     return SceneReader(tokenizer, model, SlotHeads(model.config.hidden_size), cfg).to(device)
-
-
-def _backbone(name: str):
-    from transformers import AutoModel, AutoTokenizer
-
-    from pipeline.encoders import resolve
-
-    source = resolve(name)
-    tokenizer = AutoTokenizer.from_pretrained(source)
-    model = AutoModel.from_pretrained(source, dtype=torch.float32, use_safetensors=True)
-    return tokenizer, model
 
 
 def save_reader(reader: SceneReader, folder: str | Path) -> None:
     """The LoRA adapter (peft's adapter_model.safetensors), the heads and the config, all fp16."""
-    from safetensors.torch import save_file
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    reader.model.save_pretrained(folder)
-    adapter = folder / "adapter_model.safetensors"
-    from safetensors.torch import load_file
-
-    save_file({k: v.half().contiguous() for k, v in load_file(adapter).items()}, adapter)
-    save_file({k: v.half().contiguous() for k, v in reader.heads.state_dict().items()}, folder / "heads.safetensors")
-    (folder / "reader.json").write_text(json.dumps(dataclasses.asdict(reader.cfg), indent=2))
+    save_tuned(reader.model, reader.heads, dataclasses.asdict(reader.cfg), folder, config_name="reader.json")
 
 
 def load_reader(folder: str | Path = READER_DIR, *, device: str = "cpu") -> SceneReader:
     """A trained reader: its backbone with the LoRA merged in (one plain model, fp32) and its heads."""
-    from peft import PeftModel
-    from safetensors.torch import load_file
-
-    folder = Path(folder)
-    if not (folder / "reader.json").is_file() or not (folder / "adapter_model.safetensors").is_file():
-        raise ValueError(
-            f"no prompt reader in {folder} (reader.json, adapter_model.safetensors); "
-            f"train one with `python -m train understanding --out {folder}`"
-        )
-    cfg = ReaderConfig(**json.loads((folder / "reader.json").read_text()))
-    tokenizer, model = _backbone(cfg.backbone)
-    model = PeftModel.from_pretrained(model, folder).merge_and_unload().float()
+    tokenizer, model, state, cfg = load_tuned(
+        folder, config_name="reader.json", train_command="python -m train understanding"
+    )
     heads = SlotHeads(model.config.hidden_size)
-    heads.load_state_dict({k: v.float() for k, v in load_file(folder / "heads.safetensors").items()})
-    return SceneReader(tokenizer, model, heads, cfg).eval().requires_grad_(False).to(device)
+    heads.load_state_dict(state)
+    return SceneReader(tokenizer, model, heads, ReaderConfig(**cfg)).eval().requires_grad_(False).to(device)
 
 
 @functools.lru_cache(maxsize=2)
