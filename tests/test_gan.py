@@ -115,7 +115,7 @@ def test_the_icons_gan_trains_resumes_and_draws_the_planned_things(tmp_path):
     assert pipe.world.name == "icons" and pipe.generator.kind == "gan"
     result = pipe.text_to_image(["a puppy next to a pizza", "a frog"], seed=[5, 6])
     assert result.images[0].size == (64, 64)
-    assert result.recipes[0].encoded_prompt == "a dog next to a pizza"  # the icons reader, then the layout stage
+    assert result.recipes[0].encoded_prompt == "a dog and a pizza"  # the icons reader, then the layout stage
     assert result.recipes[0].layout.startswith("dog at (") and "; pizza at (" in result.recipes[0].layout
     assert "; background " in result.recipes[1].layout  # unsaid: the layout stage picks it from the seed
     alone = pipe.text_to_image("a frog", seed=6).images[0]

@@ -270,25 +270,35 @@ def _gan(args: argparse.Namespace) -> int:
     return 0
 
 
+# Each embedded world's prompt-reader training: its task, its reader's config and the folder the pipeline loads
+READER_TRAINING = {
+    "shapes": (
+        "train.understanding:UnderstandingTask",
+        "pipeline.worlds.shapes.reader:ReaderConfig",
+        "assets/understanding",
+    ),
+    "icons": (
+        "train.icons_understanding:IconsUnderstandingTask",
+        "pipeline.worlds.icons.reader:ReaderConfig",
+        "assets/icons-understanding",
+    ),
+}
+
+
 def _understanding(args: argparse.Namespace) -> int:
+    import importlib
+
     from train.loop import run_training
 
-    command = "python -m train " + " ".join(args.argv)
-    if args.world == "icons":
-        from pipeline.worlds.icons.reader import ReaderConfig as IconsReaderConfig
-        from train.icons_understanding import IconsUnderstandingTask
+    def named(spec: str):
+        module, name = spec.split(":")
+        return getattr(importlib.import_module(module), name)
 
-        cfg = IconsReaderConfig(backbone=args.backbone, rank=args.rank)
-        task = IconsUnderstandingTask(cfg, seed=args.seed, command=command)
-        what, folder = "word tagger and frame heads", "assets/icons-understanding"
-    else:
-        from pipeline.worlds.shapes.reader import ReaderConfig
-        from train.understanding import UnderstandingTask
-
-        task = UnderstandingTask(ReaderConfig(backbone=args.backbone, rank=args.rank), seed=args.seed, command=command)
-        what, folder = "slot heads", "assets/understanding"
+    task_spec, config_spec, folder = READER_TRAINING[args.world]
+    cfg = named(config_spec)(backbone=args.backbone, rank=args.rank)
+    task = named(task_spec)(cfg, seed=args.seed, command="python -m train " + " ".join(args.argv))
     trainable = sum(p.numel() for p in task.trainable().parameters() if p.requires_grad) / 1e6
-    print(f"prompt reader ({args.world}): {args.backbone}, LoRA rank {args.rank}, {what}: {trainable:.2f}M trainable")
+    print(f"prompt reader ({args.world}): {args.backbone}, LoRA rank {args.rank}: {trainable:.2f}M trainable")
     run_training(task, _train_config(args, warmup=100, ema_decay=0.0, mixed_precision="no"))
     print(f"the reader is in {Path(args.out) / 'model'}; the pipeline loads {folder}")
     return 0
@@ -495,7 +505,7 @@ def _gan_command(sub) -> None:
 
 def _understanding_command(sub) -> None:
     p = sub.add_parser("understanding", help="train (or resume) the prompt reader that understands free phrasing")
-    p.add_argument("--world", choices=["shapes", "icons"], default="shapes", help="the world whose reader trains")
+    p.add_argument("--world", choices=list(READER_TRAINING), default="shapes", help="the world whose reader trains")
     p.add_argument("--out", default="runs/understanding")
     p.add_argument("--backbone", default="minilm", help="the language model: minilm, smollm2, or a folder")
     p.add_argument("--rank", type=int, default=16, help="LoRA rank on the language model's linear layers")

@@ -103,6 +103,10 @@ class NameMatcher:
             self._cache[word] = sorted(scored, key=lambda x: -x[1])
         return self._cache[word]
 
+    def clear_cache(self) -> None:
+        """Forget every word's answer (benchmarks time new words with it)."""
+        self._cache.clear()
+
     def match(self, word: str) -> tuple[str | None, bool]:
         """The icon `word` names (None: none the models are confident of), and whether they are sure of it (not
         sure: it is the nearest icon, not the thing itself)."""
