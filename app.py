@@ -18,8 +18,11 @@ from types import SimpleNamespace
 
 import gradio as gr
 import numpy as np
+from starlette.middleware import Middleware
 
 from pipeline.batcher import MainThreadRunner
+from pipeline.gate import RequestGate, events_of, gradio_folder
+from pipeline.images import refuse_image_bombs
 from pipeline.memory import limit_arenas
 from pipeline.presets import PRESETS
 from pipeline.protocol import MAX_IMAGES
@@ -32,10 +35,13 @@ from pipeline.serve import (
     app_arguments,
     default_data_dir,
     editor_mask,
+    flag,
+    lora_scale,
     open_models,
     read_as,
     recipe_in_file,
     seed_of,
+    text,
 )
 from pipeline.ui import pick_image, progress_bar, reports_errors, seed_row, selected_index, show_tab
 from train.job import LoraJob
@@ -76,8 +82,8 @@ def text_to_image_handler(server: Server):
             num_images=num_images,
             lora=lora_choice(lora, lora_scale),
             expand=expand,
-            layout=None if layout else False,  # on wherever the generator can follow a layout
-            understand=None if understand else False,  # on wherever a prompt reader is shipped
+            layout=default_or_off(layout, "layout"),  # on wherever the generator can follow a layout
+            understand=default_or_off(understand, "understand"),  # on wherever a prompt reader is shipped
         )
         result = server.text_to_image(request, callback=progress_bar(progress))
         gallery = [(with_recipe(im, r), f"seed {r.seed}") for im, r in zip(result.images, result.recipes)]
@@ -87,9 +93,16 @@ def text_to_image_handler(server: Server):
     return text_to_image
 
 
+def default_or_off(value, name: str) -> bool | None:
+    """A checkbox that turns a feature off: unticked is False; ticked (or not sent) is None, the feature wherever
+    the model has it. Anything but true or false is refused (`serve.flag`)."""
+    return False if flag(value, name) is False else None
+
+
 def lora_choice(name: str | None, scale) -> str | None:
     """The LoRA a form picked, as a request names it: "name:scale" (None for none)."""
-    return None if not name or name == NO_LORA else f"{name}:{scale}"
+    name = text(name, "the LoRA", 200)
+    return None if not name or name == NO_LORA else f"{name}:{lora_scale(scale)}"
 
 
 def live_preview_handler(server: Server):
@@ -139,7 +152,7 @@ def style_transfer_handler(server: Server):
             strength=strength,
             seed=seed_of(seed, randomize),
             lora=lora_choice(lora, lora_scale),
-            understand=None if understand else False,
+            understand=default_or_off(understand, "understand"),
         )
         result = server.style_transfer(request, callback=progress_bar(progress))
         return with_recipe(result.images[0], result.recipes[0]), result.recipes[0].to_a1111()
@@ -170,7 +183,7 @@ def inpaint_handler(server: Server):
             seed=seed_of(seed, randomize),
             zoom=zoom,
             lora=lora_choice(lora, lora_scale),
-            understand=None if understand else False,
+            understand=default_or_off(understand, "understand"),
         )
         result = server.inpaint(request, callback=progress_bar(progress))
         return with_recipe(result.images[0], result.recipes[0]), result.recipes[0].to_a1111()
@@ -260,19 +273,19 @@ def text_to_image_tab(server: Server) -> SimpleNamespace:
     form += [t.expand, layout, t.understand]
     out, handler = [gallery, seen, recipe, seed], text_to_image_handler(server)
     event = run.click(handler, form, out, api_name="text_to_image", concurrency_limit=32)
-    submit = t.prompt.submit(handler, form, out, api_name=False, concurrency_limit=32)
+    submit = t.prompt.submit(handler, form, out, api_visibility="private", concurrency_limit=32)
     stop.click(None, None, None, cancels=[event, submit])
-    live = dict(trigger_mode="always_last", show_progress="hidden", concurrency_limit=4, api_name=False)
+    live = dict(trigger_mode="always_last", show_progress="hidden", concurrency_limit=4, api_visibility="private")
     t.prompt.change(live_preview_handler(server), [t.prompt, t.generator, seed, num_images], out, **live)
-    t.generator.change(generator_settings(server), t.generator, [t.steps, t.guidance], api_name=False)
+    t.generator.change(generator_settings(server), t.generator, [t.steps, t.guidance], api_visibility="private")
     restored = dict(prompt=t.prompt, generator=t.generator, steps=t.steps, guidance=t.guidance, seed=seed)
     restored.update(randomize=randomize, layout=layout)
 
     def restore(path):  # the recipe's fields onto the widgets of the same name
         return {restored[name]: value for name, value in restore_recipe_handler(path).items()}
 
-    recipe_file.upload(restore, recipe_file, list(restored.values()), api_name=False)
-    gallery.select(selected_index, None, selected, api_name=False)
+    recipe_file.upload(restore, recipe_file, list(restored.values()), api_visibility="private")
+    gallery.select(selected_index, None, selected, api_visibility="private")
     t.picked = [gallery, selected]
     return t
 
@@ -281,8 +294,12 @@ def style_transfer_tab(server: Server, t2i: SimpleNamespace) -> SimpleNamespace:
     pipe, s = server.pipe(), SimpleNamespace()
     with gr.Tab("Style transfer", id="style"), gr.Row():
         with gr.Column():
-            s.image = gr.Image(
-                label="Input image", type="filepath", sources=["upload", "clipboard"], elem_id="style-in"
+            s.image = gr.Image(  # image_mode None: gradio hands the file over undecoded, open_image checks its size
+                label="Input image",
+                type="filepath",
+                image_mode=None,
+                sources=["upload", "clipboard"],
+                elem_id="style-in",
             )
             presets = list(pipe.style_presets)
             s.preset = gr.Radio(presets, value=presets[min(1, len(presets) - 1)], label="Style preset")
@@ -296,7 +313,7 @@ def style_transfer_tab(server: Server, t2i: SimpleNamespace) -> SimpleNamespace:
             s.to_inpaint = gr.Button("Send result to Inpainting")
     form = [s.image, s.preset, text, strength, seed, randomize, t2i.understand, t2i.lora, t2i.lora_scale]
     run.click(style_transfer_handler(server), form, [s.out, recipe], api_name="style_transfer")
-    s.image.change(describe_input_handler(server), [s.image, text], text, api_name=False)
+    s.image.change(describe_input_handler(server), [s.image, text], text, api_visibility="private")
     return s
 
 
@@ -342,14 +359,16 @@ def build_demo(server: Server, *, job: LoraJob | None = None, uploads: Path | No
             if job is not None and pipe.capabilities.lora_training:
                 uploads, batch = uploads or default_data_dir() / "uploads", pipe.capabilities.lora_batch
                 train_tab(job, library, uploads, t2i.lora, batch=batch, world=pipe.world)
-        demo.load(lambda: gr.update(choices=[NO_LORA, *library.names()]), None, t2i.lora, api_name=False)
+        demo.load(lambda: gr.update(choices=[NO_LORA, *library.names()]), None, t2i.lora, api_visibility="private")
         for button, source, target, tab in (
             (t2i.to_style, t2i.picked, style.image, "style"),
             (t2i.to_inpaint, t2i.picked, paint.editor, "inpaint"),
             (style.to_inpaint, [style.out], paint.editor, "inpaint"),
             (paint.to_style, [paint.out], style.image, "style"),
         ):
-            button.click(pick_image, source, target, api_name=False).then(show_tab(tab), None, tabs, api_name=False)
+            button.click(pick_image, source, target, api_visibility="private").then(
+                show_tab(tab), None, tabs, api_visibility="private"
+            )
         if server.open_model is not None:
             outputs = [t2i.generator, t2i.steps, t2i.guidance, t2i.expand, style.preset, model_status]
             model_load.click(load_model_handler(server), model_box, outputs, api_name="load_model")
@@ -358,6 +377,7 @@ def build_demo(server: Server, *, job: LoraJob | None = None, uploads: Path | No
 
 def main() -> None:
     limit_arenas()  # before any thread: memory freed by a finished training or handler thread goes back
+    refuse_image_bombs()
     args = app_arguments().parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     auth = tuple(args.auth.split(":", 1)) if args.auth else None
@@ -374,11 +394,17 @@ def main() -> None:
     caps = server.pipe().capabilities  # not the pipeline itself: main() lives as long as the server, and a held
     # pipeline would stay in memory after the host loads another model
     job = LoraJob(model=args.model, runs_dir=data / "loras") if caps.lora_training else None
+    if job is not None and job.resume_interrupted(data / "uploads"):  # a training the last run of the app lost
+        log.info("resumed the training %s", job.state.out.name)
     demo = build_demo(server, job=job, uploads=data / "uploads")
     limits = dict(max_file_size=f"{LIMITS.upload_mb}mb", state_session_capacity=LIMITS.sessions)
     where = dict(server_name=args.host, server_port=args.port, share=args.share, auth=auth)
     css = PIXEL_ART_CSS if caps.pixel_art else None
-    demo.queue(max_size=256).launch(**where, **limits, css=css, prevent_thread_lock=True, show_error=True)
+    # api_open=False: the REST routes (/gradio_api/run/...) join the queue like every other call
+    gate = Middleware(RequestGate, events=events_of(demo), folders=[gradio_folder()])  # pipeline/gate.py
+    demo.queue(max_size=256, api_open=False).launch(
+        **where, **limits, css=css, prevent_thread_lock=True, show_error=True, app_kwargs={"middleware": [gate]}
+    )
     try:
         runner.serve_forever()
     except KeyboardInterrupt:

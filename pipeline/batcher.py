@@ -25,7 +25,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from pipeline.memory import release_memory
-from pipeline.protocol import ImagePipeline, Result, check_request, resolve_seed
+from pipeline.protocol import ImagePipeline, Result, check_request, image_seed, resolve_seed
 from pipeline.requests import TextToImageRequest
 
 REGROUP_STEPS = 2  # a batch in its first this-many steps starts over to take in compatible arrivals
@@ -195,7 +195,7 @@ class Batcher:
             return
         prompts = [p.request.prompt for p in valid for _ in range(p.request.num_images)]
         seeds = [resolve_seed(p.request.seed) for p in valid]
-        flat_seeds = [s + j for p, s in zip(valid, seeds) for j in range(p.request.num_images)]
+        flat_seeds = [image_seed(s, j) for p, s in zip(valid, seeds) for j in range(p.request.num_images)]
 
         def fan_out(step, total, preview):
             if may_regroup and step <= REGROUP_STEPS and step < total and self._compatible_waiting(valid):

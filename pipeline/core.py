@@ -28,6 +28,7 @@ from pipeline.protocol import (
     adapted_layers,
     batch_of,
     check_request,
+    image_seed,
     lora_label,
     resolve_seed,
 )
@@ -155,7 +156,7 @@ class Wordbrush:
         layout = self.generator.plans_layout if r.layout is None else r.layout
         seeds = [resolve_seed(s) for s in seeds]
         batch_prompts = [p for p in prompts for _ in range(r.num_images)]
-        batch_seeds = [s + j for s in seeds for j in range(r.num_images)]
+        batch_seeds = [image_seed(s, j) for s in seeds for j in range(r.num_images)]
         lora = self._use_lora(r.lora)
 
         # 2. The language-model stage: understanding, optional expansion, then the prompt encoder

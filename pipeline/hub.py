@@ -29,6 +29,7 @@ from pipeline.protocol import (
     adapted_layers,
     batch_of,
     check_request,
+    image_seed,
     lora_label,
     resolve_seed,
 )
@@ -146,7 +147,7 @@ class HubPipeline:
         seeds = [resolve_seed(s) for s in seeds]
         lora = self._use_lora(r.lora)
         batch_prompts = [p for p in prompts for _ in range(r.num_images)]
-        batch_seeds = [s + j for s in seeds for j in range(r.num_images)]
+        batch_seeds = [image_seed(s, j) for s in seeds for j in range(r.num_images)]
 
         # 2. The language-model stage, 3. the diffusers pipeline
         seen = self.expansion.apply(batch_prompts, batch_seeds, r.expand)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,14 @@ MAX_SIDE = 4096  # larger inputs are refused before their pixels are decoded
 MAX_OUTPUT_SIDE = 512  # results are returned at the input's aspect ratio, long side at most this
 
 
+def refuse_image_bombs() -> None:
+    """Make Pillow refuse, when it reads a file's header, any image of more than MAX_SIDE x MAX_SIDE pixels,
+    whoever opens it (gradio's own upload handling decodes some images before a handler runs): a 20 KB 1-bit
+    PNG of 13000 x 13000 pixels would otherwise decode to 500 MB."""
+    Image.MAX_IMAGE_PIXELS = MAX_SIDE * MAX_SIDE
+    warnings.simplefilter("error", Image.DecompressionBombWarning)  # above the limit, not only above twice it
+
+
 def open_image(source: str | Path | Image.Image) -> Image.Image:
     """An RGB image from a path or a PIL image (any mode: RGBA on white, greyscale, palette...).
     Refuses files that are not images and images larger than MAX_SIDE, before decoding them."""
@@ -20,7 +29,7 @@ def open_image(source: str | Path | Image.Image) -> Image.Image:
     else:
         try:
             image = Image.open(source)
-        except Image.DecompressionBombError as err:  # a small file that would decode to billions of pixels
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:  # a small file, huge pixels
             raise ValueError(f"{Path(source).name} is too large to open ({err})") from None
         except (UnidentifiedImageError, OSError) as err:
             raise ValueError(f"{Path(source).name} is not an image Pillow can read ({err.__class__.__name__})") from err

@@ -25,6 +25,7 @@ from pipeline.worlds.base import World
 
 MAX_IMAGES = 16  # per call: more is a batch job for the CLI
 MAX_SEED = 2**63 - 1
+MAX_PROMPT_CHARS = 1000  # a server refuses longer prompts (the prompt encoders read 64-77 tokens of them)
 MAX_STEPS = 200
 MAX_GUIDANCE = 30.0
 MAX_LORA_SCALE = 4.0  # |scale| above this only burns the image out
@@ -80,8 +81,11 @@ def check_request(prompts: list[str], seeds: list[int], *, steps: int, guidance:
     if not prompts:
         raise ValueError("no prompt given; pass a prompt such as 'a red circle above a blue square'")
     for p in prompts:
-        if not isinstance(p, str) or not p.strip():
+        if not isinstance(p, str):
+            raise ValueError(f"the prompt must be text, got {type(p).__name__}")
+        if not p.strip():
             raise ValueError("the prompt is empty; describe the image, e.g. 'three green triangles'")
+
         try:
             p.encode("utf-8")
         except UnicodeEncodeError as err:
@@ -100,6 +104,12 @@ def check_request(prompts: list[str], seeds: list[int], *, steps: int, guidance:
         raise ValueError(f"guidance must be between 0 and {MAX_GUIDANCE:g}, got {guidance!r}")
     if not 1 <= num_images <= MAX_IMAGES:
         raise ValueError(f"num_images must be between 1 and {MAX_IMAGES}, got {num_images!r}")
+
+
+def image_seed(seed: int, j: int) -> int:
+    """Image j of a prompt's seed: seed + j, wrapping past MAX_SEED to 0 (so every seed a caller may send works
+    with any number of images)."""
+    return (seed + j) % (MAX_SEED + 1)
 
 
 def resolve_seed(seed: int) -> int:

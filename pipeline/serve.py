@@ -30,7 +30,15 @@ from pipeline.images import open_image
 from pipeline.loader import load_pipeline
 from pipeline.memory import release_memory
 from pipeline.presets import DEFAULT_MODEL, available_generators
-from pipeline.protocol import MAX_IMAGES, MAX_LORA_SCALE, MAX_SEED, MAX_STEPS, ImagePipeline, Result
+from pipeline.protocol import (
+    MAX_IMAGES,
+    MAX_LORA_SCALE,
+    MAX_PROMPT_CHARS,
+    MAX_SEED,
+    MAX_STEPS,
+    ImagePipeline,
+    Result,
+)
 from pipeline.recipe import Recipe, read_recipe
 from pipeline.requests import InpaintRequest, StyleTransferRequest, TextToImageRequest
 from pipeline.worlds.base import Understood
@@ -103,9 +111,29 @@ def real(value, name: str, low: float, high: float) -> float:
     return float(value)
 
 
+def flag(value, name: str) -> bool | None:
+    """A checkbox's value: True, False or None (the default), or a ValueError that names the field ("no" is not
+    False, and is not read as True either)."""
+    if value is None or isinstance(value, bool):
+        return value
+    raise ValueError(f"{name} must be true or false, got {value!r}")
+
+
+def text(value, name: str, limit: int = MAX_PROMPT_CHARS) -> str:
+    """A text field's value ("" for none), at most `limit` characters, or a ValueError that names the field (a
+    list or a number is not text)."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be text, got {type(value).__name__}")
+    if len(value) > limit:
+        raise ValueError(f"{name} is {len(value):,} characters; at most {limit:,} are accepted")
+    return value
+
+
 def seed_of(seed, randomize) -> int:
     """The seed a form asks for: -1 (pick one) when "random seed" is ticked."""
-    return -1 if randomize else whole(0 if seed is None else seed, "seed", 0, MAX_SEED)
+    return -1 if flag(randomize, "random seed") else whole(0 if seed is None else seed, "seed", 0, MAX_SEED)
 
 
 def checked_seed(seed) -> int:
@@ -298,30 +326,39 @@ class Server:
         run on its generator's batcher. Its `lora` is a library name ("name" or "name:scale")."""
         checked = dataclasses.replace(
             request,
-            prompt=request.prompt or "",
+            prompt=text(request.prompt, "the prompt"),
             seed=checked_seed(request.seed),
             steps=None if request.steps is None else whole(request.steps, "steps", 1, MAX_STEPS),
             guidance=None if request.guidance is None else real(request.guidance, "guidance", 0, 30),
             num_images=whole(request.num_images, "number of images", 1, MAX_IMAGES),
-            lora=self.library.resolve(request.lora),
-            expand=None if request.expand is None else bool(request.expand),
+            lora=self.library.resolve(text(request.lora, "the LoRA", 200) or None),
+            expand=flag(request.expand, "expand"),
+            layout=flag(request.layout, "layout"),
+            understand=flag(request.understand, "understand"),
         )
-        return self._batcher(request.generator).text_to_image(checked, callback=callback)
+        return self._batcher(text(request.generator, "the generator", 40) or None).text_to_image(
+            checked, callback=callback
+        )
 
     def style_transfer(self, request: StyleTransferRequest, *, callback=None) -> Result:
         batcher = self._batcher(None)
         if request.image is None:
             raise ValueError("upload an image first (or send one from the Text to image gallery)")
-        if not (request.style_prompt or "").strip() and request.preset not in batcher.wb.style_presets:
+        style_prompt, preset = (
+            text(request.style_prompt, "the style text"),
+            text(request.preset, "the style preset", 80),
+        )
+        if not style_prompt.strip() and preset not in batcher.wb.style_presets:
             raise ValueError("pick a style preset or describe a style")
         checked = dataclasses.replace(
             request,
             image=open_image(request.image),
-            style_prompt=request.style_prompt or "",
-            preset=request.preset if request.preset in batcher.wb.style_presets else None,
+            style_prompt=style_prompt,
+            preset=preset if preset in batcher.wb.style_presets else None,
             strength=None if request.strength is None else real(request.strength, "strength", 0, 1),
             seed=checked_seed(request.seed),
-            lora=self.library.resolve(request.lora),
+            lora=self.library.resolve(text(request.lora, "the LoRA", 200) or None),
+            understand=flag(request.understand, "understand"),
         )
         return batcher.run_alone(batcher.wb.style_transfer, checked, callback=callback)
 
@@ -329,10 +366,11 @@ class Server:
         batcher = self._batcher(None)
         checked = dataclasses.replace(
             request,
-            prompt=request.prompt or "",
+            prompt=text(request.prompt, "the prompt"),
             seed=checked_seed(request.seed),
-            zoom=bool(request.zoom),
-            lora=self.library.resolve(request.lora),
+            zoom=bool(flag(request.zoom, "zoom")),
+            lora=self.library.resolve(text(request.lora, "the LoRA", 200) or None),
+            understand=flag(request.understand, "understand"),
         )
         return batcher.run_alone(batcher.wb.inpaint, checked, callback=callback)
 

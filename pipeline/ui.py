@@ -12,19 +12,23 @@ log = logging.getLogger("wordbrush.app")
 
 def reports_errors(handler):
     """Every failure reaches the page (and the API) as a message, and the server serves on: a ValueError says
-    what to change; anything else is logged with its traceback and reported without the server's internals."""
+    what to change and is logged as one line; anything else is logged with its traceback (a real fault) and
+    reported without the server's internals. gradio prints neither again (`print_exception=False`)."""
 
     @functools.wraps(handler)
     def wrapper(*args, **kwargs):
         try:
             return handler(*args, **kwargs)
-        except gr.Error:
-            raise
+        except gr.Error as err:
+            log.info("refused %s: %s", handler.__name__, err)
+            raise gr.Error(str(err), print_exception=False) from None
         except ValueError as err:
-            raise gr.Error(str(err)) from None
+            log.info("refused %s: %s", handler.__name__, err)
+            raise gr.Error(str(err), print_exception=False) from None
         except Exception as err:
             log.exception("a request failed")
-            raise gr.Error(f"the server could not finish this request ({type(err).__name__}); try again") from None
+            message = f"the server could not finish this request ({type(err).__name__}); try again"
+            raise gr.Error(message, print_exception=False) from None
 
     return wrapper
 
@@ -53,11 +57,11 @@ def pick_image(value, index: int | None = None):
     """The image to send to another tab: a gallery's selected item (the first when none is), or an image."""
     if isinstance(value, list):
         if not value:
-            raise gr.Error("generate an image first")
+            raise gr.Error("generate an image first", print_exception=False)
         value = value[min(index or 0, len(value) - 1)]
         value = value[0] if isinstance(value, (tuple, list)) else value
     if value is None:
-        raise gr.Error("there is no image to send yet")
+        raise gr.Error("there is no image to send yet", print_exception=False)
     return value
 
 

@@ -26,11 +26,11 @@ def free_port() -> int:
 
 
 class AppURL(str):
-    """The app's URL, and the server's process id (for memory checks)."""
+    """The app's URL, the server's process id (for memory checks) and its log file."""
 
-    def __new__(cls, url: str, pid: int):
+    def __new__(cls, url: str, pid: int, log: Path | None = None):
         self = super().__new__(cls, url)
-        self.pid = pid
+        self.pid, self.log = pid, log
         return self
 
 
@@ -64,7 +64,7 @@ def running_app(model: str, *, extra: list[str] | None = None, timeout: float = 
                 if time.time() > deadline:
                     raise TimeoutError(f"app did not answer on {url} within {timeout}s") from None
                 time.sleep(0.5)
-        yield AppURL(url, proc.pid)
+        yield AppURL(url, proc.pid, Path(log.name))
     finally:
         proc.terminate()
         try:
@@ -83,7 +83,10 @@ def call_http_api(url: str, api_name: str, data: list, *, http=None) -> tuple[li
     http = http or httpx.Client(timeout=120)
     body = json.dumps({"data": data})  # ASCII-escaped, as most JSON encoders send it (a lone surrogate too)
     headers = {"Content-Type": "application/json"}
-    event = http.post(f"{url}gradio_api/call/{api_name}", content=body, headers=headers).json()["event_id"]
+    posted = http.post(f"{url}gradio_api/call/{api_name}", content=body, headers=headers)
+    if posted.status_code != 200:  # refused at the door (pipeline/gate.py), before the queue
+        raise RuntimeError(f"{api_name} refused ({posted.status_code}): {posted.text}")
+    event = posted.json()["event_id"]
     kind, payload = None, None
     with http.stream("GET", f"{url}gradio_api/call/{api_name}/{event}") as stream:
         for line in stream.iter_lines():

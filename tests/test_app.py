@@ -55,7 +55,10 @@ def test_random_seed_is_reported_back(batchers):
     ("args", "message"),
     [
         (("", "diffusion", 2, 3.0, 0, False, 1), "prompt is empty"),
-        (("x " * 5000, "diffusion", 0, 3.0, 0, False, 1), "steps must be from 1 to"),
+        (("x " * 400, "diffusion", 0, 3.0, 0, False, 1), "steps must be from 1 to"),
+        (("x " * 5000, "diffusion", 2, 3.0, 0, False, 1), "at most 1,000 are accepted"),
+        (("a red circle", "diffusion", 2, 3.0, 0, "yes", 1), "random seed must be true or false"),
+        ((["a red circle"], "diffusion", 2, 3.0, 0, False, 1), "the prompt must be text"),
         (("a red circle", "diffusion", 2, float("nan"), 0, False, 1), "guidance must be a number"),
         (("a red circle", "diffusion", 2, 3.0, float("nan"), False, 1), "seed must be a whole number"),
         (("a red circle", "diffusion", 2, 3.0, 0, False, 2.5), "number of images must be a whole number"),

@@ -123,9 +123,11 @@ def test_bad_input_gets_a_message_and_the_server_serves_on(client):
         client.predict("", "diffusion", 2, 3.0, 0, False, 1, api_name="/text_to_image")
     with pytest.raises(Exception, match="upload an image"):
         client.predict(None, "outline", "", 0.6, 0, False, api_name="/style_transfer")
-    long_prompt = "a red circle " * 800  # 10,400 characters: cut at 64 tokens, said so in the result
+    long_prompt = "a red circle " * 70  # 910 characters: cut at 64 tokens, said so in the result
     _, seen, *_ = client.predict(long_prompt, "diffusion", 1, 3.0, 0, False, 1, api_name="/text_to_image")
     assert len(seen) < 400
+    with pytest.raises(Exception, match="at most 1,000 are accepted"):  # a longer one is refused at once
+        client.predict("a red circle " * 800, "diffusion", 1, 3.0, 0, False, 1, api_name="/text_to_image")
     gallery, *_ = client.predict("a red circle", "diffusion", 1, 3.0, 0, False, 1, api_name="/text_to_image")
     assert len(gallery) == 1
 

@@ -16,6 +16,16 @@ from train import tab
 from train.job import LoraJob
 
 
+class _Request:
+    """What gradio passes as `request: gr.Request`: here, just the visitor's session."""
+
+    def __init__(self, session_hash):
+        self.session_hash = session_hash
+
+
+VISITOR = _Request("visitor")
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     return make_tiny_diffusion(tmp_path_factory.mktemp("tiny") / "model")
@@ -34,11 +44,11 @@ def test_training_runs_in_the_background_and_generation_keeps_working(tiny, tmp_
     library = LoraLibrary(tmp_path / "runs")
     batchers = {"diffusion": Batcher(Wordbrush.load(str(tiny)), window_s=0.01)}
     start = tab.start_training_handler(job, tmp_path / "uploads", library)
-    started = start(None, True, "stars", 4, 30, 1e-2, 4, "a red star")
+    started = start(None, True, "stars", 4, 30, 1e-2, 4, "a red star", request=VISITOR)
     run = started.split("**")[1]
     assert run.startswith("stars-") and run != "stars"  # a fresh folder: nobody else's "stars" is resumed
     with pytest.raises(Exception, match="already running"):
-        start(None, True, "again", 4, 30, 1e-2, 4, "")
+        start(None, True, "again", 4, 30, 1e-2, 4, "", request=VISITOR)
     t2i = app.text_to_image_handler(Server(batchers, library))
     gallery, *_ = t2i("a red circle", "diffusion", 2, 3.0, 0, False, 1, progress=lambda *a, **k: None)
     assert len(gallery) == 1  # served while training
@@ -81,15 +91,15 @@ def test_training_without_data_is_a_clear_error(tiny, tmp_path):
     job = LoraJob(model=str(tiny), runs_dir=tmp_path / "runs")
     start = tab.start_training_handler(job, tmp_path / "uploads")
     with pytest.raises(Exception, match="upload images with captions"):
-        start(None, False, "x", 4, 30, 1e-3, 4, "")
+        start(None, False, "x", 4, 30, 1e-3, 4, "", request=VISITOR)
     with pytest.raises(Exception, match="learning rate must be a number"):
-        start(None, True, "x", 4, 30, float("nan"), 4, "")
+        start(None, True, "x", 4, 30, float("nan"), 4, "", request=VISITOR)
     with pytest.raises(Exception, match="steps must be a whole number"):
-        start(None, True, "x", 4, 30.5, 1e-3, 4, "")
+        start(None, True, "x", 4, 30.5, 1e-3, 4, "", request=VISITOR)
     big = tmp_path / "big.png"
     big.write_bytes(b"\0" * (LIMITS.train_upload_mb * 2**20 // 2 + 1))
     with pytest.raises(Exception, match="MB uploaded; at most"):
-        start([str(big), str(big)], False, "x", 4, 30, 1e-3, 4, "")
+        start([str(big), str(big)], False, "x", 4, 30, 1e-3, 4, "", request=VISITOR)
     assert not job.running
 
 
@@ -97,16 +107,9 @@ def test_a_failing_training_reports_and_the_next_can_start(tiny, tmp_path):
     job = LoraJob(model=str(tiny), runs_dir=tmp_path / "runs")
     bad = tmp_path / "bad.png"
     Image.new("RGB", (8, 8)).save(bad)  # no caption anywhere
-    tab.start_training_handler(job, tmp_path / "uploads")([str(bad)], False, "bad", 4, 30, 1e-3, 4, "")
+    tab.start_training_handler(job, tmp_path / "uploads")([str(bad)], False, "bad", 4, 30, 1e-3, 4, "", request=VISITOR)
     _wait(job, lambda s: s.status != "running")
     assert job.state.status == "failed" and "no caption" in job.state.message
-
-
-class _Request:
-    """What gradio passes as `request: gr.Request`: here, just the visitor's session."""
-
-    def __init__(self, session_hash):
-        self.session_hash = session_hash
 
 
 def test_the_demo_set_is_the_worlds_own(tmp_path):

@@ -59,13 +59,15 @@ def start_training_handler(job: LoraJob, uploads: Path, library: LoraLibrary | N
             "lr": real(lr, "learning rate", 1e-6, 1.0),
             "batch_size": whole(batch_size, "batch size", 1, 64),
         }
+        owner = getattr(request, "session_hash", None)
+        if owner is None:  # a /run/ call carries no session: nobody could cancel the training it starts
+            raise ValueError("start a training from the page, or from a client that keeps a session (gradio_client)")
         if job.running:
             raise ValueError("a training is already running on this server; try again when it ends")
         folder = gather_upload(files, use_demo, uploads, world)
         if library is not None:
             library.prune()
         validation = [p.strip() for p in (prompts or "").split(";") if p.strip()]
-        owner = request.session_hash if request is not None else None
         try:
             out = job.start(name=name, data=folder, prompts=validation, owner=owner, delete_data=True, **knobs)
         except ValueError:
@@ -81,7 +83,7 @@ def cancel_training_handler(job: LoraJob):
     def cancel(request: gr.Request = None):
         if not job.running:
             return "no training is running"
-        job.cancel(owner=request.session_hash if request is not None else None)
+        job.cancel(owner=getattr(request, "session_hash", None))
         return "cancelling at the next step..."
 
     return cancel
@@ -93,7 +95,7 @@ def training_status(job: LoraJob, library: LoraLibrary):
     def handler(current_lora):
         st = job.state
         curve = pd.DataFrame(st.losses or [], columns=["step", "loss"])
-        sheet = job.latest_validation()
+        sheet = job.shown_validation()
         status = f"**{st.status}** {st.message}" if st.status != "idle" else "no training yet"
         return status, curve, (str(sheet) if sheet else None), gr.update(choices=[NO_LORA, *library.names()])
 
@@ -138,4 +140,4 @@ def train_tab(
     form = [files, use_demo, name, rank, steps, lr, batch_size, prompts]
     start.click(start_training_handler(job, uploads, library, world), form, status, api_name="train_lora")
     cancel.click(cancel_training_handler(job), None, status, api_name="cancel_training")
-    timer.tick(training_status(job, library), lora, [status, loss_plot, validation, lora], api_name=False)
+    timer.tick(training_status(job, library), lora, [status, loss_plot, validation, lora], api_visibility="private")
