@@ -400,7 +400,7 @@ def main() -> None:
     limits = dict(max_file_size=f"{LIMITS.upload_mb}mb", state_session_capacity=LIMITS.sessions)
     where = dict(server_name=args.host, server_port=args.port, share=args.share, auth=auth)
     css = PIXEL_ART_CSS if caps.pixel_art else None
-    # api_open=False: the REST routes (/gradio_api/run/...) join the queue like every other call
+    # api_open=False: the REST routes (/gradio_api/run/...), which skipped the queue, are closed
     gate = Middleware(RequestGate, events=events_of(demo), folders=[gradio_folder()])  # pipeline/gate.py
     demo.queue(max_size=256, api_open=False).launch(
         **where, **limits, css=css, prevent_thread_lock=True, show_error=True, app_kwargs={"middleware": [gate]}
