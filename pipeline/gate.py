@@ -13,7 +13,8 @@ these with one line of JSON and a 4xx status, before gradio sees the request:
                                    Textbox, true or false for a Checkbox...)
                                    every file a value names is in gradio's upload     400 otherwise
                                    folder (an upload, or a result it served), never
-                                   a path on the server
+                                   a path on the server, and an image there is at
+                                   most MAX_SIDE a side (read from its header)
 
     gate = Middleware(RequestGate, events=events_of(demo), folders=[gradio_folder()])
     demo.launch(app_kwargs={"middleware": [gate]})
@@ -25,8 +26,13 @@ import json
 import os
 import re
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
+
+from PIL import Image
+
+from pipeline.images import MAX_SIDE
 
 MAX_BODY = 2 * 2**20  # a call's JSON body; files come through /upload
 _CALL = re.compile(r"^(?:/[^/]+)*/gradio_api/call/(?:v2/)?([^/]+)/?$")
@@ -147,8 +153,31 @@ def problem(events: dict[int, Event], folders: list[Path], path: str, body: byte
     wrong = wrong_value(event, data)
     if wrong:
         return 400, wrong
-    if any(not inside(p, folders) for p in _paths(data)):
+    paths = _paths(data)
+    if any(not inside(p, folders) for p in paths):
         return 400, "a file must be uploaded first (POST /gradio_api/upload), not named by a path on the server"
+    for p in paths:
+        too_big = _too_big(p)
+        if too_big:
+            return 400, too_big
+    return None
+
+
+def _too_big(path: str) -> str | None:
+    """What is wrong with an image file over MAX_SIDE a side, read from its header alone (None: fine, or not an
+    image Pillow reads)."""
+    name = Path(path).name
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # only the header is read here
+            with Image.open(path) as image:
+                w, h = image.size
+    except Image.DecompressionBombError:  # Pillow's own limit (pipeline/images.py refuse_image_bombs)
+        return f"{name} has more pixels than {MAX_SIDE}x{MAX_SIDE}, the largest image accepted; downscale it"
+    except (OSError, ValueError, SyntaxError):
+        return None
+    if max(w, h) > MAX_SIDE:
+        return f"{name} is {w}x{h}; the largest image accepted is {MAX_SIDE}x{MAX_SIDE}, downscale it"
     return None
 
 

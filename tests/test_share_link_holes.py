@@ -72,7 +72,7 @@ def test_a_live_app_closes_the_holes(tmp_path):
         upload = http.post(f"{url}gradio_api/upload", files={"files": ("bomb.png", bomb.read_bytes(), "image/png")})
         ref = {"path": upload.json()[0], "meta": {"_type": "gradio.FileData"}, "orig_name": "bomb.png"}
         style = [ref, "outline", "", 0.5, 0, False, True, "none", 1.0]
-        assert _refused(url, "style_transfer", style, "pixels") < 2
+        assert _refused(url, "style_transfer", style, "4096x4096, the largest image accepted") < 2
         assert resident_at_rest(url.pid) - rss < 300 * 2**20
 
         # 5: the top seed with several images
