@@ -35,7 +35,7 @@ def icons_inputs(tmp: Path) -> tuple[Path, str, str, tuple[int, int, int, int]]:
     image.resize((SHOWN, SHOWN), 0).save(tmp / "scene.png")
     scale = SHOWN / image.width
     x0, y0, x1, y1 = (round(v * scale - SHOWN / 2) for v in layout.boxes[0])
-    prompt = "could you draw a kitten next to a slice of pizza on a dark blue background?"
+    prompt = "could you draw a kitten with a rocket above it, on a yellow background?"
     return tmp / "scene.png", prompt, "a puppy", (x0, y0, x1, y1)
 
 
