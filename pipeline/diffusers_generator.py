@@ -82,10 +82,22 @@ class DiffusersGenerator:
         return pipe(prompt=prompts, generator=gens, **kwargs).images
 
 
+DEFAULT_RESOLUTION = 1024  # the pipelines that record no native size (Z-Image) draw at this side by default
+
+
 def native_resolution(pipe) -> int:
-    """The pipeline's native image side: the denoiser's sample size times the VAE's scale factor."""
+    """The pipeline's native image side: the denoiser's sample size times the VAE's scale factor; a pipeline whose
+    transformer records no sample size (FLUX.2, Qwen-Image) has its own `default_sample_size` in latent pixels,
+    and one with neither draws at DEFAULT_RESOLUTION."""
     denoiser = pipe.unet if getattr(pipe, "unet", None) is not None else pipe.transformer  # a module has no truth value
-    return int(denoiser.config.sample_size * pipe.vae_scale_factor)
+    sample = getattr(denoiser.config, "sample_size", None)
+    if isinstance(sample, (tuple, list)):
+        sample = sample[0]
+    if not isinstance(sample, int):
+        sample = getattr(pipe, "default_sample_size", None)
+    if not isinstance(sample, int):
+        return DEFAULT_RESOLUTION
+    return int(sample * pipe.vae_scale_factor)
 
 
 def size_multiple(pipe) -> int:

@@ -308,3 +308,16 @@ def test_compile_constructs_a_compiled_denoiser_and_a_gan_is_refused_with_a_reas
     assert compiled.generator.resolution == 32  # asked of the compiled module without asking for its truth value
     with pytest.raises(ValueError, match="diffusers checkpoint: it has no 'gan' generator"):
         load_pipeline(str(sd_folder), generator="gan")
+
+
+def test_native_resolution_reads_what_each_family_records():
+    from types import SimpleNamespace as NS
+
+    from pipeline.diffusers_generator import DEFAULT_RESOLUTION, native_resolution
+
+    unet = NS(unet=NS(config=NS(sample_size=64)), vae_scale_factor=8)  # SD 1.5: 512
+    pixart = NS(unet=None, transformer=NS(config=NS(sample_size=128)), vae_scale_factor=8)
+    flux2 = NS(unet=None, transformer=NS(config=NS()), default_sample_size=128, vae_scale_factor=8)
+    z_image = NS(transformer=NS(config=NS()), vae_scale_factor=8)  # its config has no size, its pipeline none
+    assert [native_resolution(p) for p in (unet, pixart, flux2)] == [512, 1024, 1024]
+    assert native_resolution(z_image) == DEFAULT_RESOLUTION
