@@ -26,6 +26,7 @@ class Icon:
     alternates: tuple[str, ...]  # other names captions may use (CLDR keywords)
     heldout: tuple[str, ...]  # everyday synonyms no caption uses
     sprite: Image.Image = field(repr=False, compare=False)  # RGBA, square
+    emoji: str = ""  # the Unicode emoji it was drawn from
 
 
 @functools.cache
@@ -37,7 +38,9 @@ def icons() -> dict[str, Icon]:
     for i, e in enumerate(meta["icons"]):
         x, y = (i % cols) * side, (i // cols) * side
         sprite = atlas.crop((x, y, x + side, y + side))
-        out[e["name"]] = Icon(e["name"], e["category"], tuple(e["alternates"]), tuple(e["heldout"]), sprite)
+        out[e["name"]] = Icon(
+            e["name"], e["category"], tuple(e["alternates"]), tuple(e["heldout"]), sprite, e.get("emoji", "")
+        )
     return out
 
 

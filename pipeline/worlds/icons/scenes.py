@@ -180,24 +180,30 @@ def spoken_name(name: str, rng: random.Random, *, alternates: float = 0.2) -> st
     return name
 
 
+def template_fields(icons_: tuple[str, ...], first: str, last: str, relation: str | None, size: str | None) -> dict:
+    """What a caption template's fields say for a scene's icons, the names spoken for the first and the last."""
+    size = f"{size} " if size else ""
+    return {
+        "a": article(size + first),
+        "A": size + first,
+        "b": article(last),
+        "n": NUMBERS.get(len(icons_), "one"),
+        "digit": str(len(icons_)),
+        "P": plural(icons_[0]),
+        "rel": RELATION_WORDS.get(relation or "", ""),
+        "inv": RELATION_WORDS.get(INVERSE.get(relation or "", ""), ""),
+    }
+
+
 def caption(scene: Scene, rng: random.Random, *, template_split: str = "train") -> str:
     """One caption of `scene`, from a random template of `template_split` ("train" or "heldout")."""
     held = HELDOUT_TEMPLATES[scene.kind]
     ids = [i for i in range(len(TEMPLATES[scene.kind])) if (i in held) == (template_split == "heldout")]
     template = TEMPLATES[scene.kind][rng.choice(ids)]
     first = spoken_name(scene.icons[0], rng)
-    size = f"{scene.size} " if scene.size else ""
-    fields = {
-        "a": article(size + first),
-        "A": size + first,
-        "b": article(spoken_name(scene.icons[-1], rng)),
-        "n": NUMBERS.get(len(scene.icons), "one"),
-        "digit": str(len(scene.icons)),
-        "P": plural(scene.icons[0]),
-        "rel": RELATION_WORDS.get(scene.relation or "", ""),
-        "inv": RELATION_WORDS.get(INVERSE.get(scene.relation or "", ""), ""),
-    }
-    text = template.format(**fields)
+    text = template.format(
+        **template_fields(scene.icons, first, spoken_name(scene.icons[-1], rng), scene.relation, scene.size)
+    )
     if rng.random() < BACKGROUND_SAID or template_split == "heldout":
         phrase_ids = [
             i

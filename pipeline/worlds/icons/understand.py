@@ -27,45 +27,41 @@ from pathlib import Path
 
 from pipeline.worlds.base import Understood
 from pipeline.worlds.icons import colours
-from pipeline.worlds.icons.catalogue import NameVectors, names, phrase_table, plural, words_of
-from pipeline.worlds.icons.catalogue import icons as icons_by_name
-from pipeline.worlds.icons.layout import read_request
+from pipeline.worlds.icons.catalogue import NameVectors, icons, names, phrase_table, plural, words_of
+from pipeline.worlds.icons.layout import MAX_ICONS, read_request
 from pipeline.worlds.icons.names import NameMatcher
 from pipeline.worlds.icons.reader import CONFIG, READER_DIR, Reading, shared_reader
-from pipeline.worlds.icons.scenes import BACKGROUND_PHRASES, NUMBERS, TEMPLATES, UNCOUNTABLE, article, caption_words
+from pipeline.worlds.icons.scenes import (
+    BACKGROUND_PHRASES,
+    NUMBERS,
+    RELATION_WORDS,
+    TEMPLATES,
+    UNCOUNTABLE,
+    article,
+    caption_words,
+    template_fields,
+)
 
-MAX_THINGS = 3  # icons in one scene (pipeline/worlds/icons/layout.py MAX_ICONS)
-RELATION_WORDS = {"left of": "to the left of", "right of": "to the right of", "above": "above", "below": "below"}
 _WORLD_WORD = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*|[^\sa-z0-9,.!]", re.IGNORECASE)
 _VARIATION = dict.fromkeys(map(ord, "\ufe0f\ufe0e\u200d"), None)
 
 
 def from_emoji(prompt: str) -> str:
     """The prompt with each of the world's emoji replaced by its icon's name ("🐶 and 🐱" -> "a dog and a cat")."""
-    table = _emoji()
     if not any(ord(ch) > 0x2000 for ch in prompt):
         return prompt
     text = prompt.translate(_VARIATION)
-    for emoji, name in table:
+    for emoji, name in _emoji():
         if emoji in text:
             text = text.replace(emoji, f" {article(name)} ")
     return " ".join(text.split())
 
 
+@functools.cache
 def _emoji() -> list[tuple[str, str]]:
-    pairs = [(icon_emoji.translate(_VARIATION), name) for name, icon_emoji in _EMOJI.items()]
-    return sorted(pairs, key=lambda p: -len(p[0]))  # longer sequences first
-
-
-def _load_emoji() -> dict[str, str]:
-    import json
-
-    from pipeline.worlds.icons.catalogue import ICONS_DIR
-
-    return {e["name"]: e["emoji"] for e in json.loads((ICONS_DIR / "icons.json").read_text())["icons"]}
-
-
-_EMOJI = _load_emoji()
+    """(emoji less variation selectors, icon name), longer sequences first."""
+    pairs = [(icon.emoji.translate(_VARIATION), icon.name) for icon in icons().values() if icon.emoji]
+    return sorted(pairs, key=lambda p: -len(p[0]))
 
 
 def unreadable_script(prompt: str) -> bool:
@@ -203,7 +199,7 @@ class IconsUnderstanding:
             things.append((guess, 1))
         kept, total = [], 0
         for name, count in things:
-            if total + count > MAX_THINGS:
+            if total + count > MAX_ICONS:
                 notes.append(f"a scene holds at most three things: {name} left out")
                 continue
             kept.append((name, count))
@@ -257,24 +253,12 @@ def captions_of(request) -> set[str]:
         kind = "relation" if request.relation else "pair"
     else:
         return set()
-    names = {t: (t, *icons_by_name()[t].alternates) if t in icons_by_name() else (t,) for t in set(things)}
-    inverse = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
-    size = f"{request.size} " if request.size else ""
+    names = {t: (t, *icons()[t].alternates) if t in icons() else (t,) for t in set(things)}
     out = set()
     for template in TEMPLATES[kind]:
         for first in names[things[0]]:
             for last in names[things[-1]]:
-                fields = {
-                    "a": article(size + first),
-                    "A": size + first,
-                    "b": article(last),
-                    "n": NUMBERS.get(len(things), "one"),
-                    "digit": str(len(things)),
-                    "P": plural(things[0]),
-                    "rel": RELATION_WORDS.get(request.relation or "", ""),
-                    "inv": RELATION_WORDS.get(inverse.get(request.relation or "", ""), ""),
-                }
-                out.add(template.format(**fields))
+                out.add(template.format(**template_fields(things, first, last, request.relation, request.size)))
     if request.background is None:
         return out
     return {f"{c} {p.format(bg=request.background)}" for c in out for p in BACKGROUND_PHRASES}
