@@ -79,7 +79,6 @@ class IconsUnderstanding:
         self.encoder, self.folder = encoder, Path(folder)
         self.catalogue = NameVectors(encoder)  # the world's names as MiniLM states
         self.matcher = NameMatcher(names(), self.catalogue.name_vectors, self.catalogue.embed)
-        self.world_words = caption_words() | {",", ".", "!"}
         self._lock = threading.Lock()
 
     @property
@@ -108,7 +107,7 @@ class IconsUnderstanding:
         if is_world_caption(prompt, taught):
             return True
         words = [w.lower() for w in _WORLD_WORD.findall(prompt)]
-        return bool(taught) and bool(words) and all(w in self.world_words or w in taught for w in words)
+        return bool(taught) and bool(words) and all(w in _caption_words() or w in taught for w in words)
 
     def names_content(self, prompt: str) -> bool:
         """Does the prompt name something to draw (a world's name, or a thing the reader finds)?"""
@@ -239,7 +238,7 @@ def is_world_caption(prompt: str, taught: frozenset[str] = frozenset()) -> bool:
 
 @functools.cache
 def _caption_words() -> frozenset[str]:
-    return frozenset(caption_words() | {","})
+    return frozenset(caption_words())  # punctuation is not a word here: _WORLD_WORD skips ",", "." and "!"
 
 
 def captions_of(request) -> set[str]:
